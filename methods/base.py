@@ -1,0 +1,57 @@
+"""The small base every method derives from: paper defaults in a frozen Config, a transform, a training step.
+
+Optimisers, schedules, checkpoints, logging and data loading belong to the engine, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from ssl_bench.backbone import Backbone
+from ssl_bench.data.batch import Batch
+from ssl_bench.data.dataset import DataInfo
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Optimisation defaults shared by all methods; each method's Config overrides them with its paper's values.
+
+    ``lr`` is the rate at a batch of 256; the engine scales it linearly with the batch size (Goyal et al. 2017).
+    """
+
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+
+
+class Method(nn.Module):
+    """A pretext task on the shared backbone.
+
+    Subclasses set ``name`` and ``Config``, build their heads in ``__init__``, return the per-sample views
+    from ``transform`` and compute the loss in ``training_step``. Side effects such as memory-bank updates
+    happen inside ``training_step``, visibly. All state that must survive a restart (heads, banks) is a
+    parameter or a buffer, so ``state_dict`` checkpoints it.
+    """
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""  # one line: authors, venue, arXiv id
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    trains: ClassVar[bool] = True  # False for the random-init baseline
+
+    def __init__(self, backbone: Backbone, cfg: MethodConfig, data: DataInfo) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.cfg = cfg
+        self.data = data
+
+    def transform(self) -> Callable[[Any], dict[str, Tensor]]:
+        """Per-sample view maker used by the training DataLoader: image -> {"view name": tensor}."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Batch) -> dict[str, Tensor]:
+        """Returns {"loss": scalar tensor, ...anything else worth logging}."""
+        raise NotImplementedError

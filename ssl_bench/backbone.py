@@ -1,0 +1,121 @@
+"""The one backbone every method shares: a thin wrapper over a timm model.
+
+A backbone is named by a spec string: a timm model name plus optional modifiers separated by "-":
+
+* ``resnet18``                the timm model as is (ImageNet stem: 7x7 conv stride 2 + max-pool);
+* ``resnet18-smallstem``      small-image stem for 32 px inputs (3x3 conv stride 1, no max-pool),
+                              as in the CIFAR ResNets of He et al. 2016 and the SimCLR/solo-learn recipes;
+* ``resnet18-w0.5``           the four stages' widths scaled by 0.5 (the stem keeps 64 channels): the width-scaled points of
+                              the accuracy-vs-parameters sweep (PIRL Fig. 2 uses several network sizes).
+
+The wrapper exposes what methods and evaluations need (feature dimension, named stages, parameter count)
+so that no method reaches into ``.fc`` or renames weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import timm
+import torch
+from torch import Tensor, nn
+
+SMALL_STEM = "smallstem"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    model: str
+    small_stem: bool = False
+    width: float = 1.0
+
+    @classmethod
+    def parse(cls, spec: str) -> "BackboneSpec":
+        model, *mods = spec.split("-")
+        small, width = False, 1.0
+        for mod in mods:
+            if mod == SMALL_STEM:
+                small = True
+            elif mod.startswith("w"):
+                try:
+                    width = float(mod[1:])
+                except ValueError:
+                    raise ValueError(f"backbone {spec!r}: width modifier {mod!r} is not a number; use e.g. '-w0.5'") from None
+                if not 0 < width <= 8:
+                    raise ValueError(f"backbone {spec!r}: width must be in (0, 8], got {width}")
+            else:
+                raise ValueError(
+                    f"backbone {spec!r}: unknown modifier {mod!r}; valid modifiers are '-{SMALL_STEM}' and '-w<width>'"
+                )
+        if model not in timm.list_models():
+            close = timm.list_models(f"*{model[:6]}*")[:8]
+            raise ValueError(f"backbone {spec!r}: timm has no model {model!r}; close names: {', '.join(close) or 'none'}")
+        return cls(model, small, width)
+
+
+class Backbone(nn.Module):
+    """A timm model without classifier: ``forward`` gives pooled features, ``stages`` the named stage outputs."""
+
+    def __init__(self, spec: str) -> None:
+        super().__init__()
+        self.spec = spec
+        parsed = BackboneSpec.parse(spec)
+        kwargs: dict = {}
+        if parsed.width != 1.0:
+            base = timm.create_model(parsed.model, pretrained=False)
+            if not hasattr(base, "layer1"):
+                raise ValueError(f"backbone {spec!r}: width scaling is only supported for ResNets")
+            channels = tuple(max(8, int(round(info["num_chs"] * parsed.width / _expansion(base)))) for info in base.feature_info[1:])
+            kwargs = {"channels": channels}  # the 64-channel stem is kept: only the four stages scale
+        self.model = timm.create_model(parsed.model, pretrained=False, num_classes=0, **kwargs)
+        if parsed.small_stem:
+            _use_small_stem(self.model, spec)
+        self.stage_names: list[str] = [_stage_name(info["module"]) for info in self.model.feature_info]
+        self.stage_channels: list[int] = [info["num_chs"] for info in self.model.feature_info]
+        self.num_features: int = self.model.num_features
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, num_features): globally average-pooled last stage."""
+        return self.model(x)
+
+    def forward_map(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, C, h, w): last-stage feature map, before pooling (for decoders)."""
+        return self.model.forward_features(x)
+
+    def stages(self, x: Tensor, names: list[str] | None = None) -> dict[str, Tensor]:
+        """Feature maps of the named stages, e.g. {"stem": (B,64,H,W), ..., "layer4": (B,512,h,w)}."""
+        names = names or self.stage_names
+        unknown = sorted(set(names) - set(self.stage_names))
+        if unknown:
+            raise ValueError(f"backbone {self.spec}: unknown stage(s) {unknown}; valid stages: {self.stage_names}")
+        indices = [self.stage_names.index(n) for n in names]
+        maps = self.model.forward_intermediates(x, indices=indices, intermediates_only=True)
+        return dict(zip(names, maps))
+
+
+def _expansion(model: nn.Module) -> int:
+    block = model.layer1[0]
+    return getattr(block, "expansion", 1)
+
+
+def _stage_name(module: str) -> str:
+    return "stem" if module in ("act1", "bn1", "conv1", "stem") else module
+
+
+def _use_small_stem(model: nn.Module, spec: str) -> None:
+    """Replace the ImageNet stem by a 3x3 stride-1 conv and drop the max-pool (He et al. 2016, CIFAR ResNet)."""
+    if not (hasattr(model, "conv1") and hasattr(model, "maxpool") and isinstance(model.conv1, nn.Conv2d)):
+        raise ValueError(f"backbone {spec!r}: the small-image stem is only defined for ResNets with a single-conv stem")
+    out = model.conv1.out_channels
+    model.conv1 = nn.Conv2d(3, out, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    for info in model.feature_info:
+        info["reduction"] = max(1, info["reduction"] // 4)
+
+
+def build_backbone(spec: str, device: torch.device | str = "cpu") -> Backbone:
+    return Backbone(spec).to(device)

@@ -1,0 +1,243 @@
+"""Typed run configuration: a preset (TOML shipped in ``ssl_bench/presets``) plus command-line overrides.
+
+Every key is checked: an unknown key, a value of the wrong type or out of range is a ``ConfigError`` that
+names the valid choices. Method hyper-parameters live in each method's own frozen ``Config`` (the paper's
+defaults, next to the code that uses them); a preset or ``--set`` overrides them by method name, e.g.
+``--set pirl.lam=0.5`` or a ``[pirl]`` table in a preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration mistake the user can fix; the message says what and how."""
+
+
+def close_match(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def unknown(kind: str, name: str, choices: list[str]) -> ConfigError:
+    return ConfigError(f"unknown {kind} {name!r}.{close_match(name, choices)} Valid {kind}s: {', '.join(choices)}.")
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"
+    root: str = ""  # "" = <out>/data for the built-in dataset
+    image_size: int = 32
+    num_train: int = 5000  # synthetic: images generated; real datasets: 0 = all, else a class-balanced cap
+    num_test: int = 1000
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.0  # 0 = the method's paper rate, scaled linearly with batch_size / 256
+    weight_decay: float = -1.0  # < 0 = the method's paper value
+    warmup_epochs: float = 0.0
+    precision: str = "auto"  # auto | fp32 | bf16 (auto = bf16 where the hardware has fast bf16)
+    channels_last: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class LinearConfig:
+    """Linear probe on frozen, cached features (Goyal et al. 2019 protocol, shrunk: see `epochs`)."""
+
+    layers: list[str] = field(default_factory=lambda: ["all"])  # stage names, or "all"
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+
+
+@dataclass
+class KNNConfig:
+    """Weighted kNN of NPID (Wu et al. 2018): cosine similarity, k neighbours weighted by exp(s / T)."""
+
+    k: int = 200
+    temperature: float = 0.07
+
+
+@dataclass
+class RunConfig:
+    preset: str = "default"
+    description: str = ""
+    methods: list[str] = field(default_factory=lambda: ["random", "supervised", "autoencoder"])
+    backbones: list[str] = field(default_factory=lambda: ["resnet18"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    evals: list[str] = field(default_factory=lambda: ["linear", "knn"])
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
+    knn: KNNConfig = field(default_factory=KNNConfig)
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"pirl": {"lam": 0.5}}
+
+
+POSITIVE = {
+    "data.image_size", "data.num_test", "train.epochs", "train.batch_size", "linear.epochs",
+    "linear.batch_size", "knn.k",
+}  # fmt: skip
+NON_NEGATIVE = {"data.num_train", "data.num_workers", "train.warmup_epochs", "train.lr", "linear.lr", "linear.weight_decay"}
+CHOICES = {"train.precision": ["auto", "fp32", "bf16"]}
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Turn a TOML value or a command-line string into the annotated type, or explain why not."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [coerce(v, item, key) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp in (int, float):
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            out = tp(value)
+            if tp is int and isinstance(value, float) and value != int(value):
+                raise ValueError
+            return out
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected {'an integer' if tp is int else 'a number'}, got {value!r}") from None
+    if tp is str:
+        return str(value)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(tp):
+            if arm is type(None):
+                if value in (None, "none", "None"):
+                    return None
+                continue
+            try:
+                return coerce(value, arm, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: {value!r} does not fit {tp}")
+    return value
+
+
+def set_field(obj: Any, key: str, value: Any, prefix: str = "") -> None:
+    """Set ``obj.<key>`` (a dataclass field) from a raw value, checking name and type."""
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    full = f"{prefix}{key}"
+    if key not in fields:
+        names = list(fields)
+        raise ConfigError(f"unknown config key {full!r}.{close_match(key, names)} Valid keys here: {', '.join(prefix + n for n in names)}.")
+    hints = typing.get_type_hints(type(obj))
+    current = getattr(obj, key)
+    if dataclasses.is_dataclass(current):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{full}: is a section; set its keys, e.g. {full}.{dataclasses.fields(current)[0].name}=...")
+        for k, v in value.items():
+            set_field(current, k, v, prefix=f"{full}.")
+        return
+    setattr(obj, key, coerce(value, hints[key], full))
+
+
+def validate(cfg: RunConfig) -> None:
+    for key in POSITIVE | NON_NEGATIVE:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if key in POSITIVE and value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+        if key in NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{key} must be zero or positive, got {value}")
+    for key, choices in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r} is not valid; choose one of {', '.join(choices)}")
+    for name in ("methods", "backbones", "seeds", "evals"):
+        if not getattr(cfg, name):
+            raise ConfigError(f"{name} is empty: name at least one")
+
+
+def available_presets() -> dict[str, str]:
+    """Preset name -> its one-line description."""
+    out = {}
+    for entry in sorted(resources.files("ssl_bench.presets").iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".toml"):
+            out[entry.name[:-5]] = tomllib.loads(entry.read_text()).get("description", "")
+    return out
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    presets = available_presets()
+    if name not in presets:
+        raise unknown("preset", name, list(presets))
+    return tomllib.loads(resources.files("ssl_bench.presets").joinpath(f"{name}.toml").read_text())
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["train.epochs=3", "pirl.lam=0.2"]`` -> nested dict; values stay strings and are coerced later."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=3")
+        key, value = item.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value.strip()
+    return out
+
+
+def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve(preset: str = "default", overrides: dict[str, Any] | None = None, method_names: list[str] | None = None) -> RunConfig:
+    """Preset + overrides -> a checked RunConfig. Tables named after a method go to ``method_params``."""
+    raw = merge(load_preset(preset), overrides or {})
+    method_names = method_names or []
+    cfg = RunConfig(preset=preset)
+    for key, value in raw.items():
+        if key in method_names:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: method parameters go as {key}.<name>=value")
+            cfg.method_params[key] = merge(cfg.method_params.get(key, {}), value)
+        elif key == "method_params":
+            raise ConfigError("set method parameters by method name, e.g. --set pirl.lam=0.5")
+        else:
+            set_field(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def to_dict(obj: Any) -> Any:
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def config_hash(payload: Any) -> str:
+    """A stable 16-hex-digit hash of any JSON-able structure (dataclasses included)."""
+    text = json.dumps(payload, sort_keys=True, default=to_dict, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
