@@ -41,6 +41,7 @@ class DataConfig:
     num_train: int = 5000  # synthetic: images generated; real datasets: 0 = all, else a class-balanced cap
     num_test: int = 1000
     num_workers: int = 0
+    seed: int = 0  # the dataset's own seed (synthetic generation, subsets): the same for every method and run seed
 
 
 @dataclass
@@ -60,6 +61,7 @@ class LinearConfig:
     """Linear probe on frozen, cached features (Goyal et al. 2019 protocol, shrunk: see `epochs`)."""
 
     layers: list[str] = field(default_factory=lambda: ["all"])  # stage names, or "all"
+    max_dims: int = 9216  # each stage average-pooled to at most this many dims (Goyal et al.: ~9k)
     epochs: int = 30
     batch_size: int = 256
     lr: float = 0.1
@@ -93,7 +95,7 @@ class RunConfig:
 
 POSITIVE = {
     "data.image_size", "data.num_test", "train.epochs", "train.batch_size", "linear.epochs",
-    "linear.batch_size", "knn.k",
+    "linear.batch_size", "linear.max_dims", "knn.k",
 }  # fmt: skip
 NON_NEGATIVE = {"data.num_train", "data.num_workers", "train.warmup_epochs", "train.lr", "linear.lr", "linear.weight_decay"}
 CHOICES = {"train.precision": ["auto", "fp32", "bf16"]}
@@ -157,6 +159,23 @@ def set_field(obj: Any, key: str, value: Any, prefix: str = "") -> None:
             set_field(current, k, v, prefix=f"{full}.")
         return
     setattr(obj, key, coerce(value, hints[key], full))
+
+
+def build_frozen(cls: type, overrides: dict[str, Any], prefix: str = "") -> Any:
+    """``cls(**defaults | overrides)`` for a (frozen) dataclass, each override checked by name and coerced by type."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            names = sorted(fields)
+            raise ConfigError(f"unknown config key {(prefix + key)!r}.{close_match(key, names)} Valid keys: {', '.join(prefix + n for n in names)}.")
+        values[key] = coerce(value, hints[key], prefix + key)
+    out = cls(**values)
+    check = getattr(out, "check", None)
+    if callable(check):
+        check()  # a method config's own range checks (e.g. 0 <= lam <= 1)
+    return out
 
 
 def validate(cfg: RunConfig) -> None:

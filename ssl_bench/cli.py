@@ -1,0 +1,156 @@
+"""Command line: ``ssl-bench run | report | list``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+EPILOG = """examples:
+  ssl-bench run                                   the default preset on the built-in synthetic dataset
+  ssl-bench run --preset ci --methods random,supervised --out /tmp/ci
+  ssl-bench run --backbone resnet18,resnet34,resnet18-w0.5 --seeds 0,1,2
+  ssl-bench run --set train.epochs=30 --set autoencoder.noise_std=0.2
+  ssl-bench report --out results
+  ssl-bench list
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssl-bench",
+        description="Pretrain self-supervised methods on one shared backbone and measure them with one evaluation harness.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="{run,report,list}")
+
+    run = sub.add_parser("run", help="pretrain and evaluate (skips everything already in <out>/results.csv)",
+                         description="Resolve a preset plus overrides, then pretrain every method x backbone x seed and run "
+                                     "every evaluation that has no result yet. Finished work is cached under --out.")  # fmt: skip
+    run.add_argument("--preset", default="default", help="named preset (see `ssl-bench list`); default: default")
+    run.add_argument("--methods", help="comma-separated methods, e.g. random,supervised,autoencoder")
+    run.add_argument("--evals", help="comma-separated evaluations, e.g. linear,knn")
+    run.add_argument("--dataset", help="dataset name (see `ssl-bench list`)")
+    run.add_argument("--data-root", help="where the dataset's files are (the built-in dataset is generated there)")
+    run.add_argument("--backbone", help="comma-separated backbone specs (a sweep), e.g. resnet18,resnet34,resnet18-w0.5")
+    run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    run.add_argument("--epochs", type=int, help="pretraining epochs (overrides the preset)")
+    run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--out", default="results", help="output directory (results.csv, runs/, report/); default: results")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="any config key, e.g. train.batch_size=64, linear.epochs=10, autoencoder.noise_std=0.1")  # fmt: skip
+    run.add_argument("--no-report", action="store_true", help="do not write the report after the run")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    report = sub.add_parser("report", help="write tables and figures from <out>/results.csv (never retrains)")
+    report.add_argument("--out", default="results", help="directory holding results.csv; the report goes to <out>/report")
+    report.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    lst = sub.add_parser("list", help="list methods, evaluations, datasets and presets")
+    lst.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    from ssl_bench.config import merge, parse_set
+
+    flags: dict[str, Any] = {}
+    for flag, key in [("methods", "methods"), ("evals", "evals"), ("backbone", "backbones"), ("seeds", "seeds"), ("device", "device")]:
+        if getattr(args, flag) is not None:
+            flags[key] = getattr(args, flag)
+    data = {k: v for k, v in {"name": args.dataset, "root": args.data_root}.items() if v is not None}
+    if data:
+        flags["data"] = data
+    if args.epochs is not None:
+        flags["train"] = {"epochs": args.epochs}
+    return merge(parse_set(args.set), flags)
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from ssl_bench.config import resolve
+    from ssl_bench.methods import available_methods
+    from ssl_bench.runner import run
+
+    cfg = resolve(args.preset, overrides_from(args), list(available_methods()))
+    out = Path(args.out)
+    console.print(f"[bold]ssl-bench run[/] preset [cyan]{cfg.preset}[/]: methods {', '.join(cfg.methods)}; "
+                  f"backbones {', '.join(cfg.backbones)}; seeds {', '.join(map(str, cfg.seeds))}; evals {', '.join(cfg.evals)}; "
+                  f"out {out}")  # fmt: skip
+    t0 = time.perf_counter()
+    counts = run(cfg, out, console)
+    console.print(f"{counts['evaluations']} evaluations done, {counts['cached']} of {counts['units']} units cached, "
+                  f"in {time.perf_counter() - t0:.1f} s; results in {out / 'results.csv'}")  # fmt: skip
+    if not args.no_report:
+        return cmd_report(args, console)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from ssl_bench.report import make_report
+
+    files = make_report(Path(args.out), console=console)
+    for path in files.written:
+        console.print(f"wrote {path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from ssl_bench.config import available_presets
+    from ssl_bench.data.datasets import DATASET_HELP
+    from ssl_bench.eval.harness import EVAL_HELP
+    from ssl_bench.methods import available_methods
+
+    sections = [
+        ("methods", {name: cls.paper for name, cls in available_methods().items()}),
+        ("evaluations", EVAL_HELP),
+        ("datasets", DATASET_HELP),
+        ("presets", available_presets()),
+        ("backbones", {"<timm name>": "any timm ResNet, e.g. resnet18, resnet34, resnet50, resnet10t",
+                       "<name>-smallstem": "3x3 stride-1 stem without max-pool, for 32 px inputs",
+                       "<name>-w<width>": "stage widths scaled, e.g. resnet18-w0.5 (for parameter sweeps)"}),
+    ]  # fmt: skip
+    for title, items in sections:
+        table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+        for name, text in items.items():
+            table.add_row(f"[cyan]{name}", text)
+        console.print(table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console(stderr=False)
+    err = Console(stderr=True)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from ssl_bench.config import ConfigError
+
+    handlers = {"run": cmd_run, "report": cmd_report, "list": cmd_list}
+    try:
+        return handlers[args.command](args, console)
+    except ConfigError as e:
+        if args.debug:
+            raise
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted.[/] Finished units are saved; run the same command again to continue.")
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+        if args.debug:
+            raise
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print("(run with --debug for the traceback)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

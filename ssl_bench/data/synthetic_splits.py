@@ -1,0 +1,22 @@
+"""The built-in ``synthetic`` dataset as train/test splits (generated once, cached under the data root)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ssl_bench.config import DataConfig
+from ssl_bench.data.dataset import DataInfo, Splits
+from ssl_bench.data.synthetic import CLASSES, SyntheticImages, channel_stats
+
+
+def synthetic_root(cfg: DataConfig, out_dir: Path) -> Path:
+    return Path(cfg.root) if cfg.root else out_dir / "data"
+
+
+def load_synthetic(cfg: DataConfig, out_dir: Path) -> Splits:
+    root = synthetic_root(cfg, out_dir)
+    train = SyntheticImages(root, "train", cfg.num_train, cfg.image_size, cfg.seed)
+    test = SyntheticImages(root, "test", cfg.num_test, cfg.image_size, cfg.seed)
+    mean, std = channel_stats(train.images)
+    info = DataInfo("synthetic", len(CLASSES), len(train), cfg.image_size, mean, std, tuple(CLASSES))
+    return Splits(train, test, info)

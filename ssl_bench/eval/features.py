@@ -1,0 +1,80 @@
+"""Frozen features of every named stage, extracted once per checkpoint and cached on disk.
+
+Pooling rule (Goyal et al., ICCV 2019, as used in PIRL Table 7): each stage map (C, h, w) is average-pooled to
+the largest square grid k x k with C * k^2 <= ``max_dims`` (9,216 at paper scale: conv1 64x12x12, res2 256x6x6,
+res3 512x4x4, res4 1024x3x3, res5 2048x2x2), and never above its own size. "pooled" is the global average of the
+last stage, the representation kNN and the methods' heads see.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ssl_bench.backbone import Backbone
+from ssl_bench.data.transforms import eval_view
+
+POOLED = "pooled"
+
+
+def grid_size(channels: int, size: int, max_dims: int) -> int:
+    return max(1, min(size, math.isqrt(max_dims // channels)))
+
+
+class _Viewed(Dataset):
+    def __init__(self, base: Dataset, transform) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        image, label = self.base[i]
+        return self.transform(image), int(label)
+
+
+@torch.no_grad()
+def extract(backbone: Backbone, dataset: Dataset, layers: list[str], image_size: int, mean, std, device: torch.device,
+            max_dims: int = 9216, batch_size: int = 256, workers: int = 0,
+            dtype: torch.dtype | None = None) -> tuple[dict[str, Tensor], Tensor]:  # fmt: skip
+    """-> ({layer: (N, D) float32}, labels (N,)). The backbone is put in eval mode; its weights are not touched."""
+    backbone.eval().to(device)
+    stage_layers = [l for l in layers if l != POOLED]
+    loader = DataLoader(_Viewed(dataset, eval_view(image_size, mean, std)), batch_size=batch_size, num_workers=workers)
+    chunks: dict[str, list[Tensor]] = {l: [] for l in layers}
+    labels = []
+    for images, target in loader:
+        images = images.to(device)
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            maps = backbone.stages(images, backbone.stage_names)
+        for name in stage_layers:
+            fmap = maps[name].float()
+            k = grid_size(fmap.shape[1], fmap.shape[-1], max_dims)
+            chunks[name].append(F.adaptive_avg_pool2d(fmap, k).flatten(1).cpu())  # (B, C*k*k)
+        if POOLED in layers:
+            chunks[POOLED].append(maps[backbone.stage_names[-1]].float().mean((2, 3)).cpu())  # (B, C)
+        labels.append(target)
+    return {l: torch.cat(c) for l, c in chunks.items()}, torch.cat(labels)
+
+
+def cached(path: Path, compute) -> tuple[dict[str, Tensor], Tensor]:
+    """Load features from ``path`` if it holds them, else compute and write atomically (temp file + rename)."""
+    if path.exists():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            return state["features"], state["labels"]
+        except Exception as err:  # a truncated or corrupt cache is redone, never used
+            import warnings
+
+            warnings.warn(f"feature cache {path} is unreadable ({err}); extracting again")
+    feats, labels = compute()
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save({"features": feats, "labels": labels}, tmp)
+    os.replace(tmp, path)
+    return feats, labels

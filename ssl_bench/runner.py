@@ -1,0 +1,172 @@
+"""Expands a run config into units of work (backbone x method x seed, then evaluations) and does what is missing.
+
+A unit is identified by the hash of the resolved settings its result depends on. Pretraining is cached in
+``<out>/runs/<method>_<backbone>_s<seed>_<hash>/`` (config.json, metrics.jsonl, checkpoint.pt, backbone.pt,
+cached features); an evaluation whose hash already has rows in ``results.csv`` is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ssl_bench.backbone import Backbone, BackboneSpec
+from ssl_bench.config import ConfigError, RunConfig, build_frozen, config_hash
+from ssl_bench.data.datasets import load_dataset
+from ssl_bench.data.dataset import DataInfo, Indexed, Splits
+from ssl_bench.engine import Trainer, autocast_dtype, save_atomic
+from ssl_bench.eval.harness import EvalContext, check_evals, eval_settings, evaluate
+from ssl_bench.methods import Method, MethodConfig, get_method
+from ssl_bench.results import ResultsTable, now
+
+
+@dataclass(frozen=True)
+class Unit:
+    method: str
+    backbone: str
+    seed: int
+    method_cfg: MethodConfig
+    pretrain_hash: str
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.method}_{self.backbone}_s{self.seed}_{self.pretrain_hash[:8]}"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU; use --device cpu")
+    return device
+
+
+def method_config(name: str, overrides: dict[str, Any]) -> MethodConfig:
+    """The method's paper defaults with the run's overrides, type-checked field by field."""
+    return build_frozen(get_method(name).Config, overrides, prefix=f"{name}.")
+
+
+def data_identity(cfg: RunConfig) -> dict[str, Any]:
+    d = asdict(cfg.data)
+    d.pop("num_workers")
+    if cfg.data.name == "synthetic":
+        d.pop("root")
+    return d
+
+
+def plan(cfg: RunConfig) -> list[Unit]:
+    """Every (backbone, method, seed) combination, with its resolved method config and pretraining hash."""
+    for name in cfg.method_params:
+        if name not in cfg.methods:
+            get_method(name)  # unknown name -> error listing the valid ones
+    check_evals(cfg.evals)
+    units = []
+    for backbone in cfg.backbones:
+        BackboneSpec.parse(backbone)
+        for name in cfg.methods:
+            cls = get_method(name)
+            mcfg = method_config(name, cfg.method_params.get(name, {}))
+            payload = {"method": name, "method_cfg": asdict(mcfg), "backbone": backbone, "data": data_identity(cfg),
+                       "train": asdict(cfg.train) if cls.trains else None}  # fmt: skip
+            for seed in cfg.seeds:
+                units.append(Unit(name, backbone, seed, mcfg, config_hash({**payload, "seed": seed})))
+    return units
+
+
+def eval_hash(unit: Unit, name: str, cfg: RunConfig) -> str:
+    return config_hash({"pretrain": unit.pretrain_hash, "eval": name, "settings": eval_settings(name, cfg)})
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=False)  # fmt: skip
+
+
+def pretrain(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, run_dir: Path, progress: Progress) -> Backbone:
+    """The unit's trained backbone: loaded from ``backbone.pt`` if it was finished before, else trained now."""
+    final = run_dir / "backbone.pt"
+    seed_everything(unit.seed)
+    backbone = Backbone(unit.backbone)
+    if final.exists():
+        state = torch.load(final, map_location="cpu", weights_only=True)
+        backbone.load_state_dict(state, strict=True)
+        return backbone.to(device)
+    cls = get_method(unit.method)
+    method: Method = cls(backbone, unit.method_cfg, splits.info)
+    if cls.trains:
+        dataset = Indexed(splits.train, method.transform())
+        Trainer(method, cfg.train, device, run_dir, unit.seed, cfg.data.num_workers).fit(dataset, progress, unit.run_id)
+    backbone = method.backbone.to(memory_format=torch.contiguous_format)
+    save_atomic({k: v.cpu().contiguous() for k, v in backbone.state_dict().items()}, final)
+    return backbone
+
+
+def run(cfg: RunConfig, out: Path, console: Console | None = None) -> dict[str, int]:
+    """Do every missing unit of ``cfg`` under ``out``; returns counts of units trained, evaluated and skipped."""
+    console = console or Console()
+    out.mkdir(parents=True, exist_ok=True)
+    units = plan(cfg)
+    device = resolve_device(cfg.device)
+    table = ResultsTable(out / "results.csv")
+    done = table.done()
+    todo = [(u, [e for e in cfg.evals if eval_hash(u, e, cfg) not in done]) for u in units]
+    counts = {"units": len(units), "cached": sum(1 for _, evs in todo if not evs), "evaluations": 0}
+    if all(not evs for _, evs in todo):
+        console.print(f"[green]All {len(units)} units are already in {table.path}: nothing to do.")
+        return counts
+    splits = load_dataset(cfg.data, out)
+    console.print(f"dataset [bold]{splits.info.name}[/]: {len(splits.train)} train / {len(splits.test)} test images, "
+                  f"{splits.info.num_classes} classes, {splits.info.image_size} px; device {device}")  # fmt: skip
+    with progress_bar(console) as progress:
+        overall = progress.add_task("all units", total=sum(len(evs) for _, evs in todo))
+        for unit, evals in todo:
+            if not evals:
+                continue
+            run_dir = out / "runs" / unit.run_id
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(run_dir / "config.json", {"unit": {**asdict(unit), "method_cfg": asdict(unit.method_cfg)},
+                                                 "run": asdict(cfg), "info": asdict(splits.info)})  # fmt: skip
+            backbone = pretrain(unit, cfg, splits, device, run_dir, progress)
+            ctx = EvalContext(backbone, splits, cfg, run_dir, device, unit.seed, autocast_dtype(cfg.train.precision, device))
+            for name in evals:
+                progress.update(overall, description=f"{unit.run_id}: {name}")
+                rows = evaluate(name, ctx)
+                table.append(result_rows(unit, name, eval_hash(unit, name, cfg), rows, backbone, splits.info, cfg))
+                counts["evaluations"] += 1
+                progress.advance(overall)
+    return counts
+
+
+def result_rows(unit: Unit, name: str, ehash: str, rows: list, backbone: Backbone, info: DataInfo, cfg: RunConfig) -> list[dict]:
+    created = now()
+    return [
+        {"method": unit.method, "backbone": unit.backbone, "params": backbone.num_params, "dataset": info.name,
+         "preset": cfg.preset, "eval": name, "protocol": r.protocol, "layer": r.layer, "metric": r.metric,
+         "value": round(r.value, 4), "seed": unit.seed, "config_hash": ehash, "run_id": unit.run_id, "created": created}
+        for r in rows
+    ]  # fmt: skip
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)

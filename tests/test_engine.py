@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ssl_bench.backbone import Backbone
+from ssl_bench.config import TrainConfig
+from ssl_bench.data.dataset import Indexed
+from ssl_bench.engine import FINAL_LR_RATIO, NonFiniteLoss, Trainer, lr_factor, param_groups
+from ssl_bench.methods import get_method
+
+TINY = "resnet18-w0.25"
+
+
+class Images(torch.utils.data.Dataset):
+    def __init__(self, n: int = 24) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+        self.y = torch.arange(n) % 10
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.y[i])
+
+
+def trainer(tmp_path, info, epochs: int, name: str = "supervised", **train) -> Trainer:
+    torch.manual_seed(0)
+    cls = get_method(name)
+    method = cls(Backbone(TINY), cls.Config(), info)
+    cfg = TrainConfig(epochs=epochs, batch_size=8, precision="fp32", channels_last=False, **train)
+    return Trainer(method, cfg, torch.device("cpu"), tmp_path, seed=0)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, info, monkeypatch) -> None:
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    straight = trainer(tmp_path / "a", info, epochs=2)
+    straight.fit(Indexed(Images(), straight.method.transform()))
+
+    crashing = trainer(tmp_path / "b", info, epochs=2)
+    real_step = Trainer._step
+
+    def crash_in_epoch_two(self, batch, optimizer, epoch, step):
+        if epoch == 1:
+            raise KeyboardInterrupt  # killed during epoch 2, after epoch 1's checkpoint
+        return real_step(self, batch, optimizer, epoch, step)
+
+    monkeypatch.setattr(Trainer, "_step", crash_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.fit(Indexed(Images(), crashing.method.transform()))
+    monkeypatch.setattr(Trainer, "_step", real_step)
+
+    resumed = trainer(tmp_path / "b", info, epochs=2)  # a fresh process: same run dir, picks up checkpoint.pt
+    resumed.fit(Indexed(Images(), resumed.method.transform()))
+    for (k, a), b in zip(straight.method.state_dict().items(), resumed.method.state_dict().values()):
+        assert torch.equal(a, b), k
+    lines = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2] and all("loss" in l for l in lines)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path, info) -> None:
+    t = trainer(tmp_path, info, epochs=1, lr=1e30)
+    with pytest.raises(NonFiniteLoss, match=r"supervised: the loss became (nan|inf).*epoch 1, step \d+.*Lower the learning rate"):
+        t.fit(Indexed(Images(), t.method.transform()))
+
+
+def test_weight_decay_skips_biases_and_norms() -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+    decay, no_decay = param_groups(net, 1e-4)
+    assert {p.ndim for p in decay["params"]} == {2, 4} and {p.ndim for p in no_decay["params"]} == {1}
+    assert no_decay["weight_decay"] == 0.0
+
+
+def test_schedule_warms_up_then_decays_to_the_final_ratio() -> None:
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(10, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(100, 100, 10) == pytest.approx(FINAL_LR_RATIO)
+    values = [lr_factor(s, 100, 10) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
