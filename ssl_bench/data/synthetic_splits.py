@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ssl_bench.config import DataConfig
 from ssl_bench.data.dataset import DataInfo, Splits
-from ssl_bench.data.synthetic import CLASSES, SyntheticImages, channel_stats
 
 
 def synthetic_root(cfg: DataConfig, out_dir: Path) -> Path:
@@ -14,6 +13,8 @@ def synthetic_root(cfg: DataConfig, out_dir: Path) -> Path:
 
 
 def load_synthetic(cfg: DataConfig, out_dir: Path) -> Splits:
+    from ssl_bench.data.synthetic import CLASSES, SyntheticImages, channel_stats
+
     root = synthetic_root(cfg, out_dir)
     train = SyntheticImages(root, "train", cfg.num_train, cfg.image_size, cfg.seed)
     test = SyntheticImages(root, "test", cfg.num_test, cfg.image_size, cfg.seed)
