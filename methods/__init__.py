@@ -7,13 +7,17 @@ from importlib.metadata import entry_points
 from ssl_bench.config import unknown
 from ssl_bench.methods.autoencoder import Autoencoder
 from ssl_bench.methods.base import Method, MethodConfig
+from ssl_bench.methods.jigsaw import Jigsaw
 from ssl_bench.methods.random_init import RandomInit
+from ssl_bench.methods.rotnet import RotNet
 from ssl_bench.methods.supervised import Supervised
 
 METHODS: dict[str, type[Method]] = {
     "random": RandomInit,
     "supervised": Supervised,
     "autoencoder": Autoencoder,
+    "rotnet": RotNet,
+    "jigsaw": Jigsaw,
 }
 
 

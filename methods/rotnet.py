@@ -1,0 +1,82 @@
+"""RotNet: predict which of four rotations (0, 90, 180, 270 degrees) was applied to an image.
+
+Gidaris et al., ICLR 2018, arXiv:1803.07728. By default all four rotated copies of every image go into the same
+batch, which the paper found clearly better than one random rotation per image (Sec. 3.1, implementation details);
+``all_rotations=False`` is VISSL's one-random-rotation variant. Rotation k is ``torch.rot90(x, k, (-2, -1))``:
+k * 90 degrees counter-clockwise as displayed, the same as the authors' ``rotate_img`` (flipud of the transpose).
+The head is a 4-way linear classifier on the backbone's pooled features (the shared-backbone protocol; the paper
+also uses conv heads on intermediate blocks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssl_bench.data.batch import Batch
+from ssl_bench.data.transforms import light_crop
+from ssl_bench.methods.base import Method, MethodConfig
+
+NUM_ROTATIONS = 4
+
+
+@dataclass(frozen=True)
+class RotNetConfig(MethodConfig):
+    # Gidaris et al. (code: config/CIFAR10_RotNet_NIN4blocks.py): SGD, lr 0.1 at 128 images (x4 rotations = 512
+    # inputs), momentum 0.9, wd 5e-4 (Nesterov there; our engine uses plain momentum) -> 0.2 at 256 images.
+    # Their ImageNet AlexNet run used lr 0.01 at 192 images (config/ImageNet_RotNet_AlexNet.py).
+    lr: float = 0.2
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    all_rotations: bool = True  # False: one uniformly random rotation per image (VISSL)
+    mlp_head: bool = False  # True: Linear-BN-ReLU (hidden = num_features) before the 4-way classifier
+
+
+def rotate(images: Tensor, k: Tensor | int) -> Tensor:
+    """Rotate (C, H, W) by k * 90 degrees counter-clockwise (torch.rot90 over the last two dims)."""
+    return torch.rot90(images, int(k), dims=(-2, -1))
+
+
+class RotationViews:
+    """Per-sample views: {"rotations": (R, C, H, W), "labels": (R,)}, R = 4 (labels 0..3) or 1 (a random label)."""
+
+    def __init__(self, crop: Callable[[Any], Tensor], all_rotations: bool) -> None:
+        self.crop = crop
+        self.all_rotations = all_rotations
+
+    def __call__(self, image: Any) -> dict[str, Tensor]:
+        x = self.crop(image).as_subclass(Tensor)  # (C, H, W)
+        if x.shape[-1] != x.shape[-2]:
+            raise ValueError(f"rotnet: crops must be square so that all rotations stack, got {tuple(x.shape)}")
+        labels = torch.arange(NUM_ROTATIONS) if self.all_rotations else torch.randint(NUM_ROTATIONS, (1,))
+        return {"rotations": torch.stack([rotate(x, k) for k in labels]), "labels": labels}
+
+
+class RotNet(Method):
+    name = "rotnet"
+    paper = "Gidaris et al., ICLR 2018, arXiv:1803.07728"
+    Config = RotNetConfig
+
+    def __init__(self, backbone, cfg: RotNetConfig, data) -> None:
+        super().__init__(backbone, cfg, data)
+        f = backbone.num_features
+        hidden: list[nn.Module] = [nn.Linear(f, f, bias=False), nn.BatchNorm1d(f), nn.ReLU(inplace=True)] if cfg.mlp_head else []
+        self.head = nn.Sequential(*hidden, nn.Linear(f, NUM_ROTATIONS))
+
+    def transform(self) -> Callable[[Any], dict[str, Tensor]]:
+        # Gidaris et al.: CIFAR pad-4 random crop + flip (light_crop at <= 64 px), random resized crop + flip above.
+        crop = light_crop(self.data.image_size, self.data.mean, self.data.std)
+        return RotationViews(crop, self.cfg.all_rotations)
+
+    def training_step(self, batch: Batch) -> dict[str, Tensor]:
+        images = batch.views["rotations"].flatten(0, 1)  # (B*R, C, H, W): all rotations share the batch statistics
+        labels = batch.views["labels"].flatten()  # (B*R,)
+        logits = self.head(self.backbone(images))  # (B*R, 4)
+        loss = F.cross_entropy(logits.float(), labels)
+        accuracy = (logits.argmax(1) == labels).float().mean()
+        return {"loss": loss, "rot_acc": accuracy.detach()}

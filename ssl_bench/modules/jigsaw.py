@@ -1,0 +1,185 @@
+"""The jigsaw tiler shared by Jigsaw and PIRL: tile geometry, tile extraction, per-tile normalisation, shuffling.
+
+Paper geometry (Noroozi & Favaro, ECCV 2016, arXiv:1603.09246; ResNet-50 settings of Goyal et al., ICCV 2019,
+arXiv:1905.01235, also used by PIRL, arXiv:1912.01991): a 255 px crop, a 3x3 grid of 85 px cells and one random
+64x64 tile per cell (up to 21 px of jitter, so tiles never share an edge), each tile normalised on its own so
+that low-level statistics cannot solve the puzzle.
+
+Tile k is the cell in row r = k // grid, column c = k % grid (row-major). All extraction is index arithmetic on
+whole tensors (one gather), never a Python loop over tiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchvision.transforms import v2
+
+PAPER_TILE_RATIO = 64 / 85  # Goyal et al. / PIRL: 64 px tiles in 85 px cells
+
+
+@dataclass(frozen=True)
+class TileGeometry:
+    """A ``crop``-px square cut into ``grid`` x ``grid`` cells of ``crop // grid`` px, one ``tile``-px tile per cell.
+
+    Proportions at any resolution: cell = crop // grid and tile = round(tile_ratio * cell) with the paper's
+    tile_ratio = 64/85 (~0.75); 255 -> cell 85, tile 64. ``tile=0`` applies this rule. When crop is not a
+    multiple of grid, the grid of cells is centred (``margin`` px left over on the top and left sides).
+    """
+
+    crop: int
+    grid: int = 3
+    tile: int = 0  # 0 = round(PAPER_TILE_RATIO * cell)
+
+    def __post_init__(self) -> None:
+        if self.grid < 1 or self.crop < self.grid:
+            raise ValueError(f"TileGeometry: need crop >= grid >= 1, got crop={self.crop}, grid={self.grid}")
+        if self.tile == 0:
+            object.__setattr__(self, "tile", max(1, round(PAPER_TILE_RATIO * self.cell)))
+        if not 1 <= self.tile <= self.cell:
+            raise ValueError(
+                f"TileGeometry: tile {self.tile} px does not fit in a cell of {self.cell} px (crop {self.crop} // grid {self.grid})"
+            )
+
+    @classmethod
+    def for_crop(cls, crop: int, grid: int = 3, tile_ratio: float = PAPER_TILE_RATIO) -> "TileGeometry":
+        cell = crop // grid
+        return cls(crop=crop, grid=grid, tile=max(1, round(tile_ratio * cell)))
+
+    @property
+    def cell(self) -> int:
+        return self.crop // self.grid
+
+    @property
+    def margin(self) -> int:
+        return (self.crop - self.grid * self.cell) // 2
+
+    @property
+    def num_tiles(self) -> int:
+        return self.grid * self.grid
+
+
+def extract_tiles(
+    images: Tensor,
+    geometry: TileGeometry,
+    generator: torch.Generator | None = None,
+    jitter: bool = True,
+    return_offsets: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """(B, C, crop, crop) or (C, crop, crop) -> (B, G*G, C, tile, tile) or (G*G, C, tile, tile).
+
+    Tile k comes from row-major cell k, at an offset within the cell drawn uniformly from 0..cell-tile per axis
+    (``jitter``) or centred. With ``return_offsets`` also returns each tile's top-left corner in the image,
+    (B, G*G, 2) as (y, x).
+    """
+    single = images.ndim == 3
+    x = images[None] if single else images  # (B, C, S, S)
+    b, c, h, w = x.shape
+    g, t, s = geometry.grid, geometry.tile, geometry.crop
+    if (h, w) != (s, s):
+        raise ValueError(f"extract_tiles: images are {h}x{w}, the geometry expects {s}x{s}")
+    room = geometry.cell - t
+    if jitter:
+        offsets = torch.randint(0, room + 1, (b, g * g, 2), generator=generator)  # (B, G*G, 2)
+    else:
+        offsets = torch.full((b, g * g, 2), room // 2, dtype=torch.long)
+    k = torch.arange(g * g)
+    cell_corner = geometry.margin + geometry.cell * torch.stack([k // g, k % g], dim=-1)  # (G*G, 2)
+    corner = (cell_corner + offsets).to(x.device)  # (B, G*G, 2)
+    steps = torch.arange(t, device=x.device)
+    rows = corner[..., 0, None] + steps  # (B, G*G, t)
+    cols = corner[..., 1, None] + steps  # (B, G*G, t)
+    flat_index = (rows[..., :, None] * s + cols[..., None, :]).reshape(b, g * g, 1, t * t)  # (B, G*G, 1, t*t)
+    source = x.reshape(b, 1, c, s * s).expand(b, g * g, c, s * s)
+    tiles = torch.gather(source, 3, flat_index.expand(b, g * g, c, t * t)).reshape(b, g * g, c, t, t)
+    tiles = tiles[0] if single else tiles
+    if return_offsets:
+        return tiles, (corner[0] if single else corner)
+    return tiles
+
+
+def normalize_tiles(tiles: Tensor, eps: float = 1e-5) -> Tensor:
+    """Each tile, each channel to zero mean and unit std over its own pixels: (..., C, t, t) -> same shape."""
+    mean = tiles.mean(dim=(-2, -1), keepdim=True)
+    var = tiles.var(dim=(-2, -1), keepdim=True, unbiased=False)
+    return (tiles - mean) / torch.sqrt(var + eps)
+
+
+def shuffle_tiles(tiles: Tensor, perms: Tensor, index: Tensor) -> Tensor:
+    """(B, N, ...) tiles, (P, N) permutations, (B,) indices -> (B, N, ...) with out[b, j] = tiles[b, perms[index[b], j]].
+
+    Position j of the shuffled sequence holds original tile perms[index[b]][j]; undo it with
+    ``out.gather`` by the inverse permutation ``perms[index].argsort(1)``.
+    """
+    order = perms.to(tiles.device)[index.to(tiles.device)]  # (B, N)
+    rows = torch.arange(tiles.shape[0], device=tiles.device)[:, None]  # (B, 1)
+    return tiles[rows, order]
+
+
+def assemble_tiles(tiles: Tensor, grid: int = 3) -> Tensor:
+    """(B, G*G, C, t, t) -> (B, C, G*t, G*t) (or unbatched): the tiles laid out row-major, for tests and pictures."""
+    single = tiles.ndim == 4
+    x = tiles[None] if single else tiles
+    b, n, c, t, _ = x.shape
+    if n != grid * grid:
+        raise ValueError(f"assemble_tiles: {n} tiles do not make a {grid}x{grid} grid")
+    out = x.reshape(b, grid, grid, c, t, t).permute(0, 3, 1, 4, 2, 5).reshape(b, c, grid * t, grid * t)
+    return out[0] if single else out
+
+
+class JigsawView:
+    """Per-sample view maker: image -> {"tiles": (G*G, C, t, t), "perm": ...} for the DataLoader.
+
+    Random crop to ``crop`` px (``scale`` range of RandomResizedCrop; ``scale=None`` is Goyal et al.'s
+    resize-to-256/255-of-the-crop then random crop), horizontal flip, image-level grayscale with ``grayscale_p``
+    (0.66 in Goyal et al.'s Jigsaw), tiles, optional per-tile colour jitter + grayscale (PIRL), mean/std
+    normalisation, per-tile normalisation, then a shuffle. With ``perms`` a permutation index p is drawn
+    uniformly and "perm" is that int64 scalar; with ``perms=None`` (PIRL: tiles in random order) the order is a
+    uniformly random permutation and "perm" is that (G*G,) order. Either way tiles[j] = unshuffled[order[j]].
+    """
+
+    def __init__(
+        self,
+        crop: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        perms: Tensor | None,
+        scale: tuple[float, float] | None = (0.6, 1.0),
+        grayscale_p: float = 0.66,
+        tile_color_jitter: bool = False,
+        geometry: TileGeometry | None = None,
+        flip: bool = True,
+    ) -> None:
+        self.geometry = geometry or TileGeometry.for_crop(crop)
+        if self.geometry.crop != crop:
+            raise ValueError(f"JigsawView: geometry is for a {self.geometry.crop} px crop, not {crop}")
+        if perms is not None and (perms.ndim != 2 or perms.shape[1] != self.geometry.num_tiles):
+            raise ValueError(f"JigsawView: perms must be (P, {self.geometry.num_tiles}), got {tuple(perms.shape)}")
+        self.perms = None if perms is None else perms.long().cpu()
+        if scale is None:  # Goyal et al. / VISSL: Resize(256) + RandomCrop(255)
+            cropping: list[Any] = [v2.Resize(math.ceil(crop * 256 / 255), antialias=True), v2.RandomCrop(crop)]
+        else:
+            cropping = [v2.RandomResizedCrop(crop, scale=scale, antialias=True)]
+        steps = [v2.ToImage(), *cropping] + ([v2.RandomHorizontalFlip()] if flip else [])
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.RandomGrayscale(p=grayscale_p)]
+        self.image_ops = v2.Compose(steps)
+        # PIRL's per-tile colour augmentation (VISSL pirl_jigsaw config): ColorJitter(0.4, 0.4, 0.4, 0.2), grayscale 0.2
+        self.tile_ops = v2.Compose([v2.ColorJitter(0.4, 0.4, 0.4, 0.2), v2.RandomGrayscale(p=0.2)]) if tile_color_jitter else None
+        self.normalize = v2.Normalize(list(mean), list(std))
+
+    def __call__(self, image: Any) -> dict[str, Tensor]:
+        x = self.image_ops(image).as_subclass(Tensor)  # (C, crop, crop) in [0, 1]
+        tiles = extract_tiles(x, self.geometry)  # (G*G, C, t, t)
+        if self.tile_ops is not None:
+            tiles = torch.stack([self.tile_ops(tile).as_subclass(Tensor) for tile in tiles])  # independent draws per tile
+        tiles = normalize_tiles(self.normalize(tiles))
+        if self.perms is None:
+            order = torch.randperm(self.geometry.num_tiles)  # (G*G,)
+            return {"tiles": tiles[order], "perm": order}
+        p = torch.randint(len(self.perms), ())
+        return {"tiles": tiles[self.perms[p]], "perm": p}

@@ -1,0 +1,70 @@
+"""End to end through the command line, as a user runs it (the ci preset, on the built-in dataset)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from ssl_bench.cli import main
+
+
+def rows(path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    args = ["run", "--preset", "ci", "--methods", "random,supervised,autoencoder", "--out", str(out)]
+    assert main(args) == 0
+    first = rows(out / "results.csv")
+    methods = {r["method"] for r in first}
+    assert methods == {"random", "supervised", "autoencoder"}
+    assert {r["eval"] for r in first} == {"linear", "knn"}
+    assert {r["layer"] for r in first if r["eval"] == "linear"} == {"stem", "layer1", "layer2", "layer3", "layer4"}
+    for name in ("summary.md", "accuracy_vs_params.png", "accuracy_vs_params.svg"):
+        assert (out / "report" / name).stat().st_size > 0
+    for method in ("supervised", "autoencoder"):
+        run_dir = next((out / "runs").glob(f"{method}_*"))
+        assert {"config.json", "metrics.jsonl", "checkpoint.pt", "backbone.pt"} <= {p.name for p in run_dir.iterdir()}
+
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert rows(out / "results.csv") == first  # no duplicate rows, nothing rewritten
+
+    assert main([*args, "--evals", "knn", "--set", "knn.k=10"]) == 0  # a changed eval config is a new unit
+    assert len(rows(out / "results.csv")) == len(first) + 3 * 2
+
+
+@pytest.mark.parametrize(
+    "argv, code, needle",
+    [
+        (["run", "--methods", "supervized"], 2, "unknown method 'supervized'. Did you mean 'supervised'?"),
+        (["run", "--evals", "linaer"], 2, "unknown evaluation 'linaer'"),
+        (["run", "--dataset", "imagenette"], 2, "unknown dataset 'imagenette'"),
+        (["run", "--preset", "nope"], 2, "unknown preset 'nope'"),
+        (["run", "--set", "train.epochs=-3"], 2, "train.epochs must be positive"),
+        (["run", "--set", "autoencoder.nosie_std=1"], 2, "Did you mean 'noise_std'?"),
+        (["run", "--dataset", "folder", "--data-root", "/does/not/exist"], 1, "needs --data-root pointing at an ImageFolder tree"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_exit_code(argv, code, needle, tmp_path, capsys) -> None:
+    assert main([*argv, "--out", str(tmp_path), "--no-report"]) == code
+    err = capsys.readouterr().err
+    assert needle in " ".join(err.split()), err
+    assert "Traceback" not in err
+
+
+def test_list_names_every_method_eval_dataset_and_preset(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("random", "supervised", "autoencoder", "rotnet", "jigsaw", "linear", "knn", "synthetic", "folder", "ci", "default"):
+        assert name in out
+
+
+def test_report_on_missing_results_explains(tmp_path, capsys) -> None:
+    assert main(["report", "--out", str(tmp_path)]) == 1
+    assert "ssl-bench run" in capsys.readouterr().err
