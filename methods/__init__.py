@@ -8,6 +8,8 @@ from ssl_bench.config import unknown
 from ssl_bench.methods.autoencoder import Autoencoder
 from ssl_bench.methods.base import Method, MethodConfig
 from ssl_bench.methods.jigsaw import Jigsaw
+from ssl_bench.methods.npid import NPIDpp
+from ssl_bench.methods.pirl import PIRL
 from ssl_bench.methods.random_init import RandomInit
 from ssl_bench.methods.rotnet import RotNet
 from ssl_bench.methods.supervised import Supervised
@@ -18,6 +20,8 @@ METHODS: dict[str, type[Method]] = {
     "autoencoder": Autoencoder,
     "rotnet": RotNet,
     "jigsaw": Jigsaw,
+    "npidpp": NPIDpp,
+    "pirl": PIRL,
 }
 
 

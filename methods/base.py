@@ -38,6 +38,7 @@ class Method(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""  # how tables print it, e.g. "NPID++"; empty = name
     paper: ClassVar[str] = ""  # one line: authors, venue, arXiv id
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     trains: ClassVar[bool] = True  # False for the random-init baseline

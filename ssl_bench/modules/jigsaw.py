@@ -154,6 +154,7 @@ class JigsawView:
         tile_color_jitter: bool = False,
         geometry: TileGeometry | None = None,
         flip: bool = True,
+        per_tile_norm: bool = True,
     ) -> None:
         self.geometry = geometry or TileGeometry.for_crop(crop)
         if self.geometry.crop != crop:
@@ -171,13 +172,16 @@ class JigsawView:
         # PIRL's per-tile colour augmentation (VISSL pirl_jigsaw config): ColorJitter(0.4, 0.4, 0.4, 0.2), grayscale 0.2
         self.tile_ops = v2.Compose([v2.ColorJitter(0.4, 0.4, 0.4, 0.2), v2.RandomGrayscale(p=0.2)]) if tile_color_jitter else None
         self.normalize = v2.Normalize(list(mean), list(std))
+        self.per_tile_norm = per_tile_norm  # Noroozi & Favaro: yes; PIRL (VISSL config): no, it would undo the tile jitter
 
     def __call__(self, image: Any) -> dict[str, Tensor]:
         x = self.image_ops(image).as_subclass(Tensor)  # (C, crop, crop) in [0, 1]
         tiles = extract_tiles(x, self.geometry)  # (G*G, C, t, t)
         if self.tile_ops is not None:
             tiles = torch.stack([self.tile_ops(tile).as_subclass(Tensor) for tile in tiles])  # independent draws per tile
-        tiles = normalize_tiles(self.normalize(tiles))
+        tiles = self.normalize(tiles)
+        if self.per_tile_norm:
+            tiles = normalize_tiles(tiles)
         if self.perms is None:
             order = torch.randperm(self.geometry.num_tiles)  # (G*G,)
             return {"tiles": tiles[order], "perm": order}

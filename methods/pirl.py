@@ -1,0 +1,127 @@
+"""PIRL: pretext-invariant representations, contrasted against a memory bank.
+
+Misra & van der Maaten, CVPR 2020, arXiv:1912.01991. An image I gives two views: v_I, the standard
+augmented crop, and v_I^t, a transformed one (jigsaw: nine shuffled, separately coloured tiles of a crop;
+or, Table 5, a rotated crop). f(v_I) and g(v_I^t) are 128-d unit vectors; both are pulled towards the
+image's memory m_I and pushed from K bank negatives by NCE:
+
+    L = λ · NCE(m_I, g(v_I^t)) + (1 - λ) · NCE(m_I, f(v_I)),   λ = 0.5   (Eq. 5)
+
+and m_I moves towards f(v_I) only. The image term goes first, so Z is estimated from it on the first
+batch, and both terms use the same draw of negatives: with λ = 0 PIRL is exactly NPID++ on the same
+inputs. Sharing the draw is a choice of ours (VISSL draws per term); each term still sees uniform negatives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ssl_bench.backbone import Backbone
+from ssl_bench.data.batch import Batch
+from ssl_bench.data.dataset import DataInfo
+from ssl_bench.data.transforms import augmented_crop
+from ssl_bench.methods.base import Method, MethodConfig
+from ssl_bench.modules.heads import LinearEmbedding, TileEmbedding
+from ssl_bench.modules.jigsaw import JigsawView
+from ssl_bench.modules.memory_bank import MemoryBank, cap_negatives
+from ssl_bench.modules.nce import contrast_loss
+
+TRANSFORMS = ("jigsaw", "rotation")
+
+
+@dataclass(frozen=True)
+class PIRLConfig(MethodConfig):
+    # PIRL's implementation details and VISSL pirl config: SGD momentum 0.9, wd 1e-4, lr 0.12 at batch 1024
+    # = 0.03 at 256, cosine to 1.2e-4 (engine), 800 epochs in the paper preset
+    lr: float = 0.03
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    lam: float = 0.5  # λ of Eq. 5
+    transform: str = "jigsaw"  # "jigsaw" | "rotation" (Table 5)
+    embedding_dim: int = 128
+    num_negatives: int = 32_000  # capped at N - 1 (warning)
+    temperature: float = 0.07
+    bank_momentum: float = 0.5
+    loss: str = "nce"  # "nce" | "infonce"
+    shared_negatives: bool = True  # see ssl_bench.modules.memory_bank
+    crop_scale: float = 0.08  # v_I's RandomResizedCrop, VISSL pirl config
+    tile_crop_scale: float = 0.6  # the jigsaw crop covers 0.6-1 of the image (PIRL's jigsaw setup)
+
+
+class PIRLViews:
+    """image -> {"image": v_I (3, H, W), "tiles": (9, 3, t, t)} or {"image": v_I, "rotated": (3, H, W)}."""
+
+    def __init__(self, cfg: PIRLConfig, data: DataInfo) -> None:
+        size, mean, std = data.image_size, data.mean, data.std
+        self.kind = cfg.transform
+        self.image = augmented_crop(size, mean, std, scale=(cfg.crop_scale, 1.0))
+        # VISSL's PIRL colours each tile on its own (jitter, grayscale 0.2): tile_color_jitter, no image-level grayscale
+        self.jigsaw = JigsawView(size, mean, std, perms=None, scale=(cfg.tile_crop_scale, 1.0),
+                                 grayscale_p=0.0, tile_color_jitter=True, per_tile_norm=False)  # fmt: skip
+        self.rotated = augmented_crop(size, mean, std, scale=(cfg.crop_scale, 1.0))
+
+    def __call__(self, image: Any) -> dict[str, Tensor]:
+        if self.kind == "jigsaw":
+            return {"image": self.image(image), "tiles": self.jigsaw(image)["tiles"]}  # tiles already in random order
+        quarter_turns = int(torch.randint(4, ()))
+        return {"image": self.image(image), "rotated": torch.rot90(self.rotated(image), quarter_turns, dims=(1, 2))}
+
+
+class PIRL(Method):
+    """f on v_I, g on v_I^t, NCE of both against the memory of I; the bank follows f."""
+
+    name = "pirl"
+    display_name: ClassVar[str] = "PIRL"
+    paper = "Misra & van der Maaten, CVPR 2020, arXiv:1912.01991"
+    Config = PIRLConfig
+
+    def __init__(self, backbone: Backbone, cfg: PIRLConfig, data: DataInfo) -> None:
+        super().__init__(backbone, cfg, data)
+        if cfg.transform not in TRANSFORMS:
+            raise ValueError(f"pirl.transform={cfg.transform!r} is not valid; choose one of {', '.join(TRANSFORMS)}")
+        if not 0.0 <= cfg.lam <= 1.0:
+            raise ValueError(f"pirl.lam must be in [0, 1], got {cfg.lam}")
+        self.cfg: PIRLConfig = cfg
+        self.head = LinearEmbedding(backbone.num_features, cfg.embedding_dim)  # f
+        self.transform_head: nn.Module = (  # g
+            TileEmbedding(backbone.num_features, 9, cfg.embedding_dim)
+            if cfg.transform == "jigsaw"
+            else LinearEmbedding(backbone.num_features, cfg.embedding_dim)
+        )
+        self.bank = MemoryBank(data.num_train, cfg.embedding_dim, cfg.bank_momentum)
+        self.criterion = contrast_loss(cfg.loss, data.num_train, cfg.temperature)  # NCE holds Z in a buffer
+        self.num_negatives = cap_negatives(cfg.num_negatives, data.num_train)
+
+    def transform(self) -> Callable[[Any], dict[str, Tensor]]:
+        return PIRLViews(self.cfg, self.data)
+
+    def embed_transformed(self, views: dict[str, Tensor]) -> Tensor:
+        """g(v_I^t): (B, 128) unit vectors from the tiles (each through the backbone) or the rotated crop."""
+        if self.cfg.transform == "rotation":
+            return self.transform_head(self.backbone(views["rotated"]))
+        tiles = views["tiles"]  # (B, 9, 3, t, t)
+        features = self.backbone(tiles.flatten(0, 1))  # (B·9, F)
+        return self.transform_head(features.view(tiles.shape[0], tiles.shape[1], -1))  # (B, 9, F) -> (B, 128)
+
+    def training_step(self, batch: Batch) -> dict[str, Tensor]:
+        index = batch.index
+        f = self.head(self.backbone(batch.views["image"]))  # (B, 128)
+        g = self.embed_transformed(batch.views)  # (B, 128)
+        negatives = self.bank.negatives(index, self.num_negatives, shared=self.cfg.shared_negatives)  # one draw, both terms
+        pos_f, pos_g = self.bank.positive_scores(f, index), self.bank.positive_scores(g, index)  # (B,)
+        loss_image = self.criterion(pos_f, negatives.scores(f))  # first: it estimates Z on the first batch
+        loss_transformed = self.criterion(pos_g, negatives.scores(g))
+        loss = self.cfg.lam * loss_transformed + (1.0 - self.cfg.lam) * loss_image
+        self.bank.update(index, f.detach())  # the side effect, after the loss: m_I moves towards f(v_I)
+        return {
+            "loss": loss,
+            "loss_image": loss_image.detach(),
+            "loss_transformed": loss_transformed.detach(),
+            "pos_sim": pos_f.mean().detach(),
+            "pos_sim_transformed": pos_g.mean().detach(),
+        }
