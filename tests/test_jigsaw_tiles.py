@@ -143,3 +143,30 @@ def test_view_checks_its_arguments() -> None:
         JigsawView(32, MEAN, STD, None, geometry=TileGeometry.for_crop(255))
     with pytest.raises(ValueError, match=r"perms must be \(P, 9\)"):
         JigsawView(32, MEAN, STD, torch.arange(4)[None])
+
+
+def test_hsv_round_trip_and_hue_matches_torchvision() -> None:
+    from torchvision.transforms.v2 import functional as TF
+
+    from ssl_bench.modules.jigsaw import _hsv_to_rgb, _rgb_to_hsv, jitter_tiles
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(9, 3, 8, 8, generator=g)
+    torch.testing.assert_close(_hsv_to_rgb(_rgb_to_hsv(x)), x, atol=1e-5, rtol=0)
+    # with only a hue shift, each tile equals torchvision's adjust_hue with that tile's own factor
+    g1 = torch.Generator().manual_seed(3)
+    out = jitter_tiles(x, strength=(0, 0, 0, 0.2), gray_p=0.0, generator=g1)
+    g2 = torch.Generator().manual_seed(3)
+    [torch.rand(9, 1, 1, 1, generator=g2) for _ in range(3)]  # brightness, contrast, saturation draws
+    shifts = (2 * torch.rand(9, 1, 1, generator=g2) - 1) * 0.2
+    for tile, shift, got in zip(x, shifts.flatten(), out):
+        torch.testing.assert_close(got, TF.adjust_hue(tile, float(shift)), atol=2e-3, rtol=0)
+
+
+def test_tile_jitter_draws_independently_per_tile() -> None:
+    from ssl_bench.modules.jigsaw import jitter_tiles
+
+    same = torch.full((9, 3, 8, 8), 0.5)
+    out = jitter_tiles(same, gray_p=0.0, generator=torch.Generator().manual_seed(0))
+    assert len({round(float(t.mean()), 4) for t in out}) == 9  # nine different brightness/contrast draws
+    assert out.min() >= 0 and out.max() <= 1

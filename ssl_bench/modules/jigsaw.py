@@ -132,6 +132,51 @@ def assemble_tiles(tiles: Tensor, grid: int = 3) -> Tensor:
     return out[0] if single else out
 
 
+def _rgb_to_hsv(x: Tensor) -> Tensor:
+    """(..., 3, H, W) RGB in [0, 1] -> HSV in [0, 1]."""
+    r, g, b = x.unbind(-3)
+    maxc, minc = x.max(-3).values, x.min(-3).values
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    h = torch.where(maxc == r, ((g - b) / safe) % 6, torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    h = torch.where(delta > 0, h / 6, torch.zeros_like(h))
+    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    return torch.stack([h, s, maxc], -3)
+
+
+def _hsv_to_rgb(x: Tensor) -> Tensor:
+    h, s, v = x.unbind(-3)
+    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], -3)  # (..., 3, H, W)
+    return v.unsqueeze(-3) - v.unsqueeze(-3) * s.unsqueeze(-3) * (torch.minimum(k, 4 - k).clamp(0, 1))
+
+
+def jitter_tiles(tiles: Tensor, strength: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.2), gray_p: float = 0.2,
+                 generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
+    """PIRL's per-tile colour augmentation (VISSL pirl_jigsaw: ColorJitter(0.4, 0.4, 0.4, 0.2) + grayscale 0.2 on
+    every tile), drawn independently per tile but computed for all tiles at once: (T, 3, t, t) in [0, 1] -> same.
+
+    Same factor ranges as torchvision's ColorJitter; the order is fixed (brightness, contrast, saturation, hue)
+    where torchvision shuffles it, which a batched version cannot do per tile.
+    """
+    n = tiles.shape[0]
+    bri, con, sat, hue = strength
+
+    def factor(spread: float) -> Tensor:
+        return (1 - spread + 2 * spread * torch.rand(n, 1, 1, 1, generator=generator)).clamp_min(0)
+
+    def gray(x: Tensor) -> Tensor:
+        return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
+
+    x = (tiles * factor(bri)).clamp(0, 1)
+    x = (x * (c := factor(con)) + (1 - c) * gray(x).mean((-3, -2, -1), keepdim=True)).clamp(0, 1)
+    x = (x * (s := factor(sat)) + (1 - s) * gray(x)).clamp(0, 1)
+    hsv = _rgb_to_hsv(x)
+    shift = (2 * torch.rand(n, 1, 1, generator=generator) - 1) * hue  # (T, 1, 1)
+    x = _hsv_to_rgb(torch.stack([(hsv[:, 0] + shift) % 1.0, hsv[:, 1], hsv[:, 2]], 1))
+    to_gray = torch.rand(n, 1, 1, 1, generator=generator) < gray_p
+    return torch.where(to_gray, gray(x), x)
+
+
 class JigsawView:
     """Per-sample view maker: image -> {"tiles": (G*G, C, t, t), "perm": ...} for the DataLoader.
 
@@ -170,15 +215,15 @@ class JigsawView:
         steps += [v2.ToDtype(torch.float32, scale=True), v2.RandomGrayscale(p=grayscale_p)]
         self.image_ops = v2.Compose(steps)
         # PIRL's per-tile colour augmentation (VISSL pirl_jigsaw config): ColorJitter(0.4, 0.4, 0.4, 0.2), grayscale 0.2
-        self.tile_ops = v2.Compose([v2.ColorJitter(0.4, 0.4, 0.4, 0.2), v2.RandomGrayscale(p=0.2)]) if tile_color_jitter else None
+        self.tile_color_jitter = tile_color_jitter
         self.normalize = v2.Normalize(list(mean), list(std))
         self.per_tile_norm = per_tile_norm  # Noroozi & Favaro: yes; PIRL (VISSL config): no, it would undo the tile jitter
 
     def __call__(self, image: Any) -> dict[str, Tensor]:
         x = self.image_ops(image).as_subclass(Tensor)  # (C, crop, crop) in [0, 1]
         tiles = extract_tiles(x, self.geometry)  # (G*G, C, t, t)
-        if self.tile_ops is not None:
-            tiles = torch.stack([self.tile_ops(tile).as_subclass(Tensor) for tile in tiles])  # independent draws per tile
+        if self.tile_color_jitter:
+            tiles = jitter_tiles(tiles)  # independent draws per tile, all tiles at once
         tiles = self.normalize(tiles)
         if self.per_tile_norm:
             tiles = normalize_tiles(tiles)
