@@ -39,7 +39,7 @@ class DataConfig:
     root: str = ""  # "" = <out>/data for the built-in dataset
     image_size: int = 32
     num_train: int = 5000  # synthetic: images generated; real datasets: 0 = all, else a class-balanced cap
-    num_test: int = 1000
+    num_test: int = 1000  # as num_train, for the test split
     num_workers: int = 0
     seed: int = 0  # the dataset's own seed (synthetic generation, subsets): the same for every method and run seed
 
@@ -94,10 +94,10 @@ class RunConfig:
 
 
 POSITIVE = {
-    "data.image_size", "data.num_test", "train.epochs", "train.batch_size", "linear.epochs",
+    "data.image_size", "train.epochs", "train.batch_size", "linear.epochs",
     "linear.batch_size", "linear.max_dims", "knn.k",
 }  # fmt: skip
-NON_NEGATIVE = {"data.num_train", "data.num_workers", "train.warmup_epochs", "train.lr", "linear.lr", "linear.weight_decay"}
+NON_NEGATIVE = {"data.num_train", "data.num_test", "data.num_workers", "train.warmup_epochs", "train.lr", "linear.lr", "linear.weight_decay"}
 CHOICES = {"train.precision": ["auto", "fp32", "bf16"]}
 
 

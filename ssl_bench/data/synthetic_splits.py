@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_bench.config import DataConfig
+from ssl_bench.config import ConfigError, DataConfig
 from ssl_bench.data.dataset import DataInfo, Splits
 
 
@@ -15,6 +15,8 @@ def synthetic_root(cfg: DataConfig, out_dir: Path) -> Path:
 def load_synthetic(cfg: DataConfig, out_dir: Path) -> Splits:
     from ssl_bench.data.synthetic import CLASSES, SyntheticImages, channel_stats
 
+    if cfg.num_train <= 0 or cfg.num_test <= 0:
+        raise ConfigError("the synthetic dataset needs data.num_train and data.num_test above 0 (they are how many images to generate)")
     root = synthetic_root(cfg, out_dir)
     train = SyntheticImages(root, "train", cfg.num_train, cfg.image_size, cfg.seed)
     test = SyntheticImages(root, "test", cfg.num_test, cfg.image_size, cfg.seed)
