@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from ssl_bench.backbone import Backbone
+from ssl_bench.config import RunConfig
+from ssl_bench.data.dataset import DataInfo, Splits
+from ssl_bench.eval import harness
+from ssl_bench.eval.harness import EvalContext, evaluate
+
+
+class Tiny(Dataset):
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+        self.targets = [i % 4 for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.targets[i]
+
+
+@pytest.fixture
+def ctx(tmp_path) -> EvalContext:
+    cfg = RunConfig()
+    cfg.linear.epochs, cfg.linear.max_dims, cfg.knn.k = 2, 512, 5
+    info = DataInfo("tiny", 4, 24, 32, (0.5,) * 3, (0.25,) * 3)
+    backbone = Backbone("resnet18-w0.25")
+    backbone.train()  # the harness must switch BN to eval itself
+    return EvalContext(backbone, Splits(Tiny(24, 0), Tiny(12, 1), info), cfg, tmp_path, torch.device("cpu"), seed=0)
+
+
+def test_linear_probe_covers_every_stage_and_leaves_the_backbone_unchanged(ctx) -> None:
+    before = {k: v.clone() for k, v in ctx.backbone.state_dict().items()}
+    rows = evaluate("linear", ctx)
+    assert {r.layer for r in rows} == set(ctx.backbone.stage_names)
+    assert {r.metric for r in rows} == {"top1", "top5"}
+    assert all(0 <= r.value <= 100 for r in rows)
+    for k, v in ctx.backbone.state_dict().items():
+        assert torch.equal(v, before[k]), k  # BN running statistics included
+    assert (ctx.run_dir / "features-train-d512.pt").exists() and (ctx.run_dir / "features-test-d512.pt").exists()
+
+
+def test_features_are_cached_and_reused(ctx, monkeypatch) -> None:
+    evaluate("knn", ctx)
+    monkeypatch.setattr(harness, "extract", lambda *a, **k: pytest.fail("features were extracted again"))
+    rows = evaluate("linear", ctx)
+    assert rows
+
+
+def test_an_evaluation_that_trains_the_backbone_is_refused(ctx, monkeypatch) -> None:
+    def sneaky(c: EvalContext):
+        with torch.no_grad():
+            next(c.backbone.parameters()).add_(1.0)
+        return []
+
+    monkeypatch.setitem(harness.EVALS, "linear", sneaky)
+    with pytest.raises(RuntimeError, match="changed backbone weights"):
+        evaluate("linear", ctx)
+
+
+def test_corrupt_feature_cache_is_redone_with_a_warning(ctx) -> None:
+    evaluate("knn", ctx)
+    path = ctx.run_dir / "features-train-d512.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="unreadable"):
+        evaluate("knn", ctx)
