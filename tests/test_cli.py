@@ -17,7 +17,7 @@ def rows(path) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    args = ["run", "--preset", "ci", "--methods", "random,supervised,autoencoder", "--out", str(out)]
+    args = ["run", "--preset", "ci", "--methods", "random,supervised,autoencoder", "--epochs", "2", "--set", "data.num_train=400", "--out", str(out)]
     assert main(args) == 0
     first = rows(out / "results.csv")
     methods = {r["method"] for r in first}
@@ -68,3 +68,15 @@ def test_list_names_every_method_eval_dataset_and_preset(capsys) -> None:
 def test_report_on_missing_results_explains(tmp_path, capsys) -> None:
     assert main(["report", "--out", str(tmp_path)]) == 1
     assert "ssl-bench run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_pretext_runs_through_the_ci_preset(tmp_path) -> None:
+    out = tmp_path / "out"
+    argv = ["run", "--preset", "ci", "--methods", "rotnet,jigsaw,npidpp,pirl", "--epochs", "1", "--evals", "knn,linear",
+            "--set", "data.num_train=200", "--set", "data.num_test=100", "--set", "linear.layers=layer4", "--out", str(out)]
+    assert main(argv) == 0
+    got = rows(out / "results.csv")
+    assert {r["method"] for r in got} == {"rotnet", "jigsaw", "npidpp", "pirl"}
+    for method in ("rotnet", "jigsaw", "npidpp", "pirl"):
+        assert {(r["eval"], r["layer"]) for r in got if r["method"] == method} == {("knn", "pooled"), ("linear", "layer4")}
