@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ssl_bench.backbone import Backbone
+from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
 from ssl_bench.data.dataset import DataInfo
 from ssl_bench.data.transforms import augmented_crop
@@ -51,6 +52,12 @@ class PIRLConfig(MethodConfig):
     shared_negatives: bool = True  # see ssl_bench.modules.memory_bank
     crop_scale: float = 0.08  # v_I's RandomResizedCrop, VISSL pirl config
     tile_crop_scale: float = 0.6  # the jigsaw crop covers 0.6-1 of the image (PIRL's jigsaw setup)
+
+    def check(self) -> None:
+        if self.transform not in TRANSFORMS:
+            raise ConfigError(f"pirl.transform={self.transform!r} is not valid; choose one of {', '.join(TRANSFORMS)}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ConfigError(f"pirl.lam must be in [0, 1] (the weight of the transformed-view term), got {self.lam}")
 
 
 class PIRLViews:
@@ -82,10 +89,7 @@ class PIRL(Method):
 
     def __init__(self, backbone: Backbone, cfg: PIRLConfig, data: DataInfo) -> None:
         super().__init__(backbone, cfg, data)
-        if cfg.transform not in TRANSFORMS:
-            raise ValueError(f"pirl.transform={cfg.transform!r} is not valid; choose one of {', '.join(TRANSFORMS)}")
-        if not 0.0 <= cfg.lam <= 1.0:
-            raise ValueError(f"pirl.lam must be in [0, 1], got {cfg.lam}")
+        cfg.check()
         self.cfg: PIRLConfig = cfg
         self.head = LinearEmbedding(backbone.num_features, cfg.embedding_dim)  # f
         self.transform_head: nn.Module = (  # g

@@ -80,3 +80,9 @@ def test_every_pretext_runs_through_the_ci_preset(tmp_path) -> None:
     assert {r["method"] for r in got} == {"rotnet", "jigsaw", "npidpp", "pirl"}
     for method in ("rotnet", "jigsaw", "npidpp", "pirl"):
         assert {(r["eval"], r["layer"]) for r in got if r["method"] == method} == {("knn", "pooled"), ("linear", "layer4")}
+
+
+def test_out_of_range_method_parameter_fails_before_any_training(tmp_path, capsys) -> None:
+    assert main(["run", "--preset", "ci", "--set", "pirl.lam=1.5", "--out", str(tmp_path), "--no-report"]) == 2
+    assert "pirl.lam must be in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
