@@ -55,7 +55,7 @@ def test_method_params_are_checked_against_the_method_config() -> None:
     with pytest.raises(ConfigError, match="unknown config key 'autoencoder.noise'.*noise_std"):
         method_config("autoencoder", {"noise": "0.3"})
     cfg = resolve("ci", parse_set(["autoencoder.noise_std=0.2"]), METHODS)
-    assert cfg.method_params == {"autoencoder": {"noise_std": "0.2"}}
+    assert cfg.method_params["autoencoder"] == {"noise_std": "0.2"}
 
 
 def test_hash_is_stable_and_sensitive() -> None:
