@@ -78,6 +78,67 @@ class KNNConfig:
 
 
 @dataclass
+class SemisupConfig:
+    """Semi-supervised transfer (PIRL Table 3): class-balanced 1% / 10% label subsets, saved as id files.
+
+    Two modes on the same subsets: ``finetune`` (whole network + fresh linear head) and ``linear`` (frozen
+    encoder, low-shot linear probe on the cached pooled features).
+    """
+
+    fractions: list[float] = field(default_factory=lambda: [0.01, 0.1])
+    subset_seed: int = 0  # the subsets depend on this and the dataset only: every method uses the same images
+    modes: list[str] = field(default_factory=lambda: ["finetune", "linear"])
+    epochs: int = 30  # fine-tuning epochs over the labelled subset (at least `min_steps` steps)
+    min_steps: int = 200
+    batch_size: int = 256
+    lr: float = 0.01  # backbone rate at batch 256 (scaled with batch size); the fresh head uses `head_lr_mult` x
+    head_lr_mult: float = 10.0
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+
+
+@dataclass
+class DetectionConfig:
+    """Faster R-CNN transfer (PIRL Table 1; Detectron2 VOC07+12 R50-C4 recipe, frozen BN).
+
+    Paper schedule: VOC07+12 trainval, 25k iterations at batch 16, step at 17k, lr 0.02 with 100 warm-up
+    iterations for supervised / Jigsaw (and any other method), 0.003 with 1000 for NPID++ / PIRL; shorter side
+    480-800 (train) / 800 (test). Small presets shrink iterations, batch and image size.
+    """
+
+    dataset: str = "synthetic"  # synthetic (built-in VOC-layout scenes under <out>/data) | voc (a VOC-layout --root)
+    root: str = ""  # the VOC-layout directory (Annotations/, ImageSets/Main/, JPEGImages/) for dataset=voc
+    train_split: str = "trainval"
+    test_split: str = "test"
+    clip_boxes: bool = False  # clip boxes outside the image (with a warning) instead of stopping
+    head: str = "c4"  # c4 (res5 as the RoI head, the paper's) | fpn
+    freeze_bn: bool = True
+    min_size: int = 800  # shorter image side (train and test)
+    max_size: int = 1333
+    iterations: int = 25000
+    batch_size: int = 16
+    lr: float = 0.0  # 0 = the paper's per-method rate at batch 16 (see above), scaled with batch_size / 16
+    warmup_iters: int = -1  # -1 = the paper's per-method warm-up (100 or 1000)
+    steps: list[float] = field(default_factory=lambda: [17000 / 25000])  # lr x0.1 at these fractions of iterations
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    protocols: list[str] = field(default_factory=lambda: ["voc07", "coco"])
+    synthetic_trainval: int = 400  # the built-in scenes: how many, and their size in px
+    synthetic_test: int = 200
+    synthetic_size: int = 128
+
+
+@dataclass
+class InvarianceConfig:
+    """PIRL Fig. 4: L2 distance between unit-normalised representations of an image and its transformed versions."""
+
+    num_images: int = 500  # a fixed set: the first images of the test split
+    transforms: list[str] = field(default_factory=lambda: ["jigsaw", "rotation"])
+    repeats: int = 4  # transformed versions per image (different permutations / rotations)
+    seed: int = 0
+
+
+@dataclass
 class RunConfig:
     preset: str = "default"
     description: str = ""
@@ -90,15 +151,24 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
+    semisup: SemisupConfig = field(default_factory=SemisupConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"pirl": {"lam": 0.5}}
 
 
 POSITIVE = {
     "data.image_size", "train.epochs", "train.batch_size", "linear.epochs",
-    "linear.batch_size", "linear.max_dims", "knn.k",
+    "linear.batch_size", "linear.max_dims", "knn.k", "semisup.epochs", "semisup.batch_size", "semisup.lr",
+    "detection.min_size", "detection.max_size", "detection.iterations", "detection.batch_size",
+    "detection.synthetic_trainval", "detection.synthetic_test", "detection.synthetic_size",
+    "invariance.num_images", "invariance.repeats",
 }  # fmt: skip
 NON_NEGATIVE = {"data.num_train", "data.num_test", "data.num_workers", "train.warmup_epochs", "train.lr", "linear.lr", "linear.weight_decay"}
-CHOICES = {"train.precision": ["auto", "fp32", "bf16"]}
+CHOICES = {"train.precision": ["auto", "fp32", "bf16"], "detection.head": ["c4", "fpn"],
+           "detection.dataset": ["synthetic", "voc"]}
+LIST_CHOICES = {"semisup.modes": ["finetune", "linear"], "detection.protocols": ["voc07", "coco"],
+                "invariance.transforms": ["jigsaw", "rotation"]}
 
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
@@ -191,6 +261,17 @@ def validate(cfg: RunConfig) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in choices:
             raise ConfigError(f"{key}={value!r} is not valid; choose one of {', '.join(choices)}")
+    for key, choices in LIST_CHOICES.items():
+        section, name = key.split(".")
+        for value in getattr(getattr(cfg, section), name):
+            if value not in choices:
+                raise ConfigError(f"{key}: {value!r} is not valid; choose from {', '.join(choices)}")
+    for value in cfg.semisup.fractions:
+        if not 0 < value <= 1:
+            raise ConfigError(f"semisup.fractions: {value} is not a fraction in (0, 1]; e.g. 0.01,0.1 for 1% and 10%")
+    for value in cfg.detection.steps:
+        if not 0 < value < 1:
+            raise ConfigError(f"detection.steps: {value} is not a fraction of the iterations in (0, 1)")
     for name in ("methods", "backbones", "seeds", "evals"):
         if not getattr(cfg, name):
             raise ConfigError(f"{name} is empty: name at least one")
