@@ -146,7 +146,8 @@ def run(cfg: RunConfig, out: Path, console: Console | None = None) -> dict[str, 
             write_json(run_dir / "config.json", {"unit": {**asdict(unit), "method_cfg": asdict(unit.method_cfg)},
                                                  "run": asdict(cfg), "info": asdict(splits.info)})  # fmt: skip
             backbone = pretrain(unit, cfg, splits, device, run_dir, progress)
-            ctx = EvalContext(backbone, splits, cfg, run_dir, device, unit.seed, autocast_dtype(cfg.train.precision, device))
+            ctx = EvalContext(backbone, splits, cfg, run_dir, device, unit.seed, autocast_dtype(cfg.train.precision, device),
+                              method=unit.method, method_cfg=unit.method_cfg, out_dir=out)  # fmt: skip
             for name in evals:
                 progress.update(overall, description=f"{unit.run_id}: {name}")
                 rows = evaluate(name, ctx)

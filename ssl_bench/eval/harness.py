@@ -6,6 +6,7 @@ no backbone weight changed during an evaluation: a probe that trains its backbon
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,10 +16,14 @@ import torch
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import RunConfig, unknown
-from ssl_bench.data.dataset import Splits
+from ssl_bench.data.dataset import Splits, labels_of
+from ssl_bench.engine import load_checkpoint, save_atomic
+from ssl_bench.eval import invariance as inv
 from ssl_bench.eval.features import POOLED, cached, extract
 from ssl_bench.eval.knn import knn
 from ssl_bench.eval.linear_probe import probe
+from ssl_bench.eval.semisup import finetune, lowshot_linear, percent, subset_ids
+from ssl_bench.methods import get_method
 
 
 @dataclass
@@ -30,6 +35,13 @@ class EvalContext:
     device: torch.device
     seed: int
     dtype: torch.dtype | None = None
+    method: str = ""  # the pretraining method's name and config (evaluations that need its heads rebuild it)
+    method_cfg: Any = None
+    out_dir: Path | None = None  # the run's output directory (shared files such as the label subsets), else run_dir/../..
+
+    @property
+    def shared_dir(self) -> Path:
+        return self.out_dir or self.run_dir.parent.parent
 
 
 @dataclass(frozen=True)
@@ -76,16 +88,74 @@ def knn_eval(ctx: EvalContext) -> list[Row]:
     return [Row(POOLED, metric, value) for metric, value in scores.items()]
 
 
-EVALS: dict[str, Callable[[EvalContext], list[Row]]] = {"linear": linear, "knn": knn_eval}
+def semisup(ctx: EvalContext) -> list[Row]:
+    """1% / 10% labels: fine-tuned network (layer "all") and low-shot linear probe per stage; protocol e.g. "finetune-1%"."""
+    cfg, info = ctx.cfg.semisup, ctx.splits.info
+    labels = labels_of(ctx.splits.train)
+    rows = []
+    for fraction in cfg.fractions:
+        ids = subset_ids(ctx.shared_dir / "subsets", info.name, labels, fraction, cfg.subset_seed)
+        tag = percent(fraction)
+        if "finetune" in cfg.modes:
+            scores = finetune(ctx.backbone, ctx.splits.train, ids, ctx.splits.test, info, cfg, ctx.device, ctx.seed,
+                              ctx.dtype, ctx.cfg.data.num_workers)  # fmt: skip
+            rows += [Row("all", metric, value, f"finetune-{tag}") for metric, value in scores.items()]
+        if "linear" in cfg.modes:
+            (train_x, train_y), (test_x, test_y) = features(ctx, "train"), features(ctx, "test")
+            idx = torch.tensor(ids)
+            lcfg = lowshot_linear(ctx.cfg.linear, len(ids))
+            for layer in probe_layers(ctx):
+                scores = probe(train_x[layer][idx], train_y[idx], test_x[layer], test_y, info.num_classes, lcfg, ctx.seed)
+                rows += [Row(layer, metric, value, f"linear-{tag}") for metric, value in scores.items()]
+    return rows
+
+
+def trained_method(ctx: EvalContext):
+    """The pretraining method with its heads, rebuilt from the run's last checkpoint (None if it has none)."""
+    path = ctx.run_dir / "checkpoint.pt"
+    if not ctx.method or not path.exists():
+        return None
+    method = get_method(ctx.method)(copy.deepcopy(ctx.backbone), ctx.method_cfg, ctx.splits.info)
+    method.load_state_dict(load_checkpoint(path)["method"], strict=True)
+    return method.to(ctx.device)
+
+
+def invariance(ctx: EvalContext) -> list[Row]:
+    """Distances between an image's representation and its transformed versions: summary rows, raw in the run dir."""
+    cfg = ctx.cfg.invariance
+    views = inv.test_views(ctx.splits.test, ctx.splits.info, cfg.num_images)
+    raw = {f"{t}/{POOLED}": inv.backbone_distances(ctx.backbone, views, t, cfg, ctx.device) for t in cfg.transforms}
+    method = trained_method(ctx) if ctx.method == "pirl" else None
+    if method is not None:  # PIRL: its own f(v_I) vs g(v_I^t), the quantity of the paper's Fig. 4
+        raw[f"{method.cfg.transform}/head"] = inv.pirl_distances(method, views, cfg, ctx.device)
+    save_atomic(raw, ctx.run_dir / "invariance.pt")
+    rows = []
+    for key, distances in raw.items():
+        transform, layer = key.split("/")
+        rows += [Row(layer, metric, value, transform) for metric, value in inv.summary(distances).items()]
+    return rows
+
+
+EVALS: dict[str, Callable[[EvalContext], list[Row]]] = {
+    "linear": linear, "knn": knn_eval, "semisup": semisup, "invariance": invariance,
+}  # fmt: skip
 EVAL_HELP = {
     "linear": "linear probe on frozen features of every stage (Goyal et al. 2019 protocol): top-1/top-5",
     "knn": "weighted kNN on pooled features (NPID: cosine, k=200, exp(s/0.07)): top-1/top-5",
+    "semisup": "1%/10% of the labels (class-balanced, saved ids): fine-tuned network and low-shot linear probe: top-1/top-5",
+    "invariance": "L2 distance of unit representations of an image and its jigsaw/rotation versions (PIRL Fig. 4)",
 }
 
 
 def eval_settings(name: str, cfg: RunConfig) -> dict[str, Any]:
     """The part of the run config an evaluation's result depends on (goes into its hash)."""
-    return {"linear": asdict(cfg.linear), "knn": asdict(cfg.knn)}.get(name, {})
+    settings = {
+        "linear": asdict(cfg.linear),
+        "knn": asdict(cfg.knn),
+        "semisup": {"semisup": asdict(cfg.semisup), "linear": asdict(cfg.linear)},
+        "invariance": {"invariance": asdict(cfg.invariance)},
+    }
+    return settings.get(name, {})
 
 
 def check_evals(names: list[str]) -> None:

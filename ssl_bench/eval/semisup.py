@@ -1,0 +1,154 @@
+"""Semi-supervised transfer (PIRL Table 3): 1% and 10% of the training labels, two ways.
+
+* ``finetune``: the whole pretrained network plus a fresh linear head is trained on the labelled subset
+  (SGD with momentum, the head at ``head_lr_mult`` x the backbone's rate, cosine schedule, the light crop +
+  flip augmentation), then scored on the test split.
+* ``linear``: the low-shot linear probe; the encoder stays frozen and the probe of ``linear_probe`` is trained
+  on the subset's cached features of every stage.
+
+The subsets are class-balanced (the same fraction of every class, at least one image per class), drawn from
+``(subset_seed, fraction)`` only and saved under ``<out>/subsets/`` so every method, seed and later run uses
+the very same images. A saved subset whose dataset no longer matches is an error, not silently redrawn.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from ssl_bench.backbone import Backbone
+from ssl_bench.config import ConfigError, LinearConfig, SemisupConfig
+from ssl_bench.data.dataset import DataInfo
+from ssl_bench.data.transforms import eval_view, light_crop
+from ssl_bench.eval.linear_probe import topk_accuracy
+
+
+def balanced_subset(labels: Sequence[int], fraction: float, seed: int) -> list[int]:
+    """Sorted indices of ``round(fraction * n_c)`` (at least 1) images of every class c, drawn with ``seed``."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, round(fraction * 1_000_000)])
+    chosen = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        k = max(1, round(fraction * len(members)))
+        chosen.append(rng.choice(members, size=k, replace=False))
+    return sorted(int(i) for i in np.concatenate(chosen))
+
+
+def percent(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
+
+
+def labels_digest(labels: Sequence[int]) -> str:
+    return hashlib.sha256(np.asarray(labels, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def subset_ids(directory: Path, dataset: str, labels: Sequence[int], fraction: float, seed: int) -> list[int]:
+    """The saved subset for (dataset, fraction, seed), drawing and saving it (atomically) the first time."""
+    path = directory / f"{dataset.replace(':', '-')}-{percent(fraction).rstrip('%')}pct-s{seed}.json"
+    digest = labels_digest(labels)
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("labels_sha256") != digest:
+            raise ConfigError(
+                f"{path} was drawn from a different {dataset} training split ({saved.get('num_train')} images, labels "
+                f"{saved.get('labels_sha256')}; now {len(labels)} images, {digest}). Delete it to draw a new subset, "
+                f"or use the data settings it was drawn with so results stay comparable.")  # fmt: skip
+        return [int(i) for i in saved["ids"]]
+    ids = balanced_subset(labels, fraction, seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {"dataset": dataset, "fraction": fraction, "seed": seed, "num_train": len(labels),
+              "labels_sha256": digest, "ids": ids}  # fmt: skip
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+    return ids
+
+
+class _Labelled(Dataset):
+    def __init__(self, base: Dataset, ids: Sequence[int], transform) -> None:
+        self.base, self.ids, self.transform = base, list(ids), transform
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image, label = self.base[self.ids[i]]
+        return self.transform(image), int(label)
+
+
+class Classifier(torch.nn.Module):
+    def __init__(self, backbone: Backbone, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = torch.nn.Linear(backbone.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def finetune(backbone: Backbone, train: Dataset, ids: Sequence[int], test: Dataset, info: DataInfo, cfg: SemisupConfig,
+             device: torch.device, seed: int, dtype: torch.dtype | None = None, workers: int = 0) -> dict[str, float]:  # fmt: skip
+    """Fine-tune a copy of ``backbone`` + a fresh linear head on ``train[ids]``; top-1/top-5 on ``test``."""
+    torch.manual_seed(seed)
+    model = Classifier(copy.deepcopy(backbone), info.num_classes).to(device)
+    batch = min(cfg.batch_size, len(ids))
+    steps_per_epoch = math.ceil(len(ids) / batch)
+    total = max(cfg.min_steps, cfg.epochs * steps_per_epoch)
+    lr = cfg.lr * batch / 256
+    params = [{"params": model.backbone.parameters(), "lr": lr},
+              {"params": model.head.parameters(), "lr": lr * cfg.head_lr_mult}]  # fmt: skip
+    opt = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    data = _Labelled(train, ids, light_crop(info.image_size, info.mean, info.std))
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(data, batch_size=batch, shuffle=True, drop_last=len(ids) > batch, generator=generator, num_workers=workers)
+    step = 0
+    model.train()
+    while step < total:
+        for images, labels in loader:
+            with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                logits = model(images.to(device))
+            loss = F.cross_entropy(logits.float(), labels.to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"semi-supervised fine-tuning: loss {loss.item()} at step {step + 1}; lower semisup.lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step == total:
+                break
+    return evaluate(model, test, info, device, dtype, workers)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, test: Dataset, info: DataInfo, device: torch.device, dtype: torch.dtype | None,
+             workers: int = 0) -> dict[str, float]:  # fmt: skip
+    model.eval()
+    loader = DataLoader(_Labelled(test, range(len(test)), eval_view(info.image_size, info.mean, info.std)),  # type: ignore[arg-type]
+                        batch_size=256, num_workers=workers)  # fmt: skip
+    logits, labels = [], []
+    for images, target in loader:
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            logits.append(model(images.to(device)).float().cpu())
+        labels.append(target)
+    return topk_accuracy(torch.cat(logits), torch.cat(labels))
+
+
+def lowshot_linear(linear: LinearConfig, num_ids: int) -> LinearConfig:
+    """The probe settings for a small subset: the same epochs count as steps would vanish, so keep >= 200 steps."""
+    batch = min(linear.batch_size, num_ids)
+    epochs = max(linear.epochs, math.ceil(200 / math.ceil(num_ids / batch)))
+    return LinearConfig(layers=linear.layers, max_dims=linear.max_dims, epochs=epochs, batch_size=batch, lr=linear.lr,
+                        weight_decay=linear.weight_decay, momentum=linear.momentum)  # fmt: skip

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ssl_bench.backbone import Backbone
+from ssl_bench.config import InvarianceConfig, RunConfig
+from ssl_bench.data.dataset import DataInfo, Splits
+from ssl_bench.eval import invariance as inv
+from ssl_bench.eval.harness import EvalContext, evaluate
+from ssl_bench.methods import get_method
+from ssl_bench.methods.pirl import PIRLConfig
+
+INFO = DataInfo("tiny", 4, 16, 32, (0.5,) * 3, (0.25,) * 3)
+
+
+class Tiny(Dataset):
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+        self.targets = [i % 4 for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.targets[i]
+
+
+class ChannelMean(nn.Module):
+    """A 'backbone' blind to where pixels are: invariant to any tile shuffle and any rotation."""
+
+    def eval(self):
+        return self
+
+    def forward(self, x):
+        return x.mean((2, 3)) + torch.tensor([1.0, -2.0, 3.0])
+
+
+def test_distance_and_summary() -> None:
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    b = torch.tensor([[5.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    assert torch.allclose(inv.distance(a, b), torch.tensor([0.0, math.sqrt(2), 2.0]))
+    d = torch.rand(1000, generator=torch.Generator().manual_seed(0))
+    s = inv.summary(d)
+    assert s["mean"] == pytest.approx(float(d.mean())) and s["std"] == pytest.approx(float(d.std()))
+    for q in (5, 25, 50, 75, 95):
+        assert s[f"q{q:02d}"] == pytest.approx(np.quantile(d.numpy().astype(np.float64), q / 100), abs=1e-12)
+
+
+def test_draws_are_the_same_for_every_method_and_real_permutations() -> None:
+    cfg = InvarianceConfig(repeats=6, seed=1)
+    orders, turns = inv.draws(cfg, 10)
+    again, _ = inv.draws(cfg, 10)
+    assert torch.equal(orders, again)
+    assert torch.equal(orders.sort(-1).values, torch.arange(9).expand(6, 10, 9))
+    assert set(turns.flatten().tolist()) == {1, 2, 3}
+
+
+def test_a_position_blind_backbone_is_invariant_and_a_real_one_is_not() -> None:
+    views = inv.test_views(Tiny(8, 0), INFO, 8)
+    cfg = InvarianceConfig(repeats=3)
+    for transform in ("jigsaw", "rotation"):
+        blind = inv.backbone_distances(ChannelMean(), views, transform, cfg, torch.device("cpu"))
+        assert blind.shape == (24,) and blind.max() < 1e-5
+        real = inv.backbone_distances(Backbone("resnet18-smallstem-w0.25"), views, transform, cfg, torch.device("cpu"))
+        assert real.mean() > 0.05 and real.max() <= 2.0
+
+
+def test_jigsaw_distance_is_zero_for_the_identity_order(monkeypatch) -> None:
+    views = inv.test_views(Tiny(4, 0), INFO, 4)
+    monkeypatch.setattr(inv, "draws", lambda cfg, n, k=9: (torch.arange(9).expand(cfg.repeats, n, 9), torch.ones(cfg.repeats, n)))
+    d = inv.backbone_distances(Backbone("resnet18-w0.25"), views, "jigsaw", InvarianceConfig(repeats=2), torch.device("cpu"))
+    assert d.abs().max() < 1e-5
+
+
+def test_invariance_eval_rows_raw_file_and_pirl_heads(tmp_path) -> None:
+    cfg = RunConfig()
+    cfg.invariance = InvarianceConfig(num_images=6, repeats=2)
+    backbone = Backbone("resnet18-w0.25")
+    pirl_cfg = PIRLConfig(num_negatives=8)
+    method = get_method("pirl")(backbone, pirl_cfg, INFO)
+    torch.save({"method": method.state_dict()}, tmp_path / "checkpoint.pt")
+    ctx = EvalContext(backbone, Splits(Tiny(16, 0), Tiny(8, 1), INFO), cfg, tmp_path, torch.device("cpu"), seed=0,
+                      method="pirl", method_cfg=pirl_cfg)  # fmt: skip
+    rows = evaluate("invariance", ctx)
+    keys = {(r.protocol, r.layer) for r in rows}
+    assert keys == {("jigsaw", "pooled"), ("rotation", "pooled"), ("jigsaw", "head")}
+    assert {r.metric for r in rows} == {"mean", "std", "q05", "q25", "q50", "q75", "q95"}
+    raw = torch.load(tmp_path / "invariance.pt", weights_only=True)
+    assert set(raw) == {"jigsaw/pooled", "rotation/pooled", "jigsaw/head"} and raw["jigsaw/head"].shape == (12,)
+    mean = next(r.value for r in rows if (r.protocol, r.layer, r.metric) == ("jigsaw", "head", "mean"))
+    assert mean == pytest.approx(float(raw["jigsaw/head"].mean()), abs=1e-6)
