@@ -1,4 +1,4 @@
-"""Command line: ``ssl-bench run | report | list``."""
+"""Command line: ``ssl-bench run | report | list | detect-eval``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ EPILOG = """examples:
   ssl-bench run --set train.epochs=30 --set autoencoder.noise_std=0.2
   ssl-bench report --out results
   ssl-bench list
+  ssl-bench detect-eval --gt VOCdevkit/VOC2007 --split test --dets dets.json --protocol voc07
 """
 
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="{run,report,list}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,report,list,detect-eval}")
 
     run = sub.add_parser("run", help="pretrain and evaluate (skips everything already in <out>/results.csv)",
                          description="Resolve a preset plus overrides, then pretrain every method x backbone x seed and run "
@@ -54,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list methods, evaluations, datasets and presets")
     lst.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    det = sub.add_parser("detect-eval", help="score detections made elsewhere (COCO results json) with our evaluators",
+                         description="Score a COCO results json (a list of {image_id, category_id or category, bbox [x, y, w, "
+                                     "h], score}) against ground truth: a COCO instances json, a directory of VOC XML files "
+                                     "(image ids = file stems) or a VOC-layout root with --split. Prints AP, AP50 and AP75.")  # fmt: skip
+    det.add_argument("--gt", required=True, help="COCO instances .json, a directory of VOC .xml files, or a VOC-layout root")
+    det.add_argument("--dets", required=True, help="detections as a COCO results .json")
+    det.add_argument("--protocol", required=True, help="voc07 (VOC2007 11-point AP, difficult ignored) or coco (pycocotools COCOeval)")
+    det.add_argument("--split", help="image set of a VOC-layout root (ImageSets/Main/<split>.txt), e.g. test")
+    det.add_argument("--per-class", action="store_true", help="also print voc07's per-class AP50")
+    det.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -123,6 +135,24 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_detect_eval(args: argparse.Namespace, console: Console) -> int:
+    from ssl_bench.detection.detect_eval import PROTOCOLS, detect_eval
+
+    if args.protocol not in PROTOCOLS:
+        from ssl_bench.config import unknown
+
+        raise unknown("protocol", args.protocol, list(PROTOCOLS))
+    scores = detect_eval(args.gt, args.dets, args.protocol, args.split)
+    table = Table(title=f"{args.protocol}: {args.dets} vs {args.gt}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in scores.items():
+        if "/" not in key or args.per_class:
+            table.add_row(key, f"{value:.2f}")
+    console.print(table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -133,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ssl_bench.config import ConfigError
 
-    handlers = {"run": cmd_run, "report": cmd_report, "list": cmd_list}
+    handlers = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "detect-eval": cmd_detect_eval}
     try:
         return handlers[args.command](args, console)
     except ConfigError as e:

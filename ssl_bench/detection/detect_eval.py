@@ -1,0 +1,41 @@
+"""``ssl-bench detect-eval``: score a detections file against a ground truth with a named protocol."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from ssl_bench.detection.coco import coco_eval
+from ssl_bench.detection.records import Detections, GroundTruth, check_detections, load_detections, load_gt
+from ssl_bench.detection.voc07 import voc07_eval
+
+PROTOCOLS: dict[str, Callable[[GroundTruth, Detections], dict]] = {"voc07": voc07_eval, "coco": coco_eval}
+
+
+def detect_eval(gt_path: str | Path, dets_path: str | Path, protocol: str,
+                split: str | None = None) -> dict[str, float]:  # fmt: skip
+    """Load the ground truth (COCO .json or VOC directory, ``split`` for a VOC-layout root) and a COCO results
+    json, and evaluate. Nested results are flattened: per_class_AP50 {"dog": x} becomes "per_class_AP50/dog"."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown detection protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
+    gt = load_gt(gt_path, split)
+    scores = PROTOCOLS[protocol](gt, load_detections(dets_path, gt))
+    flat = {}
+    for key, value in scores.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}/{name}": float(v) for name, v in value.items()})
+        else:
+            flat[key] = float(value)
+    return flat
+
+
+def write_coco_results(path: str | Path, gt: GroundTruth, dets: Detections) -> None:
+    """Write ``dets`` as a COCO results json that ``load_detections(path, gt)`` reads back: the ground truth's
+    own image ids and category ids, bbox [x, y, width, height] in 0-based pixels, full-precision floats."""
+    check_detections(gt, dets)
+    results = [{"image_id": gt.images[i].id, "category_id": gt.category_ids[label - 1],
+                "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": score}
+               for i, label, b, score in zip(dets.image_index.tolist(), dets.labels.tolist(), dets.boxes.tolist(),
+                                             dets.scores.tolist())]  # fmt: skip
+    Path(path).write_text(json.dumps(results))
