@@ -190,6 +190,10 @@ class VOCDetection(Dataset):
         target["image_id"] = torch.tensor(i, dtype=torch.int64)
         return image, target
 
+    def target(self, i: int) -> dict[str, torch.Tensor]:
+        """Image i's boxes, labels and difficult flags (as ``__getitem__`` gives them) without decoding the image."""
+        return {k: t.clone() for k, t in self._targets[i].items()}
+
     def annotation(self, i: int) -> dict:
         """The parsed record: filename, width, height, objects [{name, bbox (VOC 1-based ints), difficult}]."""
         return copy.deepcopy(self._records[i])

@@ -15,10 +15,11 @@ from typing import Any
 import torch
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import RunConfig, unknown
+from ssl_bench.config import RunConfig, config_hash, unknown
 from ssl_bench.data.dataset import Splits, labels_of
 from ssl_bench.engine import load_checkpoint, save_atomic
 from ssl_bench.eval import invariance as inv
+from ssl_bench.eval.detection import run_detection
 from ssl_bench.eval.features import POOLED, cached, extract
 from ssl_bench.eval.knn import knn
 from ssl_bench.eval.linear_probe import probe
@@ -136,13 +137,20 @@ def invariance(ctx: EvalContext) -> list[Row]:
     return rows
 
 
+def detection(ctx: EvalContext) -> list[Row]:
+    """Faster R-CNN fine-tuned from the backbone (a copy): AP, AP50, AP75 per protocol; layer = the head (c4 | fpn)."""
+    tag = config_hash(asdict(ctx.cfg.detection))[:8]
+    return [Row(*row) for row in run_detection(ctx, tag)]
+
+
 EVALS: dict[str, Callable[[EvalContext], list[Row]]] = {
-    "linear": linear, "knn": knn_eval, "semisup": semisup, "invariance": invariance,
+    "linear": linear, "knn": knn_eval, "semisup": semisup, "detection": detection, "invariance": invariance,
 }  # fmt: skip
 EVAL_HELP = {
     "linear": "linear probe on frozen features of every stage (Goyal et al. 2019 protocol): top-1/top-5",
     "knn": "weighted kNN on pooled features (NPID: cosine, k=200, exp(s/0.07)): top-1/top-5",
     "semisup": "1%/10% of the labels (class-balanced, saved ids): fine-tuned network and low-shot linear probe: top-1/top-5",
+    "detection": "Faster R-CNN (C4 or FPN, frozen BN) fine-tuned on VOC-layout trainval: AP, AP50, AP75 (voc07, coco)",
     "invariance": "L2 distance of unit representations of an image and its jigsaw/rotation versions (PIRL Fig. 4)",
 }
 
@@ -153,6 +161,7 @@ def eval_settings(name: str, cfg: RunConfig) -> dict[str, Any]:
         "linear": asdict(cfg.linear),
         "knn": asdict(cfg.knn),
         "semisup": {"semisup": asdict(cfg.semisup), "linear": asdict(cfg.linear)},
+        "detection": {"detection": asdict(cfg.detection)},
         "invariance": {"invariance": asdict(cfg.invariance)},
     }
     return settings.get(name, {})
