@@ -113,6 +113,7 @@ class DetectionConfig:
     clip_boxes: bool = False  # clip boxes outside the image (with a warning) instead of stopping
     head: str = "c4"  # c4 (res5 as the RoI head, the paper's) | fpn
     freeze_bn: bool = True
+    roi_batch_size: int = 512  # sampled RoIs per training image (Detectron2 BATCH_SIZE_PER_IMAGE); most of a C4 step's cost
     min_size: int = 800  # shorter image side (train and test)
     max_size: int = 1333
     iterations: int = 25000
@@ -160,7 +161,7 @@ class RunConfig:
 POSITIVE = {
     "data.image_size", "train.epochs", "train.batch_size", "linear.epochs",
     "linear.batch_size", "linear.max_dims", "knn.k", "semisup.epochs", "semisup.batch_size", "semisup.lr",
-    "detection.min_size", "detection.max_size", "detection.iterations", "detection.batch_size",
+    "detection.min_size", "detection.max_size", "detection.iterations", "detection.batch_size", "detection.roi_batch_size",
     "detection.synthetic_trainval", "detection.synthetic_test", "detection.synthetic_size",
     "invariance.num_images", "invariance.repeats",
 }  # fmt: skip

@@ -17,7 +17,8 @@ def rows(path) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    args = ["run", "--preset", "ci", "--methods", "random,supervised,autoencoder", "--epochs", "2", "--set", "data.num_train=400", "--out", str(out)]
+    args = ["run", "--preset", "ci", "--methods", "random,supervised,autoencoder", "--epochs", "2", "--evals", "linear,knn",
+            "--set", "data.num_train=400", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     first = rows(out / "results.csv")
     methods = {r["method"] for r in first}
@@ -86,3 +87,23 @@ def test_out_of_range_method_parameter_fails_before_any_training(tmp_path, capsy
     assert main(["run", "--preset", "ci", "--set", "pirl.lam=1.5", "--out", str(tmp_path), "--no-report"]) == 2
     assert "pirl.lam must be in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_ci_preset_runs_every_evaluation_for_every_method(tmp_path) -> None:
+    out = tmp_path / "out"
+    shrink = ["data.num_train=200", "data.num_test=100", "linear.layers=layer4", "semisup.min_steps=2", "semisup.epochs=1",
+              "detection.iterations=2", "detection.synthetic_trainval=8", "detection.synthetic_test=4",
+              "invariance.num_images=20"]  # fmt: skip
+    argv = ["run", "--preset", "ci", "--methods", "random,supervised,pirl", "--epochs", "1", "--out", str(out)]
+    assert main([*argv, *(a for s in shrink for a in ("--set", s))]) == 0
+    got = rows(out / "results.csv")
+    for method in ("random", "supervised", "pirl"):
+        mine = [r for r in got if r["method"] == method]
+        assert {r["eval"] for r in mine} == {"linear", "knn", "semisup", "detection", "invariance"}
+        assert {r["protocol"] for r in mine if r["eval"] == "semisup"} == {"finetune-1%", "finetune-10%", "linear-1%", "linear-10%"}
+        assert {(r["protocol"], r["layer"], r["metric"]) for r in mine if r["eval"] == "detection"} == {
+            (p, "c4", m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")}
+        expected = {("jigsaw", "pooled"), ("rotation", "pooled")} | ({("jigsaw", "head")} if method == "pirl" else set())
+        assert {(r["protocol"], r["layer"]) for r in mine if r["eval"] == "invariance"} == expected
+    assert len(list((out / "subsets").glob("*.json"))) == 2  # one saved subset per fraction, shared by all methods

@@ -86,7 +86,7 @@ def proposals(count: int, head: str, min_size: int, stride: int) -> int:
 def build_detector(backbone: Backbone, num_classes: int, head: str = "c4", freeze_bn: bool = True,
                    min_size: int = 800, max_size: int = 1333, freeze_at: int = 2,
                    image_mean: Sequence[float] | None = None, image_std: Sequence[float] | None = None,
-                   multiscale: bool = False) -> FasterRCNN:  # fmt: skip
+                   multiscale: bool = False, roi_batch_size: int = 512) -> FasterRCNN:  # fmt: skip
     """A Faster R-CNN whose trunk (and, for C4, box head) is a deep copy of ``backbone``; the caller's is untouched.
 
     ``num_classes`` excludes the background. ``freeze_bn`` turns every BatchNorm into ``FrozenBatchNorm2d``
@@ -95,7 +95,9 @@ def build_detector(backbone: Backbone, num_classes: int, head: str = "c4", freez
     res2); their BatchNorms are frozen too, whatever ``freeze_bn`` says. ``image_mean`` / ``image_std`` are the
     normalisation the backbone was pretrained with (default: torchvision's ImageNet values); the model takes
     float images in [0, 1]. ``multiscale`` trains at Detectron2's shorter sides 480..800 scaled by min_size / 800
-    and tests at ``min_size``; otherwise both use ``min_size``.
+    and tests at ``min_size``; otherwise both use ``min_size``. ``roi_batch_size`` is the number of sampled RoIs
+    per training image the box head sees (Detectron2 ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512; most of a C4 step's
+    cost, so small presets lower it).
     """
     if head not in HEADS:
         raise ValueError(f"unknown detection head {head!r}; valid heads: {', '.join(HEADS)}")
@@ -117,7 +119,8 @@ def build_detector(backbone: Backbone, num_classes: int, head: str = "c4", freez
     channels = dict(zip(backbone.stage_names, backbone.stage_channels))
     finest = strides["layer3" if head == "c4" else "layer1"]
     sizes = (min_size,) if not multiscale else tuple(round(s * min_size / 800) for s in TRAIN_SIZES[:-1]) + (min_size,)
-    common = dict(min_size=sizes, max_size=max_size, image_mean=None if image_mean is None else list(image_mean),
+    common = dict(min_size=sizes, max_size=max_size, box_batch_size_per_image=roi_batch_size,
+                  image_mean=None if image_mean is None else list(image_mean),
                   image_std=None if image_std is None else list(image_std),
                   **{k: proposals(n, head, min_size, finest) for k, n in RPN_TOPK[head].items()})  # fmt: skip
 

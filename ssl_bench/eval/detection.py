@@ -63,7 +63,7 @@ def run_detection(ctx, tag: str) -> list[tuple[str, str, float, str]]:
     train = VOCDetection(root, cfg.train_split, clip_boxes=cfg.clip_boxes)
     test = VOCDetection(root, cfg.test_split, classes=train.classes, clip_boxes=cfg.clip_boxes)
     model = build_detector(ctx.backbone, len(train.classes), cfg.head, cfg.freeze_bn, cfg.min_size, cfg.max_size,
-                           image_mean=info.mean, image_std=info.std)  # fmt: skip
+                           image_mean=info.mean, image_std=info.std, roi_batch_size=cfg.roi_batch_size)  # fmt: skip
     lr, warmup = paper_schedule(ctx.method, cfg)
     logs = train_detector(model, train, cfg, lr, warmup, ctx.device, ctx.seed, task_name=f"detection {cfg.head}")
     (ctx.run_dir / f"detection-{tag}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in logs))
