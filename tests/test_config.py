@@ -31,6 +31,12 @@ def test_overrides_are_typed() -> None:
         (["train.epochs=-1"], "train.epochs must be positive"),
         (["bogus=1"], "unknown config key 'bogus'"),
         (["train.precision=fp16"], "choose one of auto, fp32, bf16"),
+        (["detection.head=c5"], "detection.head='c5' is not valid; choose one of c4, fpn"),
+        (["detection.protocols=voc07,voc12"], "detection.protocols: 'voc12' is not valid; choose from voc07, coco"),
+        (["semisup.fractions=1,10"], "semisup.fractions: 10.0 is not a fraction in (0, 1]"),
+        (["detection.steps=17000"], "detection.steps: 17000.0 is not a fraction of the iterations"),
+        (["invariance.transforms=blur"], "invariance.transforms: 'blur' is not valid"),
+        (["detection.iterations=0"], "detection.iterations must be positive"),
     ],
 )
 def test_bad_keys_and_values_name_the_fix(sets: list[str], needle: str) -> None:
