@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import InvarianceConfig, RunConfig
@@ -19,17 +18,10 @@ from ssl_bench.methods.pirl import PIRLConfig
 INFO = DataInfo("tiny", 4, 16, 32, (0.5,) * 3, (0.25,) * 3)
 
 
-class Tiny(Dataset):
-    def __init__(self, n: int, seed: int) -> None:
-        g = torch.Generator().manual_seed(seed)
-        self.x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-        self.targets = [i % 4 for i in range(n)]
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int):
-        return self.x[i], self.targets[i]
+def tiny(n: int, seed: int) -> list[tuple[torch.Tensor, int]]:
+    """n random 32 px uint8 images with labels i % 4 (a list is all the evaluation needs of a split)."""
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return [(x[i], i % 4) for i in range(n)]
 
 
 class ChannelMean(nn.Module):
@@ -63,7 +55,7 @@ def test_draws_are_the_same_for_every_method_and_real_permutations() -> None:
 
 
 def test_a_position_blind_backbone_is_invariant_and_a_real_one_is_not() -> None:
-    views = inv.test_views(Tiny(8, 0), INFO, 8)
+    views = inv.test_views(tiny(8, 0), INFO, 8)
     cfg = InvarianceConfig(repeats=3)
     for transform in ("jigsaw", "rotation"):
         blind = inv.backbone_distances(ChannelMean(), views, transform, cfg, torch.device("cpu"))
@@ -73,7 +65,7 @@ def test_a_position_blind_backbone_is_invariant_and_a_real_one_is_not() -> None:
 
 
 def test_jigsaw_distance_is_zero_for_the_identity_order(monkeypatch) -> None:
-    views = inv.test_views(Tiny(4, 0), INFO, 4)
+    views = inv.test_views(tiny(4, 0), INFO, 4)
     monkeypatch.setattr(inv, "draws", lambda cfg, n, k=9: (torch.arange(9).expand(cfg.repeats, n, 9), torch.ones(cfg.repeats, n)))
     d = inv.backbone_distances(Backbone("resnet18-w0.25"), views, "jigsaw", InvarianceConfig(repeats=2), torch.device("cpu"))
     assert d.abs().max() < 1e-5
@@ -86,7 +78,7 @@ def test_invariance_eval_rows_raw_file_and_pirl_heads(tmp_path) -> None:
     pirl_cfg = PIRLConfig(num_negatives=8)
     method = get_method("pirl")(backbone, pirl_cfg, INFO)
     torch.save({"method": method.state_dict()}, tmp_path / "checkpoint.pt")
-    ctx = EvalContext(backbone, Splits(Tiny(16, 0), Tiny(8, 1), INFO), cfg, tmp_path, torch.device("cpu"), seed=0,
+    ctx = EvalContext(backbone, Splits(tiny(16, 0), tiny(8, 1), INFO), cfg, tmp_path, torch.device("cpu"), seed=0,
                       method="pirl", method_cfg=pirl_cfg)  # fmt: skip
     rows = evaluate("invariance", ctx)
     keys = {(r.protocol, r.layer) for r in rows}
