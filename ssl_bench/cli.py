@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="write tables and figures from <out>/results.csv (never retrains)")
     report.add_argument("--out", default="results", help="directory holding results.csv; the report goes to <out>/report")
+    report.add_argument("--published", action=argparse.BooleanOptionalAction, default=None,
+                        help="show the PIRL paper's numbers beside ours (hollow markers, marked 'published'); "
+                             "default: on when a pretraining dataset is ImageNet, else off")  # fmt: skip
     report.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     lst = sub.add_parser("list", help="list methods, evaluations, datasets and presets")
@@ -64,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--dets", required=True, help="detections as a COCO results .json")
     det.add_argument("--protocol", required=True, help="voc07 (VOC2007 11-point AP, difficult ignored) or coco (pycocotools COCOeval)")
     det.add_argument("--split", help="image set of a VOC-layout root (ImageSets/Main/<split>.txt), e.g. test")
+    det.add_argument("--clip-boxes", action="store_true", help="clip VOC boxes that leave the image (warns; drops empty ones)")
     det.add_argument("--per-class", action="store_true", help="also print voc07's per-class AP50")
     det.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -106,7 +110,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from ssl_bench.report import make_report
 
-    files = make_report(Path(args.out), console=console)
+    files = make_report(Path(args.out), console=console, published=getattr(args, "published", None))
     for path in files.written:
         console.print(f"wrote {path}")
     return 0
@@ -142,7 +146,7 @@ def cmd_detect_eval(args: argparse.Namespace, console: Console) -> int:
         from ssl_bench.config import unknown
 
         raise unknown("protocol", args.protocol, list(PROTOCOLS))
-    scores = detect_eval(args.gt, args.dets, args.protocol, args.split)
+    scores = detect_eval(args.gt, args.dets, args.protocol, args.split, args.clip_boxes)
     table = Table(title=f"{args.protocol}: {args.dets} vs {args.gt}", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -151,3 +151,20 @@ def test_cli_errors_are_one_clear_line(voc_dir: Path, tmp_path: Path, capsys) ->
     assert "unknown protocol 'voc12'" in capsys.readouterr().err
     assert main(["detect-eval", "--gt", str(tmp_path / "nope"), "--dets", str(dets), "--protocol", "coco"]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_cli_clip_boxes_option(tmp_path: Path, capsys) -> None:
+    from ssl_bench.cli import main
+
+    (tmp_path / "xml").mkdir()
+    xml = tmp_path / "xml/A.xml"
+    xml.write_text(f"<annotation><filename>A.jpg</filename><size><width>50</width><height>50</height></size>"
+                   f"<object><name>cat</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax>"
+                   f"<ymax>60</ymax></bndbox></object></annotation>")  # fmt: skip
+    dets = write(tmp_path / "dets.json", [dict(GOOD, bbox=[0, 0, 20, 50])])
+    argv = ["detect-eval", "--gt", str(tmp_path / "xml"), "--dets", str(dets), "--protocol", "voc07"]
+    assert main(argv) == 1
+    assert "--clip-boxes (ssl-bench detect-eval)" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="clipped boxes"):
+        assert main([*argv, "--clip-boxes"]) == 0
+    assert re.search(r"AP50\W+100\.00", capsys.readouterr().out)

@@ -85,6 +85,16 @@ def std2(a: float, b: float) -> float:
     return abs(a - b) / math.sqrt(2)
 
 
+T_975_1 = 12.706204736  # t quantile 0.975 with 1 degree of freedom (two seeds), from a t table
+
+
+def cell2(a: float, b: float, layer: str = "") -> str:
+    """The report's cell of two seeds: mean ± std [95% t-interval] (layer)."""
+    mean, half = (a + b) / 2, T_975_1 * std2(a, b) / math.sqrt(2)
+    text = f"{mean:.1f} ± {std2(a, b):.1f} [{mean - half:.1f}, {mean + half:.1f}]"
+    return f"{text} ({layer})" if layer else text
+
+
 @pytest.fixture
 def report(tmp_path: Path) -> ReportFiles:
     return make_report(write_csv(tmp_path, fixture_rows()))
@@ -124,20 +134,20 @@ def test_summary_frame_order(report: ReportFiles) -> None:
 
 def test_summary_md_cells(report: ReportFiles) -> None:
     text = report.summary_md.read_text()
-    assert "| pirl | 61.0 ± 1.4 (layer4) | 54.0 ± 1.4 |" in text
-    assert "| rotnet | 45.5 ± 0.7 (layer3) | 36.5 ± 2.1 |" in text
-    assert "| random | 11.0 ± 1.4 (layer2) | 9.5 ± 0.7 |" in text
-    # per-layer table of resnet18, best layer in bold; layer4 mean 40.0, std sqrt(200)
-    assert "| rotnet | 33.5 ± 0.7 | **45.5 ± 0.7** | 40.0 ± 14.1 |" in text
+    assert "| PIRL | 61.0 ± 1.4 [48.3, 73.7] (layer4) | 54.0 ± 1.4 [41.3, 66.7] |" in text  # 61 ± 12.706
+    assert f"| RotNet | {cell2(45, 46, 'layer3')} | {cell2(35, 38)} |" in text
+    assert f"| Random | {cell2(10, 12, 'layer2')} | {cell2(9, 10)} |" in text
+    # per-layer table of resnet18, best layer in bold; layer4 mean 40.0, std sqrt(200), interval ± 127.1
+    assert "| RotNet | 33.5 ± 0.7 [27.1, 39.9] | **45.5 ± 0.7 [39.1, 51.9]** | 40.0 ± 14.1 [-87.1, 167.1] |" in text
     assert "| method | layer2 | layer3 | layer4 |" in text
-    assert "mean ± sample std (ddof=1) over 2 seeds." in text
-    assert "1 seed: no spread" not in text
+    assert "Mean ± sample std (ddof=1) [95% t-interval] over 2 seeds." in text
+    assert "one seed" not in text.lower()
     assert "## cifar10" in text and "### resnet18-w0.5 (2.80 M parameters)" in text and "### resnet18 (11.20 M parameters)" in text
-    assert "- methods: random, rotnet, pirl" in text
-    assert "- seeds: 0, 1" in text
+    assert "- methods: Random (`random`), RotNet (`rotnet`), PIRL (`pirl`)" in text
+    assert "- seeds: 0, 1; mean ± sample std (ddof=1) [95% t-interval] over 2 seeds" in text
     assert f"- rows: {len(fixture_rows())} used of {len(fixture_rows())} in results.csv, from 12 run(s)" in text
     assert "- run dates: 2025-11-20 10:00 to 2025-11-21 10:00 UTC" in text
-    assert "![Linear probe top-1 vs. number of parameters](accuracy_vs_params.png)" in text
+    assert "![Linear probe top-1 vs. number of parameters (paper Fig. 2)](accuracy_vs_params.png)" in text
 
 
 def test_files_written(report: ReportFiles, tmp_path: Path) -> None:
@@ -148,8 +158,15 @@ def test_files_written(report: ReportFiles, tmp_path: Path) -> None:
     assert report.plot_svg == directory / "accuracy_vs_params.svg"
     assert report.plot_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in report.plot_svg.read_text()
-    assert report.written == [report.summary_md, report.plot_png, report.plot_svg]
-    assert report.notes == ()
+    assert report.index_html == directory / "index.html"
+    assert report.layerwise_png == directory / "layerwise.png"
+    assert report.written == [report.summary_md, report.index_html, report.plot_png, report.plot_svg, report.layerwise_png]
+    assert all(p.is_file() for p in report.written)
+    assert report.notes == (  # linear and knn only: the other evaluations are missing
+        "no semisup rows: run with --evals semisup (paper Table 3: 1% and 10% labels)",
+        "no detection rows: run with --evals detection (paper Table 1: VOC07 AP, AP50, AP75)",
+        "no invariance rows: run with --evals invariance (paper Fig. 4: distance histograms)",
+    )
 
 
 def plotted(fig: Figure) -> list[tuple[str, float, float]]:
@@ -183,9 +200,9 @@ def test_plot_one_point_per_method_and_backbone(report: ReportFiles) -> None:
     assert ax.get_ylabel() == "Linear probe top-1 (%)"
     assert ax.get_title() == "cifar10"
     labels = sorted(t.get_text() for t in ax.texts)
-    assert labels == sorted(f"{m} ({b})" for m in ("random", "rotnet", "pirl") for b in PARAMS)
+    assert labels == sorted(f"{m} ({b})" for m in ("Random", "RotNet", "PIRL") for b in PARAMS)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == ["random", "rotnet", "pirl"]
+    assert legend == ["Random", "RotNet", "PIRL"]
 
 
 def test_plot_error_bars_are_std_over_seeds(report: ReportFiles) -> None:
@@ -203,14 +220,16 @@ def test_single_backbone_single_seed(tmp_path: Path) -> None:
     assert sorted(m for m, _, _ in points) == ["pirl", "random", "rotnet"]
     assert {round(x, 6) for _, x, _ in points} == {11.2}
     text = files.summary_md.read_text()
-    assert "| pirl | 62.0 (layer4) | 55.0 |" in text  # one seed: the bare value
-    assert "| rotnet | 34.0 | 46.0 | **30.0** |" not in text
-    assert "| rotnet | 34.0 | **46.0** | 30.0 |" in text
-    assert "1 seed: no spread." in text
+    assert "| PIRL | 62.0 (layer4) | 55.0 |" in text  # one seed: the bare value
+    assert "| RotNet | 34.0 | 46.0 | **30.0** |" not in text
+    assert "| RotNet | 34.0 | **46.0** | 30.0 |" in text
+    assert "- seeds: 1; one seed: no error bars / intervals." in text
+    assert "One seed: no error bars / intervals." in text
+    assert "One seed: ranked by value; without intervals only equal values tie." in text
     assert files.summary["linear_top1_std"].isna().all()
     fig = plots.accuracy_vs_params(files.summary)
     assert not [c for ax in fig.axes for c in ax.collections if isinstance(c, LineCollection)]  # no error bars
-    assert sorted(t.get_text() for ax in fig.axes for t in ax.texts) == ["pirl", "random", "rotnet"]
+    assert sorted(t.get_text() for ax in fig.axes for t in ax.texts) == ["PIRL", "Random", "RotNet"]
 
 
 def test_one_panel_per_dataset(tmp_path: Path) -> None:
@@ -244,8 +263,9 @@ def test_console_table(tmp_path: Path) -> None:
     make_report(write_csv(tmp_path, fixture_rows()), console=console)
     out = console.export_text()
     assert "linear top1 (best layer)" in out and "knn top1" in out
-    assert "61.0 ± 1.4 (layer4)" in out and "54.0 ± 1.4" in out
-    assert "note:" not in out  # nothing missing
+    assert "61.0 ± 1.4 (layer4)" in out and "54.0 ± 1.4" in out and "PIRL" in out
+    assert "semisup" not in out.split("note:")[0] and "detection" not in out.split("note:")[0]  # columns only when present
+    assert "note: no detection rows: run with --evals detection" in out
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -275,7 +295,7 @@ def test_no_linear_rows(tmp_path: Path) -> None:
     assert "no linear-probe rows: run with --evals linear" in text
     assert "accuracy_vs_params plot skipped" in text
     assert files.plot_png is None and not (tmp_path / "report" / "accuracy_vs_params.png").exists()
-    assert "| pirl | – | 54.0 ± 1.4 |" in text  # knn numbers still reported
+    assert "| PIRL | – | 54.0 ± 1.4 [41.3, 66.7] |" in text  # knn numbers still reported
     assert "per layer" not in text
     assert any("no linear-probe rows" in n for n in files.notes)
 
@@ -326,9 +346,12 @@ def test_cell_and_seed_note_formats() -> None:
     assert tables.cell(3.21, 0.0, 3, metric="loss") == "3.21 ± 0"
     assert tables.cell(3.214, 0.0, 1, metric="loss") == "3.214"
     assert tables.cell(52.049, 0.6854, 3, metric="AP50") == "52.0 ± 0.7"
-    assert tables.seeds_note([1, 1]) == "1 seed: no spread."
-    assert tables.seeds_note([3, 3]) == "mean ± sample std (ddof=1) over 3 seeds."
-    assert "Cells without ± have 1 seed: no spread." in tables.seeds_note([1, 3])
+    assert tables.cell(72.345, 0.42, 3, layer="layer3", ci=(71.3, 73.4)) == "72.3 ± 0.4 [71.3, 73.4] (layer3)"
+    assert tables.cell(72.345, float("nan"), 1, ci=(float("nan"), float("nan"))) == "72.3"  # one seed: no interval
+    assert tables.cell(0.61234, 0.0123, 2, metric="distance", ci=(0.5, 0.72)) == "0.612 ± 0.012 [0.500, 0.720]"
+    assert tables.seeds_note([1, 1]) == "One seed: no error bars / intervals."
+    assert tables.seeds_note([3, 3]) == "Mean ± sample std (ddof=1) [95% t-interval] over 3 seeds."
+    assert "Cells without ± have one seed: no error bars / intervals." in tables.seeds_note([1, 3])
 
 
 def test_report_imports_neither_torch_nor_methods() -> None:

@@ -101,8 +101,9 @@ def parse_annotation(xml: Path, clip_boxes: bool = False) -> dict:
                 raise ValueError(
                     f"{xml}: {where} ({name}) has box (xmin, ymin, xmax, ymax) = {tuple(box)}, outside the "
                     f"{width}x{height} image or empty (VOC boxes are 1-based and inclusive: 1 <= xmin < xmax <= width, "
-                    f"1 <= ymin < ymax <= height). Pass clip_boxes=True to clip such boxes to the image with a warning "
-                    f"(boxes left empty are dropped).")  # fmt: skip
+                    f"1 <= ymin < ymax <= height). To clip such boxes to the image with a warning (boxes left empty are "
+                    f"dropped) use --set detection.clip_boxes=true (ssl-bench run), --clip-boxes (ssl-bench detect-eval) "
+                    f"or clip_boxes=True (Python).")  # fmt: skip
             x0, y0, x1, y1 = max(x0, 1), max(y0, 1), min(x1, width), min(y1, height)
             empty = x0 >= x1 or y0 >= y1
             fixed.append(f"{where} ({name}) {tuple(box)} -> {'dropped (empty)' if empty else (x0, y0, x1, y1)}")

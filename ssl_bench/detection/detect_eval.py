@@ -14,12 +14,12 @@ PROTOCOLS: dict[str, Callable[[GroundTruth, Detections], dict]] = {"voc07": voc0
 
 
 def detect_eval(gt_path: str | Path, dets_path: str | Path, protocol: str,
-                split: str | None = None) -> dict[str, float]:  # fmt: skip
+                split: str | None = None, clip_boxes: bool = False) -> dict[str, float]:  # fmt: skip
     """Load the ground truth (COCO .json or VOC directory, ``split`` for a VOC-layout root) and a COCO results
     json, and evaluate. Nested results are flattened: per_class_AP50 {"dog": x} becomes "per_class_AP50/dog"."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown detection protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
-    gt = load_gt(gt_path, split)
+    gt = load_gt(gt_path, split, clip_boxes)
     scores = PROTOCOLS[protocol](gt, load_detections(dets_path, gt))
     flat = {}
     for key, value in scores.items():

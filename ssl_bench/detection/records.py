@@ -198,13 +198,14 @@ def load_coco_gt(path: str | Path) -> GroundTruth:
                        images=[ImageRecord(**record) for record in images.values()])  # fmt: skip
 
 
-def load_voc_gt(path: str | Path, split: str | None = None) -> GroundTruth:
+def load_voc_gt(path: str | Path, split: str | None = None, clip_boxes: bool = False) -> GroundTruth:
     """VOC annotations: a directory of XML files (ids are the file stems), or a VOC-layout root with
     ``Annotations/`` and ``ImageSets/Main/<split>.txt`` (``split`` required).
 
     Categories are ``VOC_CLASSES`` when every name is a Pascal VOC class, else the sorted names. For a VOC-layout
     root the names come from every split under ImageSets/Main, as in ``VOCDetection``, so the labels agree with a
-    detector trained on another split of the same root.
+    detector trained on another split of the same root. ``clip_boxes`` clips boxes that leave the image (with a
+    warning; empty ones are dropped), as ``VOCDetection`` does for training.
     """
     path = Path(path)
     if (path / "Annotations").is_dir():
@@ -228,7 +229,7 @@ def load_voc_gt(path: str | Path, split: str | None = None) -> GroundTruth:
             raise ValueError(f"{path}: no *.xml files and no Annotations/ directory; expected {GT_FORMATS}")
     else:
         raise FileNotFoundError(f"{path} is not a directory; expected {GT_FORMATS}")
-    records = {i: parse_annotation(xml[i]) for i in xml}
+    records = {i: parse_annotation(xml[i], clip_boxes) for i in xml}
     names = sorted({o["name"] for r in records.values() for o in r["objects"]})
     categories = list(VOC_CLASSES) if set(names) <= set(VOC_CLASSES) else names
     label = {name: k + 1 for k, name in enumerate(categories)}
@@ -243,7 +244,7 @@ def load_voc_gt(path: str | Path, split: str | None = None) -> GroundTruth:
     return GroundTruth(categories=categories, images=images)
 
 
-def load_gt(path: str | Path, split: str | None = None) -> GroundTruth:
+def load_gt(path: str | Path, split: str | None = None, clip_boxes: bool = False) -> GroundTruth:
     """COCO json for a ``.json`` file, VOC for a directory."""
     path = Path(path)
     if path.suffix == ".json" and path.is_file():
@@ -251,7 +252,7 @@ def load_gt(path: str | Path, split: str | None = None) -> GroundTruth:
             raise ValueError(f"{path} is a COCO json: split={split!r} only applies to a VOC-layout root")
         return load_coco_gt(path)
     if path.is_dir():
-        return load_voc_gt(path, split)
+        return load_voc_gt(path, split, clip_boxes)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; expected {GT_FORMATS}")
     raise ValueError(f"{path} is neither a .json file nor a directory; expected {GT_FORMATS}")

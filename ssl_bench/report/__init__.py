@@ -1,7 +1,13 @@
 """The report: a pure function of ``<out>/results.csv`` that writes ``<out>/report/``.
 
-It reads only the results table (never a checkpoint, never torch), so it can be rerun at will:
-``summary.md`` (headline and per-layer tables), ``accuracy_vs_params.png/.svg`` (PIRL Fig. 2 style)
+It reads only the results table (and, for the invariance histograms, the raw distances a run saved next to
+it); it never retrains. Files, all optional but summary.md and index.html, each skipped with a note saying
+what is missing:
+
+* ``summary.md`` / ``index.html``: the page to read (what was run, every table and figure, published numbers);
+* ``accuracy_vs_params.png/.svg`` (PIRL Fig. 2), ``layerwise.png`` (Fig. 5), ``invariance.png`` (Fig. 4);
+* ``detection_ap.md/.csv/.tex`` (Table 1 format) and ``semisup.md`` (Table 3 format);
+
 and, when a console is given, a rich table of the headline numbers.
 """
 
@@ -11,21 +17,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from ssl_bench.report import plots, tables
+from ssl_bench.report import detection_table, invariance, plots, semisup_table, tables
+from ssl_bench.report import published as refs
+from ssl_bench.report.console import print_headline
+from ssl_bench.report.html import markdown_to_html
+from ssl_bench.report.invariance_plot import invariance_histograms
+from ssl_bench.report.layerwise_plot import layer_points, layerwise
+from ssl_bench.report.overview import missing_messages
+from ssl_bench.report.summary import Sections, render_summary
 
 __all__ = ["ReportFiles", "make_report"]
 
 SUMMARY_NAME = "summary.md"
+INDEX_NAME = "index.html"
 PLOT_NAME = "accuracy_vs_params"
+LAYERWISE_NAME = "layerwise"
+INVARIANCE_NAME = "invariance"
+DETECTION_NAME = "detection_ap"
+SEMISUP_NAME = "semisup.md"
+OUTPUT_NAMES: tuple[str, ...] = (  # every file make_report may write; stale ones from an earlier report are removed
+    SUMMARY_NAME, INDEX_NAME, f"{PLOT_NAME}.png", f"{PLOT_NAME}.svg", f"{LAYERWISE_NAME}.png", f"{INVARIANCE_NAME}.png",
+    f"{DETECTION_NAME}.md", f"{DETECTION_NAME}.csv", f"{DETECTION_NAME}.tex", SEMISUP_NAME,
+)  # fmt: skip
+DPI = 150
 
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """What `make_report` wrote; ``plot_png``/``plot_svg`` are None when the plot was skipped (see ``notes``)."""
+    """What `make_report` wrote; a path is None (or absent from ``tables``) when its input was missing (see ``notes``)."""
 
     directory: Path
     summary_md: Path
@@ -33,69 +55,112 @@ class ReportFiles:
     plot_svg: Path | None
     summary: pd.DataFrame = field(repr=False)  # one row per model: see `tables.headline`
     notes: tuple[str, ...] = ()  # what is missing or was skipped, in the words of summary.md
+    index_html: Path | None = None
+    layerwise_png: Path | None = None
+    invariance_png: Path | None = None
+    tables: tuple[Path, ...] = ()  # detection_ap.md/.csv/.tex, semisup.md
+    published: bool = False  # whether published numbers are shown
 
     @property
     def written(self) -> list[Path]:
-        return [p for p in (self.summary_md, self.plot_png, self.plot_svg) if p is not None]
+        paths = (self.summary_md, self.index_html, self.plot_png, self.plot_svg, self.layerwise_png, self.invariance_png)
+        return [p for p in (*paths, *self.tables) if p is not None]
 
 
-def make_report(out_dir: str | Path, console: Console | None = None) -> ReportFiles:
+def make_report(out_dir: str | Path, console: Console | None = None, published: bool | None = None) -> ReportFiles:
     """Aggregate ``out_dir/results.csv`` over seeds and write the report under ``out_dir/report``.
 
-    Raises FileNotFoundError when results.csv is absent and ValueError when it lacks required columns;
-    an empty table or one without linear-probe rows still gives a summary.md that says what is missing.
+    ``published``: show the PIRL paper's numbers beside ours (None: only when a pretraining dataset is ImageNet).
+    Raises FileNotFoundError when results.csv is absent and ValueError when it lacks required columns; an
+    empty or partial table still gives a summary.md and index.html that say what is missing.
     """
     out = Path(out_dir)
     raw = tables.read_results(out / "results.csv")
     df, notes = tables.clean(raw)
-    notes = [*tables.missing_messages(df), *notes]
+    notes = [*missing_messages(df), *notes]
     agg = tables.aggregate(df)
-    summary = tables.headline(agg, tables.backbone_params(df))
+    params = tables.backbone_params(df)
+    summary = tables.headline(agg, params)
+    datasets = sorted(df["dataset"].unique())
+    show = refs.show_published(datasets, published)
+    references = refs.load_published() if show else None
     directory = out / "report"
     directory.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, str] = {}
 
     png = svg = None
     if plots.plot_points(summary).empty:
         reason = "no linear-probe rows" if not (df["eval"] == "linear").any() else "no linear-probe top1 row with a parameter count"
         notes.append(f"{PLOT_NAME} plot skipped: {reason}")
     else:
-        fig = plots.accuracy_vs_params(summary)
-        png, svg = directory / f"{PLOT_NAME}.png", directory / f"{PLOT_NAME}.svg"
-        fig.savefig(png, dpi=150)
-        fig.savefig(svg)
-    text = tables.render_summary(df, agg, summary, len(raw), notes, png.name if png else None)
-    summary_md = directory / SUMMARY_NAME
-    summary_md.write_text(text, encoding="utf-8")
+        points = refs.linear_points(references) if references is not None else None
+        png, svg = _save(plots.accuracy_vs_params(summary, points), directory, PLOT_NAME, svg=True)
+        figures[PLOT_NAME] = png.name
 
-    files = ReportFiles(directory, summary_md, png, svg, summary, tuple(notes))
+    layer_png = None
+    if layer_points(agg).empty:
+        if (df["eval"] == "linear").any():
+            notes.append(f"{LAYERWISE_NAME} plot skipped: no linear-probe top1 rows per stage")
+    else:
+        paper = refs.select(references, "linear", "") if references is not None else None
+        paper = paper[paper["layer"] != "best"] if paper is not None else None
+        layer_png, _ = _save(layerwise(agg, paper), directory, LAYERWISE_NAME)
+        figures[LAYERWISE_NAME] = layer_png.name
+
+    distances, invariance_notes = invariance.collect(df, out / "runs")
+    notes += invariance_notes
+    invariance_png = None
+    if distances:
+        invariance_png, _ = _save(invariance_histograms(distances), directory, INVARIANCE_NAME)
+        figures[INVARIANCE_NAME] = invariance_png.name
+
+    written_tables: list[Path] = []
+    detection = detection_table.detection_tables(agg, references, params)
+    detection_md = detection_table.to_markdown(detection)
+    if detection:
+        title = "# Object detection (paper Table 1 format)\n\n"
+        written_tables += [
+            _write(directory / f"{DETECTION_NAME}.md", title + detection_md.replace("### ", "## ")),
+            _write(directory / f"{DETECTION_NAME}.csv", detection_table.to_csv(detection)),
+            _write(directory / f"{DETECTION_NAME}.tex", detection_table.to_latex(detection)),
+        ]  # fmt: skip
+    semisup_md = semisup_table.to_markdown(agg, references, params)
+    if semisup_md:
+        title = "# Semi-supervised learning (paper Table 3 format)\n\n"
+        written_tables.append(_write(directory / SEMISUP_NAME, title + semisup_md.replace("### ", "## ")))
+
+    sections = Sections(figures, semisup_md, detection_md, invariance.to_markdown(agg, distances), references, tuple(datasets))
+    text = render_summary(df, agg, summary, len(raw), notes, sections)
+    summary_md = _write(directory / SUMMARY_NAME, text)
+    index_html = _write(directory / INDEX_NAME, markdown_to_html(text))
+
+    files = ReportFiles(
+        directory, summary_md, png, svg, summary, tuple(notes), index_html, layer_png, invariance_png,
+        tuple(written_tables), show,
+    )  # fmt: skip
+    _remove_stale(directory, files.written)
     if console is not None:
-        _print(console, files)
+        print_headline(console, summary, files.notes)
     return files
 
 
-def _print(console: Console, files: ReportFiles) -> None:
-    summary = files.summary
-    if not summary.empty:
-        seeds = [*summary["linear_seeds"], *summary["knn_seeds"]]
-        table = Table(title="ssl-bench headline numbers", caption=tables.seeds_note(seeds))
-        for name in ("dataset", "backbone", "method"):
-            table.add_column(name)
-        table.add_column("linear top1 (best layer)", justify="right")
-        table.add_column("knn top1", justify="right")
-        presets = summary.groupby("dataset")["preset"].nunique()
-        for r in summary.to_dict("records"):
-            dataset = f"{r['dataset']} ({r['preset']})" if presets[r["dataset"]] > 1 else r["dataset"]
-            linear = tables.cell(r["linear_top1"], r["linear_top1_std"], _n(r["linear_seeds"]), layer=_str(r["linear_layer"]))
-            knn = tables.cell(r["knn_top1"], r["knn_top1_std"], _n(r["knn_seeds"]))
-            table.add_row(*(escape(str(v)) for v in (dataset, r["backbone"], r["method"], linear, knn)))
-        console.print(table)
-    for note in files.notes:  # the caller prints the paths written (ReportFiles.written)
-        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+def _save(fig: Figure, directory: Path, stem: str, svg: bool = False) -> tuple[Path, Path | None]:
+    png = directory / f"{stem}.png"
+    fig.savefig(png, dpi=DPI)
+    if not svg:
+        return png, None
+    fig.savefig(directory / f"{stem}.svg")
+    return png, directory / f"{stem}.svg"
 
 
-def _n(value: object) -> int:
-    return 0 if pd.isna(value) else int(value)  # type: ignore[arg-type]
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+def _remove_stale(directory: Path, written: list[Path]) -> None:
+    """Delete report files of an earlier run that this report did not write (e.g. a table whose rows are gone)."""
+    for name in OUTPUT_NAMES:
+        path = directory / name
+        if path not in written and path.is_file():
+            path.unlink()

@@ -2,6 +2,7 @@
 
 One marker per (method, backbone): x is the parameter count in millions (log scale), y the linear
 probe top-1 at the best layer (mean over seeds, error bar = std when there are several seeds).
+Published points (optional) are hollow markers with their names in italics, never joined to ours.
 Figures are built on the Agg canvas directly, without pyplot, so no display and no global state.
 """
 
@@ -18,12 +19,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.text import Annotation
-from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
+from ssl_bench.report.labels import display_name
 from ssl_bench.report.tables import ordered_methods
 
 POINTS_GID = "ssl-bench-points"  # gid prefix of the data lines: f"{POINTS_GID}:{method}"
+PUBLISHED_GID = "ssl-bench-published"  # gid prefix of the published markers: f"{PUBLISHED_GID}:{method}"
+PUBLISHED_COLOUR = "#555555"
+PUBLISHED_LABEL = "published (hollow):\nPIRL paper, ImageNet"
 X_LABEL = "Number of parameters (millions)"
 Y_LABEL = "Linear probe top-1 (%)"
 STYLE: dict[str, tuple[str, str]] = {  # method -> (marker, colour)
@@ -36,6 +41,7 @@ STYLE: dict[str, tuple[str, str]] = {  # method -> (marker, colour)
     "pirl": ("o", "#d62728"),
 }
 AMBIGUOUS = 2000.0  # cost (px²) of a label nearer to another marker than to its own
+ON_LABEL = 8.0  # weight of covering another label (unreadable) relative to covering a marker
 EXTRA_MARKERS = ("P", "h", "<", ">", "p", "8", "d", "H")
 EXTRA_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#393b79", "#637939", "#843c39", "#7b4173")
 # Label offsets (points) tried in turn, with the text alignment that keeps the label off the marker.
@@ -45,6 +51,12 @@ OFFSETS: tuple[tuple[float, float, str, str], ...] = (
     (14, 10, "left", "bottom"), (-14, 10, "right", "bottom"), (14, -10, "left", "top"), (-14, -10, "right", "top"),
     (0, 16, "center", "bottom"), (0, -16, "center", "top"), (22, 0, "left", "center"), (-22, 0, "right", "center"),
 )  # fmt: skip
+# Farther offsets for crowded points, each label joined to its marker by a thin leader line.
+LEADER_OFFSETS: tuple[tuple[float, float, str, str], ...] = tuple(
+    (sx * dx, sy * dy, "left" if sx > 0 else "right", "center")
+    for dx in (34, 64) for dy in (14, 26, 38, 50, 62) for sy in (1, -1) for sx in (1, -1)
+)  # fmt: skip
+LEADER_COST = 150.0  # a leader line is clear but busier than a label right next to its marker
 
 
 def plot_points(summary: pd.DataFrame) -> pd.DataFrame:
@@ -66,9 +78,19 @@ def method_styles(methods: list[str]) -> dict[str, tuple[str, str]]:
     return {m: STYLE[m] if m in STYLE else next(extra) for m in methods}
 
 
-def accuracy_vs_params(summary: pd.DataFrame) -> Figure:
-    """One panel per (dataset, preset); raises ValueError when there is no point to draw."""
+def published_styles(methods: list[str]) -> dict[str, tuple[str, str]]:
+    """Published methods we also run keep our marker and colour; the others are grey, one marker each."""
+    extra = cycle(EXTRA_MARKERS)
+    return {m: STYLE[m] if m in STYLE else (next(extra), PUBLISHED_COLOUR) for m in dict.fromkeys(methods)}
+
+
+def accuracy_vs_params(summary: pd.DataFrame, published: pd.DataFrame | None = None) -> Figure:
+    """One panel per (dataset, preset); raises ValueError when there is no point to draw.
+
+    ``published`` (see `published.linear_points`: method, x, y) adds hollow markers to every panel.
+    """
     points = plot_points(summary)
+    published = published if published is not None and not published.empty else None
     if points.empty:
         raise ValueError("nothing to plot: no linear-probe top1 row with a backbone parameter count")
     panels = list(points.groupby(["dataset", "preset"], sort=True))
@@ -77,27 +99,48 @@ def accuracy_vs_params(summary: pd.DataFrame) -> Figure:
     styles = method_styles(methods)
     ncols = min(len(panels), 2)
     nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(6.4 * ncols + 1.6, 4.8 * nrows), layout="constrained")
+    width = 8.4 if published is not None else 6.4  # the published points span three decades more
+    fig = Figure(figsize=(width * ncols + 1.6, 4.8 * nrows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, ((dataset, preset), pts) in zip(axes, panels):
         title = f"{dataset} (preset {preset})" if presets[dataset] > 1 and preset else str(dataset)
-        _draw_panel(ax, pts, styles, title)
+        _draw_panel(ax, pts, styles, title, published)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     handles = [
-        Line2D([], [], marker=styles[m][0], color=styles[m][1], linestyle="none", markersize=8, label=m) for m in methods
-    ]
+        Line2D([], [], marker=styles[m][0], color=styles[m][1], linestyle="none", markersize=8, label=display_name(m))
+        for m in methods
+    ]  # fmt: skip
+    if published is not None:
+        handles.append(Line2D([], [], marker="o", color=PUBLISHED_COLOUR, markerfacecolor="none", linestyle="none",
+                              markersize=8, label=PUBLISHED_LABEL))  # fmt: skip
     fig.legend(handles=handles, title="method", loc="outside right upper", frameon=False)
     fig.canvas.draw()  # run the layout once, then freeze it so that label placement stays valid
     fig.set_layout_engine("none")
     renderer = fig.canvas.get_renderer()
     for ax, (_, pts) in zip(axes, panels):
-        _place_labels(ax, pts, renderer)
+        _place_labels(ax, _labels(pts, published), renderer)
     return fig
 
 
-def _draw_panel(ax: Axes, pts: pd.DataFrame, styles: dict[str, tuple[str, str]], title: str) -> None:
+def _labels(pts: pd.DataFrame, published: pd.DataFrame | None) -> pd.DataFrame:
+    """x, y, text, italic of every point to label: ours, then the published ones."""
+    several_sizes = pts["backbone"].nunique() > 1
+    names = pts["method"].map(display_name)
+    ours = pd.DataFrame({
+        "x": pts["x"], "y": pts["y"], "italic": False,
+        "text": names + " (" + pts["backbone"] + ")" if several_sizes else names,
+    })  # fmt: skip
+    if published is None:
+        return ours.reset_index(drop=True)
+    theirs = pd.DataFrame({"x": published["x"], "y": published["y"], "text": published["method"].map(display_name), "italic": True})
+    return pd.concat([ours, theirs], ignore_index=True)
+
+
+def _draw_panel(
+    ax: Axes, pts: pd.DataFrame, styles: dict[str, tuple[str, str]], title: str, published: pd.DataFrame | None
+) -> None:
     several_sizes = pts["backbone"].nunique() > 1
     for method in ordered_methods(pts["method"]):
         mine = pts[pts["method"] == method].sort_values("x")
@@ -109,20 +152,34 @@ def _draw_panel(ax: Axes, pts: pd.DataFrame, styles: dict[str, tuple[str, str]],
         spread = mine[mine["yerr"].notna()]
         if not spread.empty:  # error bars only where there are several seeds
             ax.errorbar(spread["x"], spread["y"], yerr=spread["yerr"], fmt="none", ecolor=colour, elinewidth=1, capsize=3)
+    if published is not None:
+        pub_styles = published_styles(list(published["method"]))
+        for method, mine in published.groupby("method", sort=False):
+            marker, colour = pub_styles[method]
+            ax.plot(mine["x"], mine["y"], marker=marker, color=colour, markerfacecolor="none", markeredgewidth=1.3,
+                    markersize=10 if marker == "*" else 7, linestyle="none", gid=f"{PUBLISHED_GID}:{method}")  # fmt: skip
     ax.set_xscale("log")
     sizes = pts.drop_duplicates("backbone").sort_values("x")
     xs = sizes["x"].to_numpy(dtype=float)
-    ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
-    ax.xaxis.set_major_locator(FixedLocator(xs))
-    ax.xaxis.set_major_formatter(lambda x, _: f"{x:.1f}" if x < 100 else f"{x:.0f}")
+    all_x = np.concatenate([xs, published["x"].to_numpy(dtype=float)]) if published is not None else xs
+    pad = 2.2 if published is not None else 1.5  # room for the labels of crowded points
+    ax.set_xlim(all_x.min() / pad, all_x.max() * 1.5)
+    if published is None:
+        ax.xaxis.set_major_locator(FixedLocator(xs))
+    else:  # decades: our sizes are named on the top axis
+        ax.xaxis.set_major_locator(LogLocator(base=10))
+    decades = published is not None
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x:g}" if decades else f"{x:.1f}" if x < 100 else f"{x:.0f}")
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
-    if several_sizes:
+    if several_sizes or published is not None:
         top = ax.secondary_xaxis("top")
         top.set_xticks(xs, labels=sizes["backbone"].tolist(), fontsize=8)
         top.xaxis.set_minor_locator(NullLocator())
     low = (pts["y"] - pts["yerr"].fillna(0)).min()
     high = (pts["y"] + pts["yerr"].fillna(0)).max()
+    if published is not None:
+        low, high = min(low, published["y"].min()), max(high, published["y"].max())
     pad = max(2.0, 0.12 * (high - low))
     ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad) if high <= 100 else high + pad)
     ax.set_xlabel(X_LABEL)
@@ -132,29 +189,33 @@ def _draw_panel(ax: Axes, pts: pd.DataFrame, styles: dict[str, tuple[str, str]],
 
 
 def _place_labels(ax: Axes, pts: pd.DataFrame, renderer: RendererBase) -> None:
-    """Label each point (method, and backbone if several) at the offset that covers the least.
+    """Label each point (columns x, y, text, italic) at the offset that covers the least.
 
     Costs are overlaps with markers and labels already placed, leaving the axes, and being as near
-    another marker as the label's own (the reader must see which point a label names). The white
-    label box lets a dotted line pass under a label.
+    another marker as the label's own (the reader must see which point a label names); a crowded
+    point gets a farther label with a leader line. The white label box lets a line pass under a label.
     """
-    several_sizes = pts["backbone"].nunique() > 1
     frame = ax.get_window_extent(renderer)
     centres = ax.transData.transform(pts[["x", "y"]].to_numpy(dtype=float))
     radius = 6 * ax.figure.dpi / 72
-    taken: list[Bbox] = [Bbox.from_extents(cx - radius, cy - radius, cx + radius, cy + radius) for cx, cy in centres]
+    markers: list[Bbox] = [Bbox.from_extents(cx - radius, cy - radius, cx + radius, cy + radius) for cx, cy in centres]
+    labels: list[Bbox] = []
     for i in np.argsort(-centres[:, 1]):
         row = pts.iloc[i]
-        text = f"{row['method']} ({row['backbone']})" if several_sizes else str(row["method"])
         best: tuple[float, Annotation] | None = None
-        for dx, dy, ha, va in OFFSETS:
+        colour = PUBLISHED_COLOUR if row["italic"] else "black"
+        for k, (dx, dy, ha, va) in enumerate((*OFFSETS, *LEADER_OFFSETS)):
+            leader = k >= len(OFFSETS)
             label = ax.annotate(
-                text, (row["x"], row["y"]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=7.5,
+                row["text"], (row["x"], row["y"]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=7.5,
+                style="italic" if row["italic"] else "normal", color=colour,
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75},
+                arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.6, "shrinkA": 0, "shrinkB": 4} if leader else None,
             )  # fmt: skip
             box = label.get_window_extent(renderer)
-            cost = sum(_overlap(box, other) for other in taken) + _outside(box, frame)
-            cost += AMBIGUOUS * _ambiguous(box, i, centres)
+            cost = sum(_overlap(box, other) for other in markers) + _outside(box, frame)
+            cost += ON_LABEL * sum(_overlap(box, other) for other in labels)
+            cost += LEADER_COST if leader else AMBIGUOUS * _ambiguous(box, i, centres)
             if best is None or cost < best[0]:
                 if best is not None:
                     best[1].remove()
@@ -164,7 +225,7 @@ def _place_labels(ax: Axes, pts: pd.DataFrame, renderer: RendererBase) -> None:
             if cost == 0:
                 break
         assert best is not None
-        taken.append(best[1].get_window_extent(renderer))
+        labels.append(best[1].get_window_extent(renderer))
 
 
 def _ambiguous(box: Bbox, own: int, centres: np.ndarray, margin: float = 4.0) -> bool:

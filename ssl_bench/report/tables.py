@@ -1,19 +1,22 @@
 """The report's tables: pure pandas functions from the long results table to aggregates and Markdown.
 
-Every number shown is a mean and a sample standard deviation (ddof=1) over seeds of one evaluation
-unit (dataset, preset, backbone, method, eval, protocol, layer, metric). The headline of an
-evaluation is its top-1 at the best layer, the layer with the highest mean over seeds (for the
-linear probe this is the layer-wise protocol of Goyal et al. 2019; kNN has the single "pooled" layer).
-Nothing here retrains, imports torch or knows about methods beyond their names.
+Every number shown is a mean, a sample standard deviation (ddof=1) and a 95% t-interval over seeds of
+one evaluation unit (dataset, preset, backbone, method, eval, protocol, layer, metric). The headline of
+an evaluation is its top-1 (AP for detection) at the best layer, the layer with the highest mean over
+seeds (for the linear probe this is the layer-wise protocol of Goyal et al. 2019; kNN has the single
+"pooled" layer; for detection the "layer" is the detector head). Nothing here retrains, imports torch or
+knows about methods beyond their names.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from ssl_bench.report.stats import with_intervals
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "method", "backbone", "params", "dataset", "preset", "eval", "protocol", "layer",
@@ -25,7 +28,11 @@ METHOD_ORDER: tuple[str, ...] = ("random", "supervised", "autoencoder", "rotnet"
 LAYER_ORDER: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
 EVAL_ORDER: tuple[str, ...] = ("linear", "knn", "semisup", "detection", "invariance")
 HEADLINE_METRIC = "top1"
+HEADLINE_METRICS: dict[str, str] = {"detection": "AP"}  # eval -> its headline metric when not top1
+OWN_SECTION_EVALS: frozenset[str] = frozenset({"semisup", "detection", "invariance"})  # tables of their own
+RUN_KEY: list[str] = [*MODEL, "seed", "eval"]  # one evaluation of one trained model
 PERCENT_METRICS: frozenset[str] = frozenset({"top1", "top5"})
+FIXED_DECIMALS: dict[str, int] = {"distance": 3}  # metrics shown with a fixed number of decimals
 DASH = "–"
 
 
@@ -64,6 +71,8 @@ def clean(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if bad:
         notes.append(f"{bad} row(s) without a numeric value were ignored")
         df = df[df["value"].notna()]
+    df, run_notes = latest_runs(df)
+    notes += run_notes
     # A re-run of the same unit and seed replaces the older number: it is not another seed.
     before = len(df)
     df = df.sort_values("created", kind="stable", na_position="first")
@@ -71,6 +80,37 @@ def clean(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if len(df) < before:
         notes.append(f"{before - len(df)} older row(s) superseded by a re-run of the same unit and seed (kept the newest)")
     return df.reset_index(drop=True), notes
+
+
+def latest_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Per model, seed and evaluation keep only the rows of the run (``run_id``) written last.
+
+    Two run_ids for one method, backbone and seed are two pretrainings (e.g. NCE vs. InfoNCE): averaging
+    them would mix configurations and counting them as seeds would fake a spread. Returns one note per
+    model and seed that had several runs.
+    """
+    if df.empty:
+        return df, []
+    run_time = df.groupby([*RUN_KEY, "run_id"], sort=False, dropna=False)["created"].transform("max")
+    order = df.assign(_t=run_time).sort_values("_t", kind="stable", na_position="first")
+    kept = order.drop_duplicates(RUN_KEY, keep="last")[[*RUN_KEY, "run_id", "_t"]]
+    runs = df.groupby(RUN_KEY, sort=False, dropna=False)["run_id"].nunique()
+    if (runs <= 1).all():
+        return df, []
+    marked = df.reset_index().merge(kept.rename(columns={"run_id": "_kept"}), on=RUN_KEY, how="left")
+    keep = (marked["run_id"] == marked["_kept"]).to_numpy()
+    notes = []
+    several = marked[marked.groupby(RUN_KEY, dropna=False)["run_id"].transform("nunique") > 1]
+    for (dataset, preset, backbone, method, seed, run), part in several.groupby([*MODEL, "seed", "_kept"], sort=False, dropna=False):
+        others = sorted(set(part["run_id"]) - {run})
+        evals = ", ".join(sorted(part["eval"].unique(), key=eval_rank))
+        when = part["_t"].max()
+        stamp = f" of {when:%Y-%m-%d %H:%M} UTC" if not pd.isna(when) else ""
+        notes.append(
+            f"{method} / {backbone} / seed {seed} ({dataset}) has {len(others) + 1} runs: {evals} from the latest, "
+            f"{run}{stamp}; ignored {', '.join(others)}"
+        )
+    return df[keep].reset_index(drop=True), notes
 
 
 def method_rank(method: str) -> tuple[int, str]:
@@ -105,22 +145,27 @@ def ordered_backbones(df: pd.DataFrame) -> list[str]:
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per UNIT: mean, std (ddof=1, NaN for one seed) and n (number of seeds)."""
+    """One row per UNIT: mean, std (ddof=1), n (number of seeds), ci_low, ci_high (95% t; NaN for one seed)."""
     grouped = df.groupby(UNIT, sort=False, dropna=False)["value"]
     out = grouped.agg(mean="mean", std="std", n="count").reset_index()
     out["n"] = out["n"].astype(int)
-    return out
+    return with_intervals(out)
 
 
-def layer_table(agg: pd.DataFrame, eval_name: str = "linear", protocol: str = "") -> pd.DataFrame:
-    """Top-1 per layer for one evaluation: the aggregate rows, ordered by method and layer."""
-    rows = agg[(agg["eval"] == eval_name) & (agg["protocol"] == protocol) & (agg["metric"] == HEADLINE_METRIC)]
+def headline_metric(eval_name: str) -> str:
+    return HEADLINE_METRICS.get(eval_name, HEADLINE_METRIC)
+
+
+def layer_table(agg: pd.DataFrame, eval_name: str = "linear", protocol: str = "", metric: str | None = None) -> pd.DataFrame:
+    """One metric (default: the eval's headline metric) per layer for one evaluation, ordered by method and layer."""
+    metric = metric or headline_metric(eval_name)
+    rows = agg[(agg["eval"] == eval_name) & (agg["protocol"] == protocol) & (agg["metric"] == metric)]
     keys = rows.assign(_m=rows["method"].map(method_rank), _l=rows["layer"].map(layer_rank))
     return keys.sort_values(["_m", "_l"], kind="stable").drop(columns=["_m", "_l"]).reset_index(drop=True)
 
 
 def best_layers(per_layer: pd.DataFrame) -> pd.DataFrame:
-    """Per model, the layer row with the highest mean top-1 (ties: the earlier layer)."""
+    """Per model, the layer row with the highest mean (ties: the earlier layer)."""
     if per_layer.empty:
         return per_layer.copy()
     ranked = per_layer.assign(_l=per_layer["layer"].map(layer_rank)).sort_values("_l", kind="stable")
@@ -129,9 +174,8 @@ def best_layers(per_layer: pd.DataFrame) -> pd.DataFrame:
 
 
 def headline_evals(agg: pd.DataFrame) -> list[tuple[str, str]]:
-    """The (eval, protocol) pairs that report top-1: linear and knn always, then any other present."""
-    top1 = agg[agg["metric"] == HEADLINE_METRIC]
-    present = {(e, p) for e, p in zip(top1["eval"], top1["protocol"])}
+    """The (eval, protocol) pairs with their headline metric: linear and knn always, then any other present."""
+    present = {(e, p) for e, p, m in zip(agg["eval"], agg["protocol"], agg["metric"]) if m == headline_metric(e)}
     pairs = present | {("linear", ""), ("knn", "")}
     return sorted(pairs, key=lambda ep: (eval_rank(ep[0]), ep[1]))
 
@@ -141,18 +185,21 @@ def column_prefix(eval_name: str, protocol: str) -> str:
 
 
 def headline(agg: pd.DataFrame, params: pd.Series) -> pd.DataFrame:
-    """The summary frame: one row per model, for each headline eval its best-layer top-1 mean, std, seeds, layer.
+    """The summary frame: one row per model, for each headline eval its best-layer headline metric.
 
-    Columns: dataset, preset, backbone, params, method, then ``<eval>_top1``, ``<eval>_top1_std``,
-    ``<eval>_seeds``, ``<eval>_layer`` per headline eval (``<eval>_<protocol>`` when a protocol is set).
+    Columns: dataset, preset, backbone, params, method, then per headline eval ``<eval>_<metric>`` (mean),
+    ``<eval>_<metric>_std``, ``<eval>_<metric>_low``/``_high`` (95% t-interval), ``<eval>_seeds`` and
+    ``<eval>_layer``, with ``<eval>_<protocol>`` when a protocol is set and metric top1 (AP for detection).
     """
     models = agg[MODEL].drop_duplicates()
     out = models.copy()
     for eval_name, protocol in headline_evals(agg):
         prefix = column_prefix(eval_name, protocol)
-        best = best_layers(layer_table(agg, eval_name, protocol))[[*MODEL, "mean", "std", "n", "layer"]]
+        value = f"{prefix}_{headline_metric(eval_name)}"
+        best = best_layers(layer_table(agg, eval_name, protocol))[[*MODEL, "mean", "std", "ci_low", "ci_high", "n", "layer"]]
         best = best.rename(columns={
-            "mean": f"{prefix}_top1", "std": f"{prefix}_top1_std", "n": f"{prefix}_seeds", "layer": f"{prefix}_layer",
+            "mean": value, "std": f"{value}_std", "ci_low": f"{value}_low", "ci_high": f"{value}_high",
+            "n": f"{prefix}_seeds", "layer": f"{prefix}_layer",
         })  # fmt: skip
         out = out.merge(best, on=MODEL, how="left")
         out[f"{prefix}_seeds"] = out[f"{prefix}_seeds"].astype("Int64")
@@ -171,11 +218,11 @@ def other_numbers(agg: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     For a headline eval the other metrics are kept at each model's best top-1 layer only, flagged
     by ``at_best`` (True) so that methods with different best layers share one table row.
     """
-    rest = agg[agg["metric"] != HEADLINE_METRIC]
+    rest = agg[~agg["eval"].isin(OWN_SECTION_EVALS) & (agg["metric"] != agg["eval"].map(headline_metric))]
     best = [
         summary[MODEL].assign(eval=e, protocol=p, best_layer=summary[f"{column_prefix(e, p)}_layer"])
         for e, p in headline_evals(agg)
-        if f"{column_prefix(e, p)}_layer" in summary.columns
+        if f"{column_prefix(e, p)}_layer" in summary.columns and e not in OWN_SECTION_EVALS
     ]
     if rest.empty or not best:
         return rest.assign(at_best=pd.Series(dtype=bool))
@@ -190,22 +237,43 @@ def is_percent(metric: str) -> bool:
     return metric in PERCENT_METRICS or metric.lower().startswith(("ap", "map"))
 
 
-def cell(mean: float, std: float, n: int, metric: str = HEADLINE_METRIC, layer: str | None = None) -> str:
-    """'72.3 ± 0.4 (layer3)'; one seed gives the bare value; no number gives a dash.
+def cell(
+    mean: float, std: float, n: int, metric: str = HEADLINE_METRIC, layer: str | None = None,
+    ci: tuple[float, float] | None = None,
+) -> str:
+    """'72.3 ± 0.4 [71.3, 73.3] (layer3)': mean ± std [95% interval]; one seed gives the bare value; no number a dash.
 
     Percentages get one decimal; other metrics give the std two significant digits and the mean as many decimals.
-    """
+    The interval is shown when given and there are several seeds.
+    """  # fmt: skip
     if mean is None or pd.isna(mean):
         return DASH
     spread = n > 1 and not pd.isna(std)
-    if is_percent(metric):
-        text = f"{mean:.1f}" + (f" ± {std:.1f}" if spread else "")
+    if is_percent(metric) or metric in FIXED_DECIMALS:
+        decimals = FIXED_DECIMALS.get(metric, 1)
+        text = f"{mean:.{decimals}f}" + (f" ± {std:.{decimals}f}" if spread else "")
     elif spread and std > 0:
         decimals = max(0, 1 - math.floor(math.log10(std)))
         text = f"{mean:.{decimals}f} ± {std:.{decimals}f}"
     else:
+        decimals = 3
         text = f"{mean:.4g}" + (" ± 0" if spread else "")
+    if spread and ci is not None and not (pd.isna(ci[0]) or pd.isna(ci[1])):
+        text += f" [{ci[0]:.{decimals}f}, {ci[1]:.{decimals}f}]"
     return f"{text} ({layer})" if layer else text
+
+
+def cell_of(row: Mapping[str, object], metric: str = HEADLINE_METRIC, layer: str | None = None) -> str:
+    """`cell` of an aggregate row (mean, std, n, ci_low, ci_high)."""
+    n = row["n"]
+    return cell(
+        row["mean"], row["std"], 0 if pd.isna(n) else int(n), metric, layer,  # type: ignore[arg-type]
+        (row.get("ci_low", math.nan), row.get("ci_high", math.nan)),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+ONE_SEED = "one seed: no error bars / intervals."  # said on the page whenever a number has a single seed
+SPREAD = "mean ± sample std (ddof=1) [95% t-interval]"
 
 
 def seeds_note(counts: Iterable[int]) -> str:
@@ -214,151 +282,15 @@ def seeds_note(counts: Iterable[int]) -> str:
     if not ns:
         return ""
     if ns == [1]:
-        return "1 seed: no spread."
-    spread = "mean ± sample std (ddof=1) over"
+        return ONE_SEED[0].upper() + ONE_SEED[1:]
+    spread = SPREAD[0].upper() + SPREAD[1:]
     if len(ns) == 1:
-        return f"{spread} {ns[0]} seeds."
-    extra = " Cells without ± have 1 seed: no spread." if 1 in ns else ""
-    return f"{spread} seeds; the number of seeds varies between cells ({ns[0]}–{ns[-1]}).{extra}"
+        return f"{spread} over {ns[0]} seeds."
+    extra = f" Cells without ± have {ONE_SEED}" if 1 in ns else ""
+    return f"{spread} over seeds; the number of seeds varies between cells ({ns[0]}–{ns[-1]}).{extra}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def run_overview(df: pd.DataFrame, raw_rows: int) -> list[str]:
-    """Bullet lines saying what was run: methods, backbones, datasets, presets, evals, seeds, rows, dates."""
-    def listing(values: Iterable[object]) -> str:
-        items = [str(v) for v in values if str(v) != ""]
-        return ", ".join(items) if items else DASH
-
-    params = backbone_params(df)
-    backbones = [f"{b} ({params[b] / 1e6:.2f} M params)" if not pd.isna(params[b]) else b for b in ordered_backbones(df)]
-    created = df["created"].dropna()
-    dates = f"{created.min():%Y-%m-%d %H:%M} to {created.max():%Y-%m-%d %H:%M} UTC" if len(created) else DASH
-    seeds = sorted(int(s) for s in df["seed"].dropna().unique())
-    return [
-        f"- methods: {listing(ordered_methods(df['method']))}",
-        f"- backbones: {listing(backbones)}",
-        f"- datasets: {listing(sorted(df['dataset'].unique()))}",
-        f"- presets: {listing(sorted(df['preset'].unique()))}",
-        f"- evaluations: {listing(sorted(df['eval'].unique(), key=eval_rank))}",
-        f"- seeds: {listing(seeds)}",
-        f"- rows: {len(df)} used of {raw_rows} in results.csv, from {df['run_id'].nunique()} run(s)",
-        f"- run dates: {dates}",
-    ]
-
-
-def missing_messages(df: pd.DataFrame) -> list[str]:
-    """What the table lacks for a full report, each with the command that fills it in."""
-    if df.empty:
-        return ["results.csv has no rows yet: no evaluation has finished. Run `ssl-bench run`, which appends one row per number."]
-    messages = []
-    for eval_name, flag in (("linear", "no linear-probe rows: run with --evals linear"), ("knn", "no kNN rows: run with --evals knn")):
-        rows = df[df["eval"] == eval_name]
-        if rows.empty:
-            messages.append(flag)
-        elif not (rows["metric"] == HEADLINE_METRIC).any():
-            messages.append(f"no {eval_name} top1 rows (metrics present: {', '.join(sorted(rows['metric'].unique()))})")
-    no_params = [b for b, p in backbone_params(df).items() if pd.isna(p)]
-    if no_params:
-        messages.append(f"no parameter count for backbone(s) {', '.join(no_params)}: left out of the plot")
-    return messages
-
-
-def render_summary(
-    df: pd.DataFrame, agg: pd.DataFrame, summary: pd.DataFrame, raw_rows: int, notes: Sequence[str], plot: str | None
-) -> str:
-    """The whole summary.md: overview, notes, then one section per dataset (and preset) and backbone."""
-    out = ["# ssl-bench report", "", "Generated from `results.csv` only: no model was retrained.", ""]
-    out += run_overview(df, raw_rows) if not df.empty else [f"- rows: 0 used of {raw_rows} in results.csv"]
-    if notes:
-        out += ["", "## Notes", "", *[f"- {n}" for n in notes]]
-    if plot:
-        out += ["", f"![Linear probe top-1 vs. number of parameters]({plot})"]
-    if df.empty:
-        return "\n".join(out) + "\n"
-    prefixes = [column_prefix(e, p) for e, p in headline_evals(agg)]
-    others = other_numbers(agg, summary)
-    top1 = agg[agg["metric"] == HEADLINE_METRIC]
-    multi_layer = {ep for ep, n in top1.groupby(["eval", "protocol"])["layer"].nunique().items() if n > 1}
-    for (dataset, preset), part in summary.groupby(["dataset", "preset"], sort=True):
-        several_presets = summary.loc[summary["dataset"] == dataset, "preset"].nunique() > 1
-        title = f"{dataset} · preset {preset}" if several_presets else dataset
-        out += ["", f"## {title}", ""]
-        if preset and not several_presets:
-            out += [f"preset: `{preset}`", ""]
-        for backbone in ordered_backbones(df[(df["dataset"] == dataset) & (df["preset"] == preset)]):
-            rows = part[part["backbone"] == backbone]
-            if rows.empty:
-                continue
-            params = rows["params"].iloc[0]
-            out += [f"### {backbone}" + (f" ({params / 1e6:.2f} M parameters)" if not pd.isna(params) else ""), ""]
-            out += _headline_section(rows, prefixes)
-            out += _layer_section(agg, rows)
-            out += _other_section(others, rows, multi_layer)
-    return "\n".join(out) + "\n"
-
-
-def _headline_section(rows: pd.DataFrame, prefixes: list[str]) -> list[str]:
-    shown = [p for p in prefixes if p in ("linear", "knn") or rows[f"{p}_top1"].notna().any()]
-    header = ["method", *[("linear top1 (best layer)" if p == "linear" else f"{p.replace('_', ' ')} top1") for p in shown]]
-    body, counts = [], []
-    for r in rows.to_dict("records"):
-        cells = [r["method"]]
-        for p in shown:
-            several_layers = p == "linear" or rows[f"{p}_layer"].nunique() > 1
-            layer = r[f"{p}_layer"] if several_layers and isinstance(r[f"{p}_layer"], str) else None
-            n = r[f"{p}_seeds"]
-            cells.append(cell(r[f"{p}_top1"], r[f"{p}_top1_std"], 0 if pd.isna(n) else int(n), layer=layer))
-            counts.append(n)
-        body.append(cells)
-    return [markdown_table(header, body), "", seeds_note(counts), ""]
-
-
-def _layer_section(agg: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
-    per_layer = layer_table(agg).merge(rows[MODEL], on=MODEL)
-    if per_layer.empty:
-        return []
-    layers = ordered_layers(per_layer["layer"])
-    best = {m: layer for m, layer in zip(rows["method"], rows["linear_layer"])}
-    body = []
-    for method in ordered_methods(per_layer["method"]):
-        mine = per_layer[per_layer["method"] == method].set_index("layer")
-        cells = [method]
-        for layer in layers:
-            if layer not in mine.index:
-                cells.append(DASH)
-                continue
-            text = cell(mine.at[layer, "mean"], mine.at[layer, "std"], int(mine.at[layer, "n"]))
-            cells.append(f"**{text}**" if best.get(method) == layer else text)
-        body.append(cells)
-    title = "Linear probe top-1 per layer (bold: best layer)"
-    return [title, "", markdown_table(["method", *layers], body), "", seeds_note(per_layer["n"]), ""]
-
-
-def _other_section(others: pd.DataFrame, rows: pd.DataFrame, multi_layer: set[tuple[str, str]]) -> list[str]:
-    mine = others.merge(rows[MODEL], on=MODEL)
-    if mine.empty:
-        return []
-    methods = ordered_methods(mine["method"])
-    mine = mine.assign(
-        _e=mine["eval"].map(eval_rank), _l=mine["layer"].map(layer_rank), _layer=mine["layer"].where(~mine["at_best"], "")
-    )
-    mine = mine.sort_values(["_e", "protocol", "metric", "_l"], kind="stable")
-    body = []
-    for (eval_name, protocol, metric, layer), group in mine.groupby(["eval", "protocol", "metric", "_layer"], sort=False):
-        label = " ".join(x for x in (eval_name, protocol, metric) if x)
-        if group["at_best"].all():
-            label += " (at best top1 layer)" if (eval_name, protocol) in multi_layer else ""
-        elif layer:
-            label += f" ({layer})"
-        by_method = group.set_index("method")
-        body.append([label] + [
-            cell(by_method.at[m, "mean"], by_method.at[m, "std"], int(by_method.at[m, "n"]), metric)
-            if m in by_method.index else DASH
-            for m in methods
-        ])  # fmt: skip
-    return ["Other numbers", "", markdown_table(["number", *methods], body), "", seeds_note(mine["n"]), ""]
