@@ -55,6 +55,6 @@ def _cell(r: dict, summary: pd.DataFrame, eval_name: str, protocol: str) -> str:
     if value not in r:
         return cell(float("nan"), float("nan"), 0)
     n = r[f"{prefix}_seeds"]
-    layers = summary[f"{prefix}_layer"].dropna()
-    layer = r[f"{prefix}_layer"] if (eval_name == "linear" or layers.nunique() > 1) and isinstance(r[f"{prefix}_layer"], str) else None
+    several_layers = eval_name == "linear" or summary[f"{prefix}_layer"].dropna().nunique() > 1
+    layer = r[f"{prefix}_layer"] if several_layers and isinstance(r[f"{prefix}_layer"], str) else None
     return cell(r[value], r[f"{value}_std"], 0 if pd.isna(n) else int(n), metric, layer)

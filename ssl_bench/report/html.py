@@ -14,6 +14,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width:
        color: #1a1a1a; line-height: 1.45; }
 h1 { border-bottom: 2px solid #ddd; padding-bottom: .2em; }
 h2 { border-bottom: 1px solid #eee; padding-bottom: .15em; margin-top: 1.8em; }
+.wide { overflow-x: auto; }
 table { border-collapse: collapse; margin: .6em 0 1em; font-size: 13px; }
 th, td { border: 1px solid #d0d0d0; padding: 3px 8px; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
@@ -34,7 +35,8 @@ def inline(text: str) -> str:
     out, last = [], 0
     for m in INLINE.finditer(text):
         out.append(html.escape(text[last : m.start()]))
-        out.append(f"<strong>{inline(m.group(1))}</strong>" if m.group(1) is not None else f"<code>{html.escape(m.group(2))}</code>")
+        bold, code = m.group(1), m.group(2)
+        out.append(f"<strong>{inline(bold)}</strong>" if bold is not None else f"<code>{html.escape(code)}</code>")
         last = m.end()
     out.append(html.escape(text[last:]))
     return "".join(out)
@@ -73,9 +75,10 @@ def markdown_to_html(text: str, title: str = "ssl-bench report") -> str:
                 rows.append(lines[i])
                 i += 1
             head, rest = _cells(rows[0]), [r for r in rows[1:] if not re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", r.strip())]
-            body.append("<table><thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr></thead><tbody>")
+            header = "".join(f"<th>{inline(c)}</th>" for c in head)
+            body.append(f'<div class="wide"><table><thead><tr>{header}</tr></thead><tbody>')
             body += ["<tr>" + "".join(f"<td>{inline(c)}</td>" for c in _cells(r)) + "</tr>" for r in rest]
-            body.append("</tbody></table>")
+            body.append("</tbody></table></div>")
         elif line.startswith("- "):
             items = []
             while i < len(lines) and lines[i].startswith("- "):

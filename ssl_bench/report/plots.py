@@ -18,7 +18,7 @@ from matplotlib.backend_bases import RendererBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.text import Annotation
+from matplotlib.text import Annotation, Text
 from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
@@ -212,7 +212,7 @@ def _place_labels(ax: Axes, pts: pd.DataFrame, renderer: RendererBase) -> None:
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75},
                 arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.6, "shrinkA": 0, "shrinkB": 4} if leader else None,
             )  # fmt: skip
-            box = label.get_window_extent(renderer)
+            box = _text_box(label, renderer)
             cost = sum(_overlap(box, other) for other in markers) + _outside(box, frame)
             cost += ON_LABEL * sum(_overlap(box, other) for other in labels)
             cost += LEADER_COST if leader else AMBIGUOUS * _ambiguous(box, i, centres)
@@ -225,7 +225,13 @@ def _place_labels(ax: Axes, pts: pd.DataFrame, renderer: RendererBase) -> None:
             if cost == 0:
                 break
         assert best is not None
-        labels.append(best[1].get_window_extent(renderer))
+        labels.append(_text_box(best[1], renderer))
+
+
+def _text_box(label: Annotation, renderer: RendererBase) -> Bbox:
+    """The label's text box in pixels, without its leader line (which Annotation.get_window_extent includes)."""
+    label.update_positions(renderer)
+    return Text.get_window_extent(label, renderer)
 
 
 def _ambiguous(box: Bbox, own: int, centres: np.ndarray, margin: float = 4.0) -> bool:

@@ -70,7 +70,9 @@ def _block(agg: pd.DataFrame, models: pd.DataFrame, kind: str, fracs: list[str])
     return body, counts
 
 
-def to_markdown(agg: pd.DataFrame, published: pd.DataFrame | None = None, params: pd.Series | None = None, heading: str = "###") -> str:
+def to_markdown(
+    agg: pd.DataFrame, published: pd.DataFrame | None = None, params: pd.Series | None = None, heading: str = "###"
+) -> str:
     """The semi-supervised tables, one per pretraining dataset and preset; empty string without semisup rows."""
     rows = agg[agg["eval"] == "semisup"]
     fracs = fractions(agg)

@@ -20,7 +20,7 @@ from ssl_bench.report.ranking import rank_with_ties
 from ssl_bench.report.stats import Estimate
 from ssl_bench.report.tables import (
     DASH, MODEL, OWN_SECTION_EVALS, cell, cell_of, column_prefix, eval_rank, headline_evals, headline_metric,
-    layer_table, layer_rank, markdown_table, method_rank, ordered_backbones, ordered_layers, ordered_methods,
+    layer_table, layer_rank, markdown_table, ordered_backbones, ordered_layers, ordered_methods,
     other_numbers, seeds_note,
 )  # fmt: skip
 
@@ -105,8 +105,8 @@ def render_summary(
     if sections.published is not None and "layerwise" in sections.figures:
         out += _published_layers(sections.published)
     out += _eval_section("semisup", "Semi-supervised learning (paper Table 3)", sections.semisup_md, df)
-    out += _eval_section("detection", "Object detection (paper Table 1)", sections.detection_md, df,
-                         "Also written as `detection_ap.csv` (with std and intervals) and `detection_ap.tex` (booktabs).")  # fmt: skip
+    files = "Also written as `detection_ap.csv` (with std and intervals) and `detection_ap.tex` (booktabs)."
+    out += _eval_section("detection", "Object detection (paper Table 1)", sections.detection_md, df, files)
     out += _eval_section("invariance", "Invariance (paper Fig. 4)", sections.invariance_md, df, figure="invariance",
                          sections=sections)  # fmt: skip
     out += _published_note(sections)
@@ -168,7 +168,8 @@ def _ranking_section(rows: pd.DataFrame, keys: list[tuple[str, str]]) -> list[st
         ]  # fmt: skip
         rule = ("One seed: ranked by value; without intervals only equal values tie." if single
                 else "'=' marks a tie (95% intervals overlap); a rank counts only the methods clearly above.")  # fmt: skip
-        out += [f"Ranking by {column_title(e, p)}. {rule}", "", markdown_table(["rank", "method", "value", "tied with"], body), ""]
+        header = ["rank", "method", "value", "tied with"]
+        out += [f"Ranking by {column_title(e, p)}. {rule}", "", markdown_table(header, body), ""]
     return out
 
 

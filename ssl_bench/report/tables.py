@@ -58,7 +58,8 @@ def read_results(path: Path) -> pd.DataFrame:
 
 
 def clean(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Typed rows: numeric value/params/seed, parsed time, re-runs deduplicated. Returns notes on what was dropped."""
+    """Typed rows: numeric value/params/seed, parsed time, the latest run per model, seed and evaluation, re-runs
+    of one unit and seed deduplicated (newest kept). Returns notes on what was dropped."""
     df = raw.copy()
     for col in ("method", "backbone", "dataset", "preset", "eval", "protocol", "layer", "metric", "config_hash", "run_id"):
         df[col] = df[col].astype(str).str.strip()
@@ -101,7 +102,8 @@ def latest_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     keep = (marked["run_id"] == marked["_kept"]).to_numpy()
     notes = []
     several = marked[marked.groupby(RUN_KEY, dropna=False)["run_id"].transform("nunique") > 1]
-    for (dataset, preset, backbone, method, seed, run), part in several.groupby([*MODEL, "seed", "_kept"], sort=False, dropna=False):
+    groups = several.groupby([*MODEL, "seed", "_kept"], sort=False, dropna=False)
+    for (dataset, preset, backbone, method, seed, run), part in groups:
         others = sorted(set(part["run_id"]) - {run})
         evals = ", ".join(sorted(part["eval"].unique(), key=eval_rank))
         when = part["_t"].max()

@@ -1,0 +1,126 @@
+"""The paper-format tables (detection Table 1: md, csv, tex; semi-supervised Table 3), the HTML page and the labels."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pandas as pd
+import pytest
+
+from ssl_bench.report import detection_table, semisup_table, tables
+from ssl_bench.report.html import markdown_to_html
+from ssl_bench.report.labels import DISPLAY_NAMES, display_name
+from ssl_bench.report.published import load_published
+
+T1 = 12.7062047  # t quantile 0.975, 1 degree of freedom
+# (method, head) -> metric -> values of seeds 0 and 1
+DETECTION = {
+    ("supervised", "c4"): {"AP": (50, 52), "AP50": (80, 82), "AP75": (55, 57)},
+    ("pirl", "c4"): {"AP": (53, 55), "AP50": (79, 81), "AP75": (58, 60)},  # ΔAP75 = 59 - 56 = +3.0
+    ("jigsaw", "c4"): {"AP": (45, 49), "AP50": (70, 72), "AP75": (48, 52)},  # ΔAP75 = 50 - 56 = -6.0
+    ("pirl", "fpn"): {"AP": (40, 40), "AP50": (60, 60), "AP75": (42, 42)},  # no supervised row with this head
+}
+
+
+def detection_agg(protocol: str = "voc07") -> pd.DataFrame:
+    rows = [
+        {"dataset": "imagenet", "preset": "p", "backbone": "r18", "method": m, "eval": "detection", "protocol": protocol,
+         "layer": head, "metric": metric, "value": float(v), "seed": seed}
+        for (m, head), metrics in DETECTION.items() for metric, values in metrics.items() for seed, v in enumerate(values)
+    ]  # fmt: skip
+    return tables.aggregate(pd.DataFrame(rows))
+
+
+def test_detection_markdown_with_delta_ap75() -> None:
+    md = detection_table.to_markdown(detection_table.detection_tables(detection_agg()))
+    assert "### Detection voc07 · c4 head" in md and "### Detection voc07 · fpn head" in md
+    assert md.index("c4 head") < md.index("fpn head")
+    assert "| Method | Network | AP^all | AP50 | AP75 | ΔAP75 |" in md
+    assert "| Supervised | r18 | 51.0 ± 1.4 [38.3, 63.7] | 81.0 ± 1.4 [68.3, 93.7] | 56.0 ± 1.4 [43.3, 68.7] | – |" in md
+    assert "| Jigsaw | r18 | 47.0 ± 2.8 [21.6, 72.4] | 71.0 ± 1.4 [58.3, 83.7] | 50.0 ± 2.8 [24.6, 75.4] | -6.0 |" in md
+    assert "| PIRL | r18 | 54.0 ± 1.4 [41.3, 66.7] | 80.0 ± 1.4 [67.3, 92.7] | 59.0 ± 1.4 [46.3, 71.7] | +3.0 |" in md
+    body = md.split("fpn head")[1]
+    assert "| PIRL | r18 | 40.0 ± 0.0 [40.0, 40.0] | 60.0 ± 0.0 [60.0, 60.0] | 42.0 ± 0.0 [42.0, 42.0] | – |" in body
+    assert "No supervised row: ΔAP75 not computed" in body
+    rows = [line for line in md.split("fpn head")[0].splitlines() if line.startswith("| ") and "Method" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| Supervised", "| Jigsaw", "| PIRL"]  # the paper's order
+    assert "Mean ± sample std (ddof=1) [95% t-interval] over 2 seeds." in md
+
+
+def test_detection_csv_numbers() -> None:
+    frame = pd.read_csv(io.StringIO(detection_table.to_csv(detection_table.detection_tables(detection_agg()))))
+    assert list(frame.columns[:9]) == ["protocol", "head", "source", "dataset", "preset", "method", "method_name", "network", "seeds"]
+    pirl = frame[(frame["method"] == "pirl") & (frame["head"] == "c4")].iloc[0]
+    assert pirl["AP"] == pytest.approx(54.0) and pirl["AP_std"] == pytest.approx(math.sqrt(2), rel=1e-3)
+    assert pirl["AP_ci95_low"] == pytest.approx(54.0 - T1, abs=1e-2) and pirl["AP_ci95_high"] == pytest.approx(54.0 + T1, abs=1e-2)
+    assert pirl["dAP75"] == pytest.approx(3.0) and pirl["seeds"] == 2 and pirl["source"] == "ours"
+    assert pirl["method_name"] == "PIRL"
+    assert math.isnan(frame[frame["method"] == "supervised"].iloc[0]["dAP75"])
+    assert frame[frame["method"] == "jigsaw"].iloc[0]["dAP75"] == pytest.approx(-6.0)
+    assert len(frame) == 4 and set(frame["protocol"]) == {"voc07"}
+
+
+def test_detection_latex() -> None:
+    tex = detection_table.to_latex(detection_table.detection_tables(detection_agg()))
+    assert tex.count("\\begin{table}") == 2 and tex.count("\\end{tabular}") == 2
+    assert "Method & Network & AP$^{\\mathrm{all}}$ & AP$_{50}$ & AP$_{75}$ & $\\Delta$AP$_{75}$ \\\\" in tex
+    assert "Supervised & r18 & 51.0 $\\pm$ 1.4 & 81.0 $\\pm$ 1.4 & 56.0 $\\pm$ 1.4 &  \\\\" in tex
+    assert "PIRL & r18 & 54.0 $\\pm$ 1.4 & 80.0 $\\pm$ 1.4 & 59.0 $\\pm$ 1.4 & +3.0 \\\\" in tex
+    assert "Jigsaw & r18 & 47.0 $\\pm$ 2.8 & 71.0 $\\pm$ 1.4 & 50.0 $\\pm$ 2.8 & $-$6.0 \\\\" in tex
+    assert "\\caption{Detection, protocol voc07, c4 head. Mean $\\pm$ sample std (ddof=1) over 2 seeds." in tex
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "[95\\% t-interval]" not in tex
+
+
+def test_detection_published_block_has_its_own_reference() -> None:
+    det = detection_table.detection_tables(detection_agg(), load_published())
+    c4, fpn = det
+    assert [block[0].split(", ")[-1] for block in c4.published] == ["Table 1", "VOC07 train only"]
+    assert fpn.published == []  # the paper's detector is C4 only
+    md = detection_table.to_markdown(det)
+    assert "| PIRL (published) | ResNet-50 | 54.0 | 80.7 | 59.7 | +2.3 |" in md
+    assert "| MoCo (published; BN fine-tuned, not frozen) | ResNet-50 | 55.2 | 81.4 | 61.2 | +3.8 |" in md
+    assert "| PIRL (published) | ResNet-50 | 44.7 | 73.4 | 47.0 | +1.1 |" in md
+    assert "Protocol: VOC07+12 trainval -> VOC07 test, Faster R-CNN R50-C4, frozen BN, ImageNet pretraining." in md
+    tex = detection_table.to_latex(det)
+    assert "\\emph{Published:" in tex and "MoCo (BN fine-tuned, not frozen) & ResNet-50 & 55.2 & 81.4 & 61.2 & +3.8" in tex
+    frame = pd.read_csv(io.StringIO(detection_table.to_csv(det)))
+    published = frame[frame["source"] != "ours"]
+    assert len(published) == 9 and published["seeds"].isna().all()
+
+
+def test_coco_comes_after_voc07() -> None:
+    agg = pd.concat([detection_agg("coco"), detection_agg("voc07")], ignore_index=True)
+    assert [(t.protocol, t.head) for t in detection_table.detection_tables(agg)] == [
+        ("voc07", "c4"), ("voc07", "fpn"), ("coco", "c4"), ("coco", "fpn"),
+    ]  # fmt: skip
+
+
+def test_semisup_fractions_and_no_rows() -> None:
+    agg = pd.DataFrame({"eval": "semisup", "protocol": ["finetune-10%", "linear-2.5%", "finetune-1%", "other"]})
+    assert semisup_table.fractions(agg) == ["1%", "2.5%", "10%"]
+    assert semisup_table.to_markdown(tables.aggregate(pd.DataFrame(columns=[*tables.UNIT, "value", "seed"]))) == ""
+
+
+def test_html_converter() -> None:
+    md = "\n".join([
+        "# Title <x>", "", "- a `code` item", "- **bold** & more", "", "| h1 | h2 |", "|---|---|", "| 1 | 2 |", "",
+        "![Fig](fig.png)", "", "The caption.", "", "A paragraph", "on two lines.",
+    ])  # fmt: skip
+    page = markdown_to_html(md)
+    assert "<h1>Title &lt;x&gt;</h1>" in page
+    assert "<ul><li>a <code>code</code> item</li><li><strong>bold</strong> &amp; more</li></ul>" in page
+    assert "<table><thead><tr><th>h1</th><th>h2</th></tr></thead><tbody>\n<tr><td>1</td><td>2</td></tr>" in page
+    assert '<figure><img src="fig.png" alt="Fig">\n<figcaption>The caption.</figcaption>\n</figure>' in page
+    assert "<p>A paragraph on two lines.</p>" in page
+    assert page.startswith("<!DOCTYPE html>") and "http" not in page
+
+
+def test_display_names_agree_with_the_methods() -> None:
+    from ssl_bench.methods import available_methods
+
+    for name, cls in available_methods().items():
+        if getattr(cls, "display_name", ""):
+            assert display_name(name) == cls.display_name, name
+    assert set(DISPLAY_NAMES) <= set(available_methods())
+    assert display_name("MoCo") == "MoCo"
