@@ -124,3 +124,9 @@ def test_display_names_agree_with_the_methods() -> None:
             assert display_name(name) == cls.display_name, name
     assert set(DISPLAY_NAMES) <= set(available_methods())
     assert display_name("MoCo") == "MoCo"
+
+
+def test_delta_that_rounds_to_zero_prints_without_a_minus_sign():
+    from ssl_bench.report.detection_table import _delta, _tex_delta
+    assert _delta(-0.04) == "+0.0" and _delta(-0.06) == "-0.1" and _delta(2.0) == "+2.0"
+    assert _tex_delta(-0.04) == "+0.0" and _tex_delta(-1.25) == "$-$1.2"

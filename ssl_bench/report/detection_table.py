@@ -100,8 +100,13 @@ def _published_blocks(published: pd.DataFrame, protocol: str, head: str) -> list
     return blocks
 
 
+def _no_negative_zero(value: float) -> float:
+    """-0.04 prints as "-0.0"; round first so a difference that rounds to zero reads "+0.0"."""
+    return round(value, 1) + 0.0
+
+
 def _delta(value: float) -> str:
-    return DASH if pd.isna(value) else f"{value:+.1f}"
+    return DASH if pd.isna(value) else f"{_no_negative_zero(value):+.1f}"
 
 
 def _several_pretrainings(ours: pd.DataFrame) -> bool:
@@ -188,7 +193,7 @@ def _tex_cell(mean: float, std: float, n: int) -> str:
 
 
 def _tex_delta(value: float) -> str:
-    return "" if pd.isna(value) else f"{value:+.1f}".replace("-", "$-$")
+    return "" if pd.isna(value) else f"{_no_negative_zero(value):+.1f}".replace("-", "$-$")
 
 
 def to_latex(tables: list[DetectionTable]) -> str:
