@@ -53,7 +53,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     precision: str = "auto"  # auto | fp32 | bf16 (auto = bf16 where the hardware has fast bf16)
     channels_last: bool = True
-    deterministic: bool = False
+    deterministic: bool = False  # torch.use_deterministic_algorithms: with fp32 on CPU, runs repeat bit for bit
 
 
 @dataclass
@@ -140,6 +140,15 @@ class InvarianceConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """How often long jobs save where they are (pretraining, detection fine-tuning). Not part of any result's hash:
+    a run resumed from any checkpoint ends with the same numbers."""
+
+    minutes: float = 10.0  # also save mid-epoch / mid-schedule after this long (0 = only at epoch ends)
+    every_steps: int = 0  # also save every this many steps (0 = off)
+
+
+@dataclass
 class RunConfig:
     preset: str = "default"
     description: str = ""
@@ -155,6 +164,7 @@ class RunConfig:
     semisup: SemisupConfig = field(default_factory=SemisupConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"pirl": {"lam": 0.5}}
 
 
@@ -165,7 +175,8 @@ POSITIVE = {
     "detection.synthetic_trainval", "detection.synthetic_test", "detection.synthetic_size",
     "invariance.num_images", "invariance.repeats",
 }  # fmt: skip
-NON_NEGATIVE = {"data.num_train", "data.num_test", "data.num_workers", "train.warmup_epochs", "train.lr", "linear.lr", "linear.weight_decay"}
+NON_NEGATIVE = {"data.num_train", "data.num_test", "data.num_workers", "train.warmup_epochs", "train.lr", "linear.lr", "linear.weight_decay",
+                "checkpoint.minutes", "checkpoint.every_steps"}
 CHOICES = {"train.precision": ["auto", "fp32", "bf16"], "detection.head": ["c4", "fpn"],
            "detection.dataset": ["synthetic", "voc"]}
 LIST_CHOICES = {"semisup.modes": ["finetune", "linear"], "detection.protocols": ["voc07", "coco"],

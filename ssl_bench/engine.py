@@ -1,16 +1,23 @@
 """The training loop every method shares: SGD with momentum, warm-up + cosine schedule, checkpoints, seeds.
 
 The method only computes a loss (``training_step``); the engine owns the optimiser, the schedule, mixed
-precision, the data order and the checkpoints. A run resumes from its last completed epoch: the data order and
-the augmentation RNG of every epoch are derived from (seed, epoch), so an interrupted run continues exactly as
-an uninterrupted one would.
+precision, the data order and the checkpoints.
+
+Resume is exact. Everything random is a function of (seed, epoch, step or sample index): the data order of an
+epoch is a permutation drawn from (seed, epoch); each sample's augmentation is drawn from its own generator
+seeded by (seed, epoch, index), so it does not depend on the number of workers or on where a run was
+interrupted; the global generator used inside ``training_step`` (negatives, random rotations) is saved in
+the checkpoint. A checkpoint (model, optimiser, scheduler, memory bank and other method buffers, RNG state,
+position in the epoch, running loss sums) is written at the end of every epoch, every
+``train.checkpoint_minutes`` (and every ``train.checkpoint_every`` steps if set), and on Ctrl-C / SIGTERM.
+A run killed at any point and started again continues from its last checkpoint and ends with the same weights
+as an uninterrupted run (bit for bit on CPU in fp32 with ``train.deterministic``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +26,13 @@ from typing import Any
 import torch
 from rich.progress import Progress
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
-from ssl_bench.config import TrainConfig
+from ssl_bench import faults, storage
+from ssl_bench.config import CheckpointConfig, TrainConfig
 from ssl_bench.data.batch import Batch, collate
 from ssl_bench.data.dataset import Indexed
+from ssl_bench.interrupt import Interrupted, stop_requests
 from ssl_bench.methods.base import Method
 
 FINAL_LR_RATIO = 1e-3  # PIRL: cosine from 0.12 down to 1.2e-4
@@ -79,29 +88,55 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**31)
 
 
-def make_loader(dataset: Indexed, batch_size: int, workers: int, seed: int, epoch: int, device: torch.device) -> DataLoader:
-    g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+class EpochOrder(Sampler[int]):
+    """The sample order of one epoch, a permutation drawn from (seed, epoch), starting after ``skip`` batches."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, skip: int = 0) -> None:
+        g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        self.order = torch.randperm(n, generator=g)[skip * batch_size :].tolist()
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self):
+        return iter(self.order)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return n // batch_size if drop_last(n, batch_size) else math.ceil(n / batch_size)
+
+
+def drop_last(n: int, batch_size: int) -> bool:
+    return n >= 2 * batch_size
+
+
+def make_loader(dataset: Indexed, batch_size: int, workers: int, seed: int, epoch: int, device: torch.device,
+                skip: int = 0) -> DataLoader:  # fmt: skip
+    """Batches of epoch ``epoch`` from batch ``skip`` on; each sample's augmentation is seeded by (seed, epoch, index)."""
+    dataset.epoch_seed = epoch_seed(seed, epoch)
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) >= 2 * batch_size, collate_fn=collate,
-        num_workers=workers, generator=g, pin_memory=device.type == "cuda", persistent_workers=False,
+        dataset, batch_size=batch_size, sampler=EpochOrder(len(dataset), batch_size, seed, epoch, skip),
+        drop_last=drop_last(len(dataset), batch_size), collate_fn=collate, num_workers=workers,
+        generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)), pin_memory=device.type == "cuda",
+        persistent_workers=False,
     )  # fmt: skip
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    storage.save(obj, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return storage.load(path)
 
 
 class Trainer:
-    """Pretrains one method in ``run_dir``: ``checkpoint.pt`` after every epoch, ``metrics.jsonl`` per epoch."""
+    """Pretrains one method in ``run_dir``: ``checkpoint.pt`` (see the module docstring), ``metrics.jsonl`` per epoch."""
 
-    def __init__(self, method: Method, train: TrainConfig, device: torch.device, run_dir: Path, seed: int, workers: int = 0) -> None:
+    def __init__(self, method: Method, train: TrainConfig, device: torch.device, run_dir: Path, seed: int, workers: int = 0,
+                 checkpoint: CheckpointConfig | None = None) -> None:  # fmt: skip
         self.method, self.cfg, self.device, self.run_dir, self.seed, self.workers = method, train, device, run_dir, seed, workers
+        self.every = checkpoint or CheckpointConfig()
         self.opt_cfg = optimisation(method, train)
         self.dtype = autocast_dtype(train.precision, device)
         self.checkpoint = run_dir / "checkpoint.pt"
@@ -112,37 +147,70 @@ class Trainer:
         method.to(self.device)
         if cfg.channels_last:
             method.to(memory_format=torch.channels_last)
-        steps_per_epoch = len(make_loader(dataset, cfg.batch_size, 0, self.seed, 0, self.device))
-        total = steps_per_epoch * cfg.epochs
+        per_epoch = steps_per_epoch(len(dataset), cfg.batch_size)
+        total = per_epoch * cfg.epochs
         optimizer = torch.optim.SGD(param_groups(method, self.opt_cfg.weight_decay), lr=self.opt_cfg.lr, momentum=self.opt_cfg.momentum)
-        warmup = round(cfg.warmup_epochs * steps_per_epoch)
+        warmup = round(cfg.warmup_epochs * per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
-        start = self._resume(optimizer, scheduler)
-        task = progress.add_task(label or method.name, total=total, completed=start * steps_per_epoch) if progress else None
+        pos = self._resume(optimizer, scheduler)
+        task = progress.add_task(label or method.name, total=total, completed=pos["epoch"] * per_epoch + pos["step"]) if progress else None
         last: dict[str, float] = {}
-        for epoch in range(start, cfg.epochs):
+        saved_at = time.monotonic()
+        for epoch in range(pos["epoch"], cfg.epochs):
+            skip = pos["step"] if epoch == pos["epoch"] else 0
+            sums: dict[str, float] = pos["sums"] if skip else {}
+            n = pos["n"] if skip else 0
+            seconds = pos["seconds"] if skip else 0.0
             torch.manual_seed(epoch_seed(self.seed, epoch) + 1)
+            if skip:
+                self._set_rng(pos["rng"])
             method.train()
-            sums: dict[str, float] = {}
-            n = 0
             t0 = time.perf_counter()
-            for step, batch in enumerate(make_loader(dataset, cfg.batch_size, self.workers, self.seed, epoch, self.device)):
-                out = self._step(batch, optimizer, epoch, step)
-                scheduler.step()
-                for k, v in out.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                n += 1
-                if progress is not None and task is not None:
-                    progress.update(task, advance=1, description=f"{label} ep {epoch + 1}/{cfg.epochs} loss {out['loss']:.3f}")
+            with stop_requests() as stop:
+                for step, batch in enumerate(make_loader(dataset, cfg.batch_size, self.workers, self.seed, epoch, self.device, skip), start=skip):
+                    out = self._step(batch, optimizer, epoch, step)
+                    scheduler.step()
+                    for k, v in out.items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                    n += 1  # == steps of this epoch done
+                    faults.point("train-step")
+                    if progress is not None and task is not None:
+                        progress.update(task, advance=1, description=f"{label} ep {epoch + 1}/{cfg.epochs} loss {out['loss']:.3f}")
+                    if stop.requested:
+                        self._save(optimizer, scheduler, epoch, n, sums, n, seconds + time.perf_counter() - t0)
+                        raise Interrupted(f"{method.name}: stopped by {stop.requested} at epoch {epoch + 1}, step {n} of "
+                                          f"{per_epoch}; checkpoint saved to {self.checkpoint}")  # fmt: skip
+                    if n < per_epoch and self._due(n, saved_at):
+                        self._save(optimizer, scheduler, epoch, n, sums, n, seconds + time.perf_counter() - t0)
+                        saved_at = time.monotonic()
             last = {k: v / max(n, 1) for k, v in sums.items()}
-            record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0, **last}
-            save_atomic({"method": method.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "epoch": epoch + 1}, self.checkpoint)  # fmt: skip
+            record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "seconds": seconds + time.perf_counter() - t0, **last}
+            self._save(optimizer, scheduler, epoch + 1, 0, {}, 0, 0.0)
+            saved_at = time.monotonic()
             with self.metrics.open("a") as f:
                 f.write(json.dumps(record) + "\n")
         if progress is not None and task is not None:
             progress.remove_task(task)
         return last
+
+    def _due(self, step: int, saved_at: float) -> bool:
+        every = self.every
+        if every.every_steps and step % every.every_steps == 0:
+            return True
+        return every.minutes > 0 and time.monotonic() - saved_at >= every.minutes * 60
+
+    def _save(self, optimizer, scheduler, epoch: int, step: int, sums: dict[str, float], n: int, seconds: float) -> None:
+        """Where training is: after ``epoch`` full epochs and ``step`` batches of the next one."""
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        save_atomic({"method": self.method.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "epoch": epoch, "step": step, "sums": sums, "n": n, "seconds": seconds, "rng": rng}, self.checkpoint)  # fmt: skip
+
+    def _set_rng(self, rng: dict[str, torch.Tensor]) -> None:
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     def _step(self, batch: Batch, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> dict[str, float]:
         batch = batch.to(self.device, channels_last=self.cfg.channels_last)
@@ -160,11 +228,13 @@ class Trainer:
         optimizer.step()
         return {k: float(v.detach()) for k, v in out.items()}
 
-    def _resume(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
-        if not self.checkpoint.exists():
-            return 0
-        state = load_checkpoint(self.checkpoint)
+    def _resume(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+        """Position to start from: {"epoch", "step", "sums", "n", "seconds", "rng"}; a corrupt checkpoint restarts."""
+        state = storage.load_or_discard(self.checkpoint, f"training of {self.method.name}")
+        if state is None:
+            return {"epoch": 0, "step": 0, "sums": {}, "n": 0, "seconds": 0.0, "rng": None}
         self.method.load_state_dict(state["method"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        return int(state["epoch"])
+        return {"epoch": int(state["epoch"]), "step": int(state.get("step", 0)), "sums": dict(state.get("sums", {})),
+                "n": int(state.get("n", 0)), "seconds": float(state.get("seconds", 0.0)), "rng": state.get("rng")}  # fmt: skip

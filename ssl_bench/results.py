@@ -7,13 +7,15 @@ while writing never leaves a half-written table, and two runs on the same direct
 from __future__ import annotations
 
 import csv
-import fcntl
+import errno
 import os
 from collections.abc import Iterable
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from ssl_bench import faults
+from ssl_bench.storage import file_lock
 
 COLUMNS = [
     "method", "backbone", "params", "dataset", "preset", "eval", "protocol", "layer", "metric", "value", "seed",
@@ -30,15 +32,8 @@ class ResultsTable:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock_path.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def locked(self):
+        return file_lock(self.lock_path)
 
     def rows(self) -> list[dict[str, str]]:
         if not self.path.exists():
@@ -60,11 +55,20 @@ class ResultsTable:
             new = [r for r in new if r["config_hash"] not in hashes]  # another process may have finished it
             if new:
                 tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-                with tmp.open("w", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-                    writer.writeheader()
-                    writer.writerows(existing + new)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
+                try:
+                    with tmp.open("w", newline="") as f:
+                        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+                        writer.writeheader()
+                        writer.writerows(existing + new)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    faults.point("results")
+                    os.replace(tmp, self.path)
+                except OSError as err:
+                    tmp.unlink(missing_ok=True)
+                    if err.errno == errno.ENOSPC:
+                        raise OSError(errno.ENOSPC, f"no space left on the device while writing {self.path} (the table "
+                                                    f"as it was is kept); free some space and run the same command "
+                                                    f"again: finished work is kept") from None  # fmt: skip
+                    raise
         return len(new)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ssl_bench import storage
 from ssl_bench.backbone import Backbone, BackboneSpec
 from ssl_bench.config import ConfigError, RunConfig, build_frozen, config_hash
 from ssl_bench.data.datasets import load_dataset
@@ -106,55 +108,99 @@ def pretrain(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, r
     final = run_dir / "backbone.pt"
     seed_everything(unit.seed)
     backbone = Backbone(unit.backbone)
-    if final.exists():
-        state = torch.load(final, map_location="cpu", weights_only=True)
+    state = storage.load_or_discard(final, f"{unit.run_id}'s backbone")
+    if state is not None:
         backbone.load_state_dict(state, strict=True)
         return backbone.to(device)
     cls = get_method(unit.method)
     method: Method = cls(backbone, unit.method_cfg, splits.info)
     if cls.trains:
         dataset = Indexed(splits.train, method.transform())
-        Trainer(method, cfg.train, device, run_dir, unit.seed, cfg.data.num_workers).fit(dataset, progress, unit.run_id)
+        Trainer(method, cfg.train, device, run_dir, unit.seed, cfg.data.num_workers, cfg.checkpoint).fit(dataset, progress, unit.run_id)
     backbone = method.backbone.to(memory_format=torch.contiguous_format)
     save_atomic({k: v.cpu().contiguous() for k, v in backbone.state_dict().items()}, final)
     return backbone
 
 
+def set_determinism(on: bool, device: torch.device) -> None:
+    """``train.deterministic``: deterministic kernels (and cuBLAS workspace / no cuDNN autotuning on CUDA)."""
+    if on and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(on, warn_only=True)
+
+
 def run(cfg: RunConfig, out: Path, console: Console | None = None) -> dict[str, int]:
-    """Do every missing unit of ``cfg`` under ``out``; returns counts of units trained, evaluated and skipped."""
+    """Do every missing unit of ``cfg`` under ``out``; returns counts of units trained, evaluated and skipped.
+
+    Several processes may work on one ``out`` at once: a unit is claimed (a lock in its run directory) before it
+    is worked on; a unit claimed by another process is left for later, then waited for, and only what is still
+    missing is done.
+    """
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
     units = plan(cfg)
     device = resolve_device(cfg.device)
+    set_determinism(cfg.train.deterministic, device)
     table = ResultsTable(out / "results.csv")
-    done = table.done()
-    todo = [(u, [e for e in cfg.evals if eval_hash(u, e, cfg) not in done]) for u in units]
-    counts = {"units": len(units), "cached": sum(1 for _, evs in todo if not evs), "evaluations": 0}
-    if all(not evs for _, evs in todo):
+    todo = missing(units, cfg, table)
+    counts = {"units": len(units), "cached": len(units) - len(todo), "evaluations": 0}
+    if not todo:
         console.print(f"[green]All {len(units)} units are already in {table.path}: nothing to do.")
         return counts
-    splits = load_dataset(cfg.data, out)
+    with storage.file_lock(out / ".data.lock"):  # two processes never write the built-in dataset at once
+        splits = load_dataset(cfg.data, out)
     console.print(f"dataset [bold]{splits.info.name}[/]: {len(splits.train)} train / {len(splits.test)} test images, "
                   f"{splits.info.num_classes} classes, {splits.info.image_size} px; device {device}")  # fmt: skip
     with progress_bar(console) as progress:
         overall = progress.add_task("all units", total=sum(len(evs) for _, evs in todo))
-        for unit, evals in todo:
-            if not evals:
+        deferred = []
+        for unit, _ in todo:
+            claim = storage.Claim(out / "runs" / unit.run_id / ".claim")
+            if not claim.try_acquire():
+                deferred.append((unit, claim))
                 continue
-            run_dir = out / "runs" / unit.run_id
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(run_dir / "config.json", {"unit": {**asdict(unit), "method_cfg": asdict(unit.method_cfg)},
-                                                 "run": asdict(cfg), "info": asdict(splits.info)})  # fmt: skip
-            backbone = pretrain(unit, cfg, splits, device, run_dir, progress)
-            ctx = EvalContext(backbone, splits, cfg, run_dir, device, unit.seed, autocast_dtype(cfg.train.precision, device),
-                              method=unit.method, method_cfg=unit.method_cfg, out_dir=out)  # fmt: skip
-            for name in evals:
-                progress.update(overall, description=f"{unit.run_id}: {name}")
-                rows = evaluate(name, ctx)
-                table.append(result_rows(unit, name, eval_hash(unit, name, cfg), rows, backbone, splits.info, cfg))
-                counts["evaluations"] += 1
-                progress.advance(overall)
+            counts["evaluations"] += do_unit(unit, cfg, splits, device, out, table, progress, overall, claim, console)
+        for unit, claim in deferred:  # another process had them: wait for it, then do what it left
+            console.print(f"{unit.run_id}: another ssl-bench process is working on it; waiting")
+            claim.acquire()
+            counts["evaluations"] += do_unit(unit, cfg, splits, device, out, table, progress, overall, claim, console)
     return counts
+
+
+def missing(units: list[Unit], cfg: RunConfig, table: ResultsTable) -> list[tuple[Unit, list[str]]]:
+    done = table.done()
+    todo = [(u, [e for e in cfg.evals if eval_hash(u, e, cfg) not in done]) for u in units]
+    return [(u, evs) for u, evs in todo if evs]
+
+
+def do_unit(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, out: Path, table: ResultsTable,
+            progress: Progress, overall: Any, claim: storage.Claim, console: Console) -> int:  # fmt: skip
+    """Pretrain (or load) one unit and run its missing evaluations; the claim is held throughout and released."""
+    try:
+        done = table.done()  # re-read: another process may have finished some while we waited
+        evals = [e for e in cfg.evals if eval_hash(unit, e, cfg) not in done]
+        if not evals:
+            return 0
+        run_dir = out / "runs" / unit.run_id
+        write_json(run_dir / "config.json", {"unit": {**asdict(unit), "method_cfg": asdict(unit.method_cfg)},
+                                             "run": asdict(cfg), "info": asdict(splits.info)})  # fmt: skip
+        t0 = time.perf_counter()
+        backbone = pretrain(unit, cfg, splits, device, run_dir, progress)
+        timings = [f"pretrain {time.perf_counter() - t0:.0f} s"]
+        ctx = EvalContext(backbone, splits, cfg, run_dir, device, unit.seed, autocast_dtype(cfg.train.precision, device),
+                          method=unit.method, method_cfg=unit.method_cfg, out_dir=out, checkpoint=cfg.checkpoint)  # fmt: skip
+        for name in evals:
+            progress.update(overall, description=f"{unit.run_id}: {name}")
+            t0 = time.perf_counter()
+            rows = evaluate(name, ctx)
+            table.append(result_rows(unit, name, eval_hash(unit, name, cfg), rows, backbone, splits.info, cfg))
+            timings.append(f"{name} {time.perf_counter() - t0:.0f} s")
+            progress.advance(overall)
+        console.print(f"{unit.run_id}: {', '.join(timings)}", highlight=False)
+        return len(evals)
+    finally:
+        claim.release()
 
 
 def result_rows(unit: Unit, name: str, ehash: str, rows: list, backbone: Backbone, info: DataInfo, cfg: RunConfig) -> list[dict]:

@@ -66,6 +66,14 @@ def test_an_evaluation_that_trains_the_backbone_is_refused(ctx, monkeypatch) -> 
 def test_corrupt_feature_cache_is_redone_with_a_warning(ctx) -> None:
     evaluate("knn", ctx)
     path = ctx.run_dir / "features-train-d512.pt"
-    path.write_bytes(path.read_bytes()[:100])
-    with pytest.warns(UserWarning, match="unreadable"):
+    good = path.read_bytes()
+    path.write_bytes(good[:100])  # truncated
+    with pytest.warns(UserWarning, match="does not match its checksum.*redone"):
         evaluate("knn", ctx)
+    assert path.read_bytes() == good and (path.parent / (path.name + ".corrupt")).exists()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 1  # one bit flipped inside the tensor data: still loads, the checksum catches it
+    path.write_bytes(bytes(flipped))
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        evaluate("knn", ctx)
+    assert path.read_bytes() == good

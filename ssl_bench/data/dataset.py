@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
 
 
@@ -30,18 +31,28 @@ class Splits:
 
 
 class Indexed(Dataset):
-    """Applies a view-making transform and adds each sample's index: (views dict, label, index)."""
+    """Applies a view-making transform and adds each sample's index: (views dict, label, index).
+
+    With ``epoch_seed`` set (the engine sets it per epoch), sample i's augmentation draws from the global torch
+    generator seeded by (epoch_seed, i) inside a fork of the generator state: the views do not depend on the
+    worker that makes them, on the order of the batches or on where an interrupted run resumed.
+    """
 
     def __init__(self, base: Dataset, transform: Callable[[Any], dict]) -> None:
         self.base = base
         self.transform = transform
+        self.epoch_seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
     def __getitem__(self, i: int) -> tuple[dict, int, int]:
         image, label = self.base[i]
-        return self.transform(image), int(label), i
+        if self.epoch_seed is None:
+            return self.transform(image), int(label), i
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.epoch_seed * 2_654_435_761 + i) % 2**62)
+            return self.transform(image), int(label), i
 
 
 def labels_of(ds: Dataset) -> Sequence[int]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,9 @@ from torchvision import tv_tensors
 from torchvision.models.detection import FasterRCNN
 from torchvision.transforms.v2 import functional as F
 
-from ssl_bench.config import DetectionConfig
+from ssl_bench import faults, storage
+from ssl_bench.config import CheckpointConfig, DetectionConfig
+from ssl_bench.interrupt import Interrupted, stop_requests
 
 PAPER_RATES = {"npidpp": (0.003, 1000), "pirl": (0.003, 1000)}  # (lr, warm-up iterations) at batch 16
 DEFAULT_RATE = (0.02, 100)  # supervised, jigsaw and every other method
@@ -76,15 +80,19 @@ def _sample(dataset: Dataset, index: int, flip: bool, device: torch.device) -> t
 
 
 def train_detector(model: FasterRCNN, dataset: Dataset, cfg: DetectionConfig, lr: float, warmup_iters: int,
-                   device: torch.device, seed: int, progress: Progress | None = None,
-                   task_name: str = "detection") -> list[dict[str, float]]:  # fmt: skip
+                   device: torch.device, seed: int, progress: Progress | None = None, task_name: str = "detection",
+                   checkpoint: Path | None = None, every: CheckpointConfig | None = None) -> list[dict[str, float]]:  # fmt: skip
     """Fine-tune ``model`` in place for cfg.iterations SGD steps of cfg.batch_size images; one log row per step.
 
     Batches walk seeded random permutations of ``dataset`` (Detectron2's TrainingSampler); each image is flipped
     horizontally with probability 0.5. Rows: {"iteration", "lr", "loss", and each of torchvision's losses}.
+    With ``checkpoint``, the state (model, optimiser, sampler and RNG states, logs) is saved there every
+    ``every.minutes`` / ``every.every_steps`` and on Ctrl-C, and training resumes from it: the result is the same
+    as an uninterrupted run.
     """
     if len(dataset) == 0:
         raise ValueError(f"{task_name}: the training set is empty")
+    every = every or CheckpointConfig()
     model.to(device).train()
     torch.manual_seed(seed)  # torchvision's RPN / RoI samplers draw from the global generator
     g = torch.Generator().manual_seed(seed)
@@ -92,27 +100,52 @@ def train_detector(model: FasterRCNN, dataset: Dataset, cfg: DetectionConfig, lr
     milestones = sorted(round(f * cfg.iterations) for f in cfg.steps)
     order: list[int] = []
     logs: list[dict[str, float]] = []
-    task = progress.add_task(task_name, total=cfg.iterations) if progress is not None else None
-    for it in range(cfg.iterations):
-        while len(order) < cfg.batch_size:
-            order += torch.randperm(len(dataset), generator=g).tolist()
-        batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
-        flips = (torch.rand(len(batch), generator=g) < 0.5).tolist()
-        images, targets = zip(*(_sample(dataset, i, f, device) for i, f in zip(batch, flips)))
-        step_lr = lr * lr_factor(it, warmup_iters, milestones)
-        for group in opt.param_groups:
-            group["lr"] = step_lr
-        losses = model(list(images), list(targets))
-        loss = sum(losses.values())
-        row = {"iteration": it, "lr": step_lr, "loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
-        if not math.isfinite(row["loss"]):
-            raise FloatingPointError(f"{task_name}: non-finite detection loss at iteration {it} (lr {step_lr:.2e}): {row}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        logs.append(row)
-        if progress is not None and task is not None:
-            progress.update(task, advance=1, description=f"{task_name} it {it + 1}/{cfg.iterations} loss {row['loss']:.3f}")
+    start = 0
+    state = storage.load_or_discard(checkpoint, f"{task_name} fine-tuning") if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"], strict=True)
+        opt.load_state_dict(state["optimizer"])
+        g.set_state(state["sampler_rng"])
+        torch.set_rng_state(state["rng"])
+        start, order, logs = int(state["iteration"]), list(state["order"]), list(state["logs"])
+
+    def save(iteration: int) -> None:
+        storage.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler_rng": g.get_state(),
+                      "rng": torch.get_rng_state(), "iteration": iteration, "order": order, "logs": logs}, checkpoint)  # fmt: skip
+
+    task = progress.add_task(task_name, total=cfg.iterations, completed=start) if progress is not None else None
+    saved_at = time.monotonic()
+    with stop_requests() as stop:
+        for it in range(start, cfg.iterations):
+            while len(order) < cfg.batch_size:
+                order += torch.randperm(len(dataset), generator=g).tolist()
+            batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
+            flips = (torch.rand(len(batch), generator=g) < 0.5).tolist()
+            images, targets = zip(*(_sample(dataset, i, f, device) for i, f in zip(batch, flips)))
+            step_lr = lr * lr_factor(it, warmup_iters, milestones)
+            for group in opt.param_groups:
+                group["lr"] = step_lr
+            losses = model(list(images), list(targets))
+            loss = sum(losses.values())
+            row = {"iteration": it, "lr": step_lr, "loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
+            if not math.isfinite(row["loss"]):
+                raise FloatingPointError(f"{task_name}: non-finite detection loss at iteration {it} (lr {step_lr:.2e}): {row}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            logs.append(row)
+            faults.point("detection-step")
+            if progress is not None and task is not None:
+                progress.update(task, advance=1, description=f"{task_name} it {it + 1}/{cfg.iterations} loss {row['loss']:.3f}")
+            if checkpoint is not None and it + 1 < cfg.iterations:
+                if stop.requested:
+                    save(it + 1)
+                    raise Interrupted(f"{task_name}: stopped by {stop.requested} at iteration {it + 1} of "
+                                      f"{cfg.iterations}; checkpoint saved to {checkpoint}")  # fmt: skip
+                if (every.every_steps and (it + 1) % every.every_steps == 0) or (
+                        every.minutes > 0 and time.monotonic() - saved_at >= every.minutes * 60):  # fmt: skip
+                    save(it + 1)
+                    saved_at = time.monotonic()
     if progress is not None and task is not None:
         progress.remove_task(task)
     return logs

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssl_bench import storage
 from ssl_bench.config import ConfigError, DetectionConfig
 from ssl_bench.data.synthetic import write_voc
 from ssl_bench.data.voc import GET_VOC, LAYOUT, VOCDetection
@@ -65,8 +66,11 @@ def run_detection(ctx, tag: str) -> list[tuple[str, str, float, str]]:
     model = build_detector(ctx.backbone, len(train.classes), cfg.head, cfg.freeze_bn, cfg.min_size, cfg.max_size,
                            image_mean=info.mean, image_std=info.std, roi_batch_size=cfg.roi_batch_size)  # fmt: skip
     lr, warmup = paper_schedule(ctx.method, cfg)
-    logs = train_detector(model, train, cfg, lr, warmup, ctx.device, ctx.seed, task_name=f"detection {cfg.head}")
+    logs = train_detector(model, train, cfg, lr, warmup, ctx.device, ctx.seed, task_name=f"detection {cfg.head}",
+                          checkpoint=ctx.run_dir / f"detection-{tag}.ckpt.pt", every=ctx.checkpoint)  # fmt: skip
     (ctx.run_dir / f"detection-{tag}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in logs))
+    (ctx.run_dir / f"detection-{tag}.ckpt.pt").unlink(missing_ok=True)  # the finished model is not kept (see the detections json)
+    storage.sidecar(ctx.run_dir / f"detection-{tag}.ckpt.pt").unlink(missing_ok=True)
     gt, dets = ground_truth(test), as_detections(predict(model, test, ctx.device))
     write_coco_results(ctx.run_dir / f"detections-{tag}.json", gt, dets)
     rows = []

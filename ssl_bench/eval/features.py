@@ -9,7 +9,6 @@ last stage, the representation kNN and the methods' heads see.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ssl_bench import faults, storage
 from ssl_bench.backbone import Backbone
 from ssl_bench.data.transforms import eval_view
 
@@ -64,17 +64,14 @@ def extract(backbone: Backbone, dataset: Dataset, layers: list[str], image_size:
 
 
 def cached(path: Path, compute) -> tuple[dict[str, Tensor], Tensor]:
-    """Load features from ``path`` if it holds them, else compute and write atomically (temp file + rename)."""
-    if path.exists():
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            return state["features"], state["labels"]
-        except Exception as err:  # a truncated or corrupt cache is redone, never used
-            import warnings
+    """Load features from ``path`` if it holds them (checksum verified), else compute and write them atomically.
 
-            warnings.warn(f"feature cache {path} is unreadable ({err}); extracting again")
+    A truncated or corrupt cache is moved aside with a warning and extracted again, never used.
+    """
+    state = storage.load_or_discard(path, "feature extraction")
+    if state is not None:
+        return state["features"], state["labels"]
     feats, labels = compute()
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"features": feats, "labels": labels}, tmp)
-    os.replace(tmp, path)
+    faults.point("features")
+    storage.save({"features": feats, "labels": labels}, path)
     return feats, labels

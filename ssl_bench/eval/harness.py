@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import RunConfig, config_hash, unknown
+from ssl_bench.config import CheckpointConfig, RunConfig, config_hash, unknown
 from ssl_bench.data.dataset import Splits, labels_of
 from ssl_bench.engine import load_checkpoint, save_atomic
 from ssl_bench.eval import invariance as inv
@@ -39,6 +39,7 @@ class EvalContext:
     method: str = ""  # the pretraining method's name and config (evaluations that need its heads rebuild it)
     method_cfg: Any = None
     out_dir: Path | None = None  # the run's output directory (shared files such as the label subsets), else run_dir/../..
+    checkpoint: CheckpointConfig | None = None  # how often long evaluations (detection) save where they are
 
     @property
     def shared_dir(self) -> Path:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ssl_bench import faults
 from ssl_bench.config import LinearConfig
 
 MILESTONES = (8 / 28, 16 / 28, 24 / 28)
@@ -36,6 +37,7 @@ def train_linear(x: Tensor, y: Tensor, num_classes: int, cfg: LinearConfig, seed
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
     xs = (x - mean) / std
     for _ in range(cfg.epochs):
+        faults.point("probe")
         order = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
