@@ -5,7 +5,7 @@ Optimisers, schedules, checkpoints, logging and data loading belong to the engin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,6 +26,13 @@ class MethodConfig:
     lr: float = 0.1
     weight_decay: float = 1e-4
     momentum: float = 0.9
+
+    def check_data(self, data: DataInfo, requested: Collection[str] = ()) -> None:
+        """Checks that need the loaded dataset (its size, image size), made before any training; a ConfigError if not.
+
+        ``requested``: the keys set on the command line. A paper or preset default may be adapted to a small
+        dataset with a warning (e.g. negatives capped at N - 1); an explicit request is honoured or refused.
+        """
 
 
 class Method(nn.Module):

@@ -10,7 +10,7 @@ The permutation set is the greedy maximal-average-Hamming set of ``ssl_bench.mod
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,9 @@ from torch import Tensor, nn
 
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
+from ssl_bench.data.dataset import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
-from ssl_bench.modules.jigsaw import JigsawView, TileGeometry
+from ssl_bench.modules.jigsaw import PAPER_TILE_RATIO, JigsawView, TileGeometry
 from ssl_bench.modules.permutations import VARIANTS, permutation_set
 
 GRID = 3
@@ -51,6 +52,25 @@ class JigsawConfig(MethodConfig):
             raise ConfigError("jigsaw.grayscale_p and jigsaw.crop_scale_min must be in [0, 1]")
         if self.tile_dim < 1 or self.crop < 0:
             raise ConfigError(f"jigsaw.tile_dim must be >= 1 and jigsaw.crop >= 0, got {self.tile_dim}, {self.crop}")
+        if self.crop:
+            self.tile_geometry(self.crop)
+
+    def check_data(self, data: DataInfo, requested: Collection[str] = ()) -> None:
+        self.tile_geometry(data.image_size)
+
+    def tile_geometry(self, image_size: int) -> TileGeometry:
+        """The 3x3 tiling of the crop (``crop``, or the image size if 0); a ConfigError if a tile cannot fit its cell."""
+        crop = self.crop or image_size
+        try:
+            return TileGeometry.for_crop(crop, GRID)
+        except ValueError:
+            cell, tile = crop // GRID, max(1, round(PAPER_TILE_RATIO * (crop // GRID)))
+            given = f"jigsaw.crop={crop}" if self.crop else f"jigsaw.crop=0 (the image size, data.image_size={crop})"
+            raise ConfigError(
+                f"{given}: its {tile} px tiles do not fit in {GRID}x{GRID} cells of {crop} // {GRID} = {cell} px; the rule is "
+                f"1 <= tile <= cell = crop // {GRID} (tile = {PAPER_TILE_RATIO:.2f} x cell), so the crop must be at least "
+                f"{GRID} px (paper: 255 px crop, 85 px cells, 64 px tiles); set jigsaw.crop >= {GRID}"
+            ) from None
 
 
 class Jigsaw(Method):
@@ -61,7 +81,7 @@ class Jigsaw(Method):
     def __init__(self, backbone, cfg: JigsawConfig, data) -> None:
         super().__init__(backbone, cfg, data)
         cfg.check()
-        self.geometry = TileGeometry.for_crop(cfg.crop or data.image_size, GRID)
+        self.geometry = cfg.tile_geometry(data.image_size)
         perms = permutation_set(cfg.num_permutations, cfg.permutation_variant, cfg.permutation_seed, GRID)  # (P, 9)
         self.register_buffer("perms", perms)  # checkpointed: the labels mean these permutations
         self.tile_head = nn.Sequential(

@@ -9,19 +9,20 @@ PIRL's longer schedule. After the loss, the batch's slots move towards f(v) (mom
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from torch import Tensor
 
 from ssl_bench.backbone import Backbone
+from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
 from ssl_bench.data.dataset import DataInfo
 from ssl_bench.data.transforms import augmented_crop
 from ssl_bench.methods.base import Method, MethodConfig
 from ssl_bench.modules.heads import LinearEmbedding
-from ssl_bench.modules.memory_bank import MemoryBank, cap_negatives
+from ssl_bench.modules.memory_bank import MemoryBank, cap_negatives, check_negatives
 from ssl_bench.modules.nce import contrast_loss
 
 
@@ -39,6 +40,14 @@ class NPIDConfig(MethodConfig):
     loss: str = "nce"  # "nce" (NPID, PIRL) | "infonce"
     shared_negatives: bool = True  # one negative set per batch (fast); False = independent (B, K) sets as in the paper
     crop_scale: float = 0.2  # smallest RandomResizedCrop area, NPID's code
+
+    def check(self) -> None:
+        if self.num_negatives < 1:
+            raise ConfigError(f"npidpp.num_negatives must be at least 1, got {self.num_negatives}")
+
+    def check_data(self, data: DataInfo, requested: Collection[str] = ()) -> None:
+        if "num_negatives" in requested:
+            check_negatives(self.num_negatives, data.num_train, "npidpp.num_negatives")
 
 
 class NPIDpp(Method):

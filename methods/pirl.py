@@ -14,7 +14,7 @@ inputs. Sharing the draw is a choice of ours (VISSL draws per term); each term s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,7 +29,7 @@ from ssl_bench.data.transforms import augmented_crop
 from ssl_bench.methods.base import Method, MethodConfig
 from ssl_bench.modules.heads import LinearEmbedding, TileEmbedding
 from ssl_bench.modules.jigsaw import JigsawView
-from ssl_bench.modules.memory_bank import MemoryBank, cap_negatives
+from ssl_bench.modules.memory_bank import MemoryBank, cap_negatives, check_negatives
 from ssl_bench.modules.nce import contrast_loss
 
 TRANSFORMS = ("jigsaw", "rotation")
@@ -58,6 +58,12 @@ class PIRLConfig(MethodConfig):
             raise ConfigError(f"pirl.transform={self.transform!r} is not valid; choose one of {', '.join(TRANSFORMS)}")
         if not 0.0 <= self.lam <= 1.0:
             raise ConfigError(f"pirl.lam must be in [0, 1] (the weight of the transformed-view term), got {self.lam}")
+        if self.num_negatives < 1:
+            raise ConfigError(f"pirl.num_negatives must be at least 1, got {self.num_negatives}")
+
+    def check_data(self, data: DataInfo, requested: Collection[str] = ()) -> None:
+        if "num_negatives" in requested:
+            check_negatives(self.num_negatives, data.num_train, "pirl.num_negatives")
 
 
 class PIRLViews:

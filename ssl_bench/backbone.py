@@ -20,7 +20,11 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from ssl_bench.config import ConfigError, close_match
+
 SMALL_STEM = "smallstem"
+VALID = (f"a timm model name such as resnet18, resnet34, resnet50 or resnet10t, optionally with -{SMALL_STEM} and/or "
+         f"-w<width>, e.g. resnet18-{SMALL_STEM}-w0.5 (see `ssl-bench list`)")
 
 
 @dataclass(frozen=True)
@@ -40,16 +44,17 @@ class BackboneSpec:
                 try:
                     width = float(mod[1:])
                 except ValueError:
-                    raise ValueError(f"backbone {spec!r}: width modifier {mod!r} is not a number; use e.g. '-w0.5'") from None
+                    raise ConfigError(f"backbone {spec!r}: width modifier {mod!r} is not a number; use e.g. '-w0.5'") from None
                 if not 0 < width <= 8:
-                    raise ValueError(f"backbone {spec!r}: width must be in (0, 8], got {width}")
+                    raise ConfigError(f"backbone {spec!r}: width must be in (0, 8], got {width}")
             else:
-                raise ValueError(
+                raise ConfigError(
                     f"backbone {spec!r}: unknown modifier {mod!r}; valid modifiers are '-{SMALL_STEM}' and '-w<width>'"
                 )
-        if model not in timm.list_models():
-            close = timm.list_models(f"*{model[:6]}*")[:8]
-            raise ValueError(f"backbone {spec!r}: timm has no model {model!r}; close names: {', '.join(close) or 'none'}")
+        models = timm.list_models()
+        if model not in models:
+            where = "" if model == spec else f" in {spec!r}"
+            raise ConfigError(f"unknown backbone {model!r}{where}.{close_match(model, models)} Valid backbones: {VALID}.")
         return cls(model, small, width)
 
 

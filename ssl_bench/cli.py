@@ -1,8 +1,10 @@
-"""Command line: ``ssl-bench run | report | list | detect-eval``."""
+"""Command line: ``ssl-bench run | report | list | detect-eval | check``."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ EPILOG = """examples:
   ssl-bench report --out results
   ssl-bench list
   ssl-bench detect-eval --gt VOCdevkit/VOC2007 --split test --dets dets.json --protocol voc07
+  ssl-bench check --baseline results/baselines/ci.csv --results /tmp/ci/results.csv --tolerance top1=2
 """
 
 
@@ -29,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="{run,report,list,detect-eval}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,report,list,detect-eval,check}")
 
     run = sub.add_parser("run", help="pretrain and evaluate (skips everything already in <out>/results.csv)",
                          description="Resolve a preset plus overrides, then pretrain every method x backbone x seed and run "
@@ -70,6 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--clip-boxes", action="store_true", help="clip VOC boxes that leave the image (warns; drops empty ones)")
     det.add_argument("--per-class", action="store_true", help="also print voc07's per-class AP50")
     det.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    chk = sub.add_parser("check", help="CI regression gate: compare a results.csv with a committed baseline (exit 1 on a regression)",
+                         description="Every (method, backbone, dataset, eval, protocol, layer, metric) of the baseline must be in the "
+                                     "results (mean over seeds, latest run per seed) and within an absolute tolerance per metric "
+                                     "(default: 1 point for top1/top5/AP/AP50/AP75, 0.03 for invariance distances). Numbers "
+                                     "only in the results are 'new' and do not fail.")  # fmt: skip
+    chk.add_argument("--baseline", required=True, help="the committed baseline CSV, e.g. results/baselines/ci.csv")
+    chk.add_argument("--results", default="results/results.csv", help="results table to check; default: results/results.csv")
+    chk.add_argument("--tolerance", action="append", default=[], metavar="METRIC=VALUE",
+                     help="allowed absolute difference, e.g. top1=2,AP=0.5 (repeatable); a bare number sets every metric")  # fmt: skip
+    chk.add_argument("--all", action="store_true", help="show every compared number, not only failures")
+    chk.add_argument("--update", action="store_true", help="rewrite the baseline from the results on purpose (exit 0)")
+    chk.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -99,12 +115,20 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                   f"backbones {', '.join(cfg.backbones)}; seeds {', '.join(map(str, cfg.seeds))}; evals {', '.join(cfg.evals)}; "
                   f"out {out}")  # fmt: skip
     t0 = time.perf_counter()
-    counts = run(cfg, out, console)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # a cluster's pre-emption stops like Ctrl-C: checkpoint, exit
+    try:
+        counts = run(cfg, out, console)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     console.print(f"{counts['evaluations']} evaluations done, {counts['cached']} of {counts['units']} units cached, "
                   f"in {time.perf_counter() - t0:.1f} s; results in {out / 'results.csv'}")  # fmt: skip
     if not args.no_report:
         return cmd_report(args, console)
     return 0
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
@@ -157,6 +181,40 @@ def cmd_detect_eval(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from rich.markup import escape
+
+    from ssl_bench import check
+
+    baseline, results = Path(args.baseline), Path(args.results)
+    if args.update:
+        n = check.write_baseline(check.load_results(results), baseline)
+        console.print(f"wrote {n} numbers (mean over seeds) from {escape(str(results))} to {escape(str(baseline))}; commit it",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+        return 0
+    expected = check.load_baseline(baseline, results)
+    tolerances = check.parse_tolerances(args.tolerance, expected["metric"])
+    rows = check.compare(expected, check.load_results(results), tolerances)
+    table = check.render(rows, show_all=args.all)
+    if table is not None:
+        check.print_table(console, table)
+    failed = any(r.failed for r in rows)
+    verdict = "[red]check failed:[/]" if failed else "[green]check passed:[/]"
+    console.print(f"{verdict} {check.summary(rows)}", highlight=False, soft_wrap=True)
+    if failed:
+        console.print(f"If the change is intended, update the baseline on purpose: {escape(check.update_command(baseline, results))}",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+    return 1 if failed else 0
+
+
+def one_line(e: BaseException) -> str:
+    """The message; for an error re-raised from a DataLoader worker, the original message, not the worker's traceback."""
+    text = str(e)
+    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+        return text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -167,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ssl_bench.config import ConfigError
 
-    handlers = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "detect-eval": cmd_detect_eval}
+    handlers = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "detect-eval": cmd_detect_eval, "check": cmd_check}
     try:
         return handlers[args.command](args, console)
     except ConfigError as e:
@@ -175,13 +233,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err.print(f"[red]error:[/] {e}", highlight=False)
         return 2
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted.[/] Finished units are saved; run the same command again to continue.")
+    except KeyboardInterrupt as e:
+        again = " ".join(shlex.quote(a) for a in ["ssl-bench", *(sys.argv[1:] if argv is None else argv)])
+        where = f"{e} " if str(e) else ""
+        err.print(f"[yellow]interrupted:[/] {where}Finished work is kept; to resume, run the same command again:\n  {again}",
+                  highlight=False)  # fmt: skip
         return 130
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
         if args.debug:
             raise
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print(f"[red]error:[/] {one_line(e)}", highlight=False)
         err.print("(run with --debug for the traceback)")
         return 1
 

@@ -345,6 +345,15 @@ def resolve(preset: str = "default", overrides: dict[str, Any] | None = None, me
     return cfg
 
 
+def requested_keys(cfg: RunConfig, method: str) -> set[str]:
+    """The method parameters the overrides set (``--set pirl.num_negatives=...``), as opposed to the preset's values.
+
+    A run must honour these exactly or stop; a paper or preset default may be adapted to a small dataset.
+    """
+    preset = load_preset(cfg.preset).get(method, {}) if cfg.preset in available_presets() else {}
+    return {k for k, v in cfg.method_params.get(method, {}).items() if k not in preset or preset[k] != v}
+
+
 def to_dict(obj: Any) -> Any:
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
 

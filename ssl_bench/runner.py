@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ssl_bench import storage
 from ssl_bench.backbone import Backbone, BackboneSpec
-from ssl_bench.config import ConfigError, RunConfig, build_frozen, config_hash
+from ssl_bench.config import ConfigError, RunConfig, build_frozen, config_hash, requested_keys
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.dataset import DataInfo, Indexed, Splits
 from ssl_bench.engine import Trainer, autocast_dtype, save_atomic
@@ -150,6 +150,8 @@ def run(cfg: RunConfig, out: Path, console: Console | None = None) -> dict[str, 
         return counts
     with storage.file_lock(out / ".data.lock"):  # two processes never write the built-in dataset at once
         splits = load_dataset(cfg.data, out)
+    for unit, _ in todo:  # checks that need the data (its size, image size): before any unit trains
+        unit.method_cfg.check_data(splits.info, requested_keys(cfg, unit.method))
     console.print(f"dataset [bold]{splits.info.name}[/]: {len(splits.train)} train / {len(splits.test)} test images, "
                   f"{splits.info.num_classes} classes, {splits.info.image_size} px; device {device}")  # fmt: skip
     with progress_bar(console) as progress:

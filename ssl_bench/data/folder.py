@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
@@ -17,6 +18,28 @@ from ssl_bench.config import DataConfig
 from ssl_bench.data.dataset import DataInfo, Splits
 
 LAYOUT = "<root>/train/<class>/<image> and <root>/test/<class>/<image> (or val/ instead of test/)"
+HOW = ("Make one by saving a labelled dataset's images one folder per class (e.g. CIFAR-10 as PNGs), "
+       "or leave out --dataset to use the built-in synthetic dataset.")
+
+
+def load_image(path: str) -> Image.Image:
+    """The image at ``path`` as RGB, fully decoded; an unreadable or truncated file is an OSError naming it."""
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")  # convert decodes every pixel: a truncated JPEG fails here, not later
+    except (OSError, SyntaxError, ValueError) as e:  # PIL: UnidentifiedImageError, "image file is truncated", ...
+        reason = "not an image format PIL knows" if isinstance(e, UnidentifiedImageError) else str(e)
+        raise OSError(f"{path}: unreadable or truncated image ({reason}); remove or replace the file") from None
+
+
+def image_folder(split: Path) -> ImageFolder:
+    """torchvision's ImageFolder on one split, with layout errors that say what is expected."""
+    if not any(d.is_dir() for d in split.iterdir()):
+        raise FileNotFoundError(f"{split} has no class folders; expected {LAYOUT}. {HOW}")
+    try:
+        return ImageFolder(str(split), loader=load_image)
+    except FileNotFoundError as e:  # a class folder without image files
+        raise FileNotFoundError(f"{split}: {e}; put images in every class folder (or remove the empty ones): {LAYOUT}") from None
 
 
 class LabelledSubset(Subset):
@@ -53,11 +76,13 @@ def channel_stats_of(dataset: Dataset, image_size: int, limit: int = 500) -> tup
 def load_folder(cfg: DataConfig, out_dir: Path) -> Splits:
     root = Path(cfg.root) if cfg.root else None
     if root is None or not root.is_dir():
-        raise FileNotFoundError(f"dataset 'folder' needs --data-root pointing at an ImageFolder tree: {LAYOUT}; got {cfg.root or 'nothing'}.")
+        got = "nothing" if root is None else f"{root}, which is a file" if root.exists() else f"{root}, which does not exist"
+        raise FileNotFoundError(f"dataset 'folder' needs --data-root pointing at an ImageFolder tree: {LAYOUT}; got {got}. {HOW}")
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     if not (root / "train").is_dir() or test_dir is None:
-        raise FileNotFoundError(f"{root} is not an ImageFolder tree with train and test splits; expected {LAYOUT}.")
-    train_all, test_all = ImageFolder(str(root / "train")), ImageFolder(str(test_dir))
+        missing = "train/" if not (root / "train").is_dir() else "test/ (or val/)"
+        raise FileNotFoundError(f"{root} is not an ImageFolder tree with train and test splits (no {missing}); expected {LAYOUT}. {HOW}")
+    train_all, test_all = image_folder(root / "train"), image_folder(test_dir)
     if train_all.classes != test_all.classes:
         raise ValueError(f"{root}: the class folders of train/ and {test_dir.name}/ differ; they must name the same classes")
     train = balanced_subset(train_all, cfg.num_train, cfg.seed)

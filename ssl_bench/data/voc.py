@@ -34,6 +34,7 @@ GET_VOC = ("For real Pascal VOC use torchvision.datasets.VOCDetection(<dir>, yea
            "download=True) and pass <dir>/VOCdevkit/VOC2007 as root, or download it from "
            "http://host.robots.ox.ac.uk/pascal/VOC/.")  # fmt: skip
 COORDS = ("xmin", "ymin", "xmax", "ymax")
+FIELDS = "size/width, size/height and, for every <object>, name and bndbox/xmin, ymin, xmax, ymax"
 
 
 def read_ids(path: Path) -> list[str]:
@@ -56,7 +57,7 @@ def _field(tree: dict, keys: Sequence[str], xml: Path, where: str) -> str:
     node: Any = tree
     for key in keys:
         if not isinstance(node, dict) or key not in node:
-            raise ValueError(f"{xml}: {where} is missing the field {'/'.join(keys)}")
+            raise ValueError(f"{xml}: {where} is missing the field {'/'.join(keys)}; add it (a VOC annotation needs {FIELDS})")
         node = node[key]
     if not isinstance(node, str):
         raise ValueError(f"{xml}: {where} has a malformed field {'/'.join(keys)} (expected one value)")

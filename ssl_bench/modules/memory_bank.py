@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_bench.config import ConfigError
+
 
 def cap_negatives(k: int, size: int) -> int:
     """K, or N - 1 with a warning when the bank holds fewer than K + 1 slots."""
@@ -45,6 +47,15 @@ def cap_negatives(k: int, size: int) -> int:
         )
         return size - 1
     return k
+
+
+def check_negatives(k: int, size: int, key: str) -> None:
+    """An explicitly requested K must fit a bank of ``size`` slots (a default K is capped by ``cap_negatives`` instead)."""
+    if k > size - 1:
+        raise ConfigError(
+            f"{key}={k} is more than this dataset allows: the memory bank has one slot per training image, {size} here, "
+            f"so at most {size - 1} negatives (N - 1); set {key}={size - 1} or less, or train on more images"
+        )
 
 
 @dataclass

@@ -1,0 +1,258 @@
+"""The regression check: compare a results table with a committed baseline (``ssl-bench check``).
+
+A CI run of a fixed preset should reproduce its numbers. The baseline is a small CSV of per-key means
+over seeds; every number in it must be present in the new results and within an absolute tolerance set
+per metric. Numbers only in the results are "new" and never fail: adding a method or an evaluation is
+not a regression. The baseline changes only on purpose, with ``--update``.
+
+Everything here is a pure function of the two tables, except reading and writing them.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ssl_bench.config import ConfigError, unknown
+
+KEY: list[str] = ["method", "backbone", "dataset", "eval", "protocol", "layer", "metric"]  # one compared number
+BASELINE_COLUMNS: list[str] = [*KEY[:3], "preset", *KEY[3:], "value", "seeds"]
+RESULTS_COLUMNS: list[str] = [*KEY, "preset", "value", "seed", "created"]  # the ones used from results.csv
+DECIMALS = 4  # the baseline's rounding; new means are rounded the same way before comparing
+
+# Allowed |now - baseline| per metric, in the metric's own unit. Accuracies and AP are percentages (0..100)
+# in results.csv, so 1.0 is one point: a few test images on the CI preset's small test set, enough for
+# CPU/BLAS non-determinism, far below a real regression. Invariance metrics are L2 distances between
+# unit vectors (0..2), not percentages: 0.03 is about 1.5% of their range.
+DEFAULT_TOLERANCES: dict[str, float] = {
+    "top1": 1.0, "top5": 1.0,  # linear, knn, semisup: points of accuracy
+    "AP": 1.0, "AP50": 1.0, "AP75": 1.0,  # detection: points of AP
+    **{m: 0.03 for m in ("mean", "std", "q05", "q25", "q50", "q75", "q95")},  # invariance: distance
+}  # fmt: skip
+
+OK, REGRESSION, MISSING, NEW = "ok", "REGRESSION", "missing", "new"
+FAILING = frozenset({REGRESSION, MISSING})
+STATUS_STYLE = {OK: "green", REGRESSION: "bold red", MISSING: "red", NEW: "cyan"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One key of the baseline or the results: its two numbers (None where absent) and the verdict."""
+
+    method: str
+    backbone: str
+    dataset: str
+    eval: str
+    protocol: str
+    layer: str
+    metric: str
+    baseline: float | None
+    now: float | None
+    tolerance: float | None
+    status: str  # ok | REGRESSION | missing | new
+
+    @property
+    def delta(self) -> float | None:
+        """now - baseline, rounded like the baseline; None unless both exist."""
+        if self.baseline is None or self.now is None:
+            return None
+        return round(self.now - self.baseline, DECIMALS)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILING
+
+
+def update_command(baseline: str | Path, results: str | Path) -> str:
+    """The command line that rewrites ``baseline`` from ``results``, for messages."""
+    return f"ssl-bench check --baseline {shlex.quote(str(baseline))} --results {shlex.quote(str(results))} --update"
+
+
+def read_csv(path: Path, required: Sequence[str], what: str, fix: str) -> pd.DataFrame:
+    """``path`` as strings (empty cells stay "") with ``required`` columns; key cells stripped, value numeric."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:  # zero-byte file, e.g. a run killed before its first row
+        df = pd.DataFrame({c: pd.Series(dtype=str) for c in required})
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {path} is not a readable CSV table: {err}") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} {path} lacks column(s): {', '.join(missing)}. Expected: {', '.join(required)}. {fix}")
+    df = df[list(required)].copy()
+    for col in KEY:
+        df[col] = df[col].str.strip()
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    return df
+
+
+def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
+    """Long results rows -> one row per KEY in BASELINE_COLUMNS: the mean over seeds (rounded) and their count.
+
+    When one key and seed has rows from several runs (e.g. after a config change), only the row with the
+    latest ``created`` counts, as in the report: a re-run replaces a number, it is not another seed.
+    Rows without a numeric value are ignored.
+    """
+    df = rows[rows["value"].notna()].copy()
+    if df.empty:
+        return pd.DataFrame({c: pd.Series(dtype=float if c == "value" else str) for c in BASELINE_COLUMNS})
+    df["created"] = pd.to_datetime(df["created"], errors="coerce", utc=True, format="ISO8601")
+    df = df.sort_values("created", kind="stable", na_position="first")  # ties keep file order (appended = later)
+    df = df.drop_duplicates([*KEY, "seed"], keep="last")
+    out = df.groupby(KEY, sort=True).agg(preset=("preset", "last"), value=("value", "mean"), seeds=("seed", "size"))
+    out["value"] = out["value"].round(DECIMALS)
+    return out.reset_index()[BASELINE_COLUMNS]
+
+
+def load_results(path: Path) -> pd.DataFrame:
+    """The aggregated results table at ``path`` (see ``aggregate``)."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no results table at {path}: run `ssl-bench run --preset ci --out {shlex.quote(str(path.parent))}` first "
+            f"(it writes {path.parent / 'results.csv'}), then check it"
+        )
+    return aggregate(read_csv(path, RESULTS_COLUMNS, "results table", "It should be a results.csv written by `ssl-bench run`."))
+
+
+def load_baseline(path: Path, results: Path) -> pd.DataFrame:
+    """The baseline at ``path``; ``results`` only names the file to rebuild it from in error messages."""
+    fix = f"Rewrite it on purpose with `{update_command(path, results)}`."
+    if not path.is_file():
+        raise FileNotFoundError(f"no baseline at {path}. Create it from results you trust with `{update_command(path, results)}`, "
+                                "then commit it")  # fmt: skip
+    df = read_csv(path, BASELINE_COLUMNS, "baseline", fix)
+    if df["value"].isna().any():
+        lines = ", ".join(str(i + 2) for i in df.index[df["value"].isna()][:5])
+        raise ValueError(f"baseline {path} has a non-numeric value on line(s) {lines}. {fix}")
+    dups = df[df.duplicated(KEY, keep=False)]
+    if not dups.empty:
+        raise ValueError(f"baseline {path} lists {' / '.join(dups.iloc[0][KEY])} more than once. {fix}")
+    return df
+
+
+def write_baseline(table: pd.DataFrame, path: Path) -> int:
+    """Write an aggregated table as the baseline (sorted by KEY); returns the number of rows written."""
+    if table.empty:
+        raise ValueError(f"no numeric results to write to {path}: the results table is empty")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.sort_values(KEY)[BASELINE_COLUMNS].to_csv(path, index=False)
+    return len(table)
+
+
+def tolerance_number(item: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"--tolerance {item!r}: the tolerance must be a number >= 0, in the metric's own unit")
+    return value
+
+
+def parse_tolerances(specs: Sequence[str], metrics: Iterable[str]) -> dict[str, float]:
+    """Tolerance per metric: DEFAULT_TOLERANCES overridden by ``--tolerance`` items.
+
+    Each spec holds comma-separated items, ``metric=value`` or a bare number for every metric (named
+    metrics win over a bare number, whatever the order). ``metrics`` are the baseline's; each needs a
+    tolerance, and only they or a default's metric may be named.
+    """
+    metrics = set(metrics)
+    known = sorted(set(DEFAULT_TOLERANCES) | metrics)
+    everything: float | None = None
+    named: dict[str, float] = {}
+    for item in (part.strip() for spec in specs for part in spec.split(",")):
+        if not item:
+            continue
+        name, sep, text = (s.strip() for s in item.partition("="))
+        if not sep:
+            everything = tolerance_number(item, item)
+        elif name not in known:
+            raise ConfigError(f"--tolerance: {unknown('metric', name, known)}")
+        else:
+            named[name] = tolerance_number(item, text)
+    out = {m: everything for m in known} if everything is not None else dict(DEFAULT_TOLERANCES)
+    out.update(named)
+    lacking = sorted(metrics - set(out))
+    if lacking:
+        raise ConfigError(f"no default tolerance for baseline metric(s) {', '.join(lacking)}: "
+                          f"pass --tolerance {lacking[0]}=<allowed difference> (or a bare number for every metric)")  # fmt: skip
+    return out
+
+
+def compare(baseline: pd.DataFrame, now: pd.DataFrame, tolerances: dict[str, float]) -> list[Comparison]:
+    """One Comparison per key of either table, in key order: ok or REGRESSION (|Δ| > tolerance, either
+    direction: a jump up also means the benchmark changed), missing (baseline only) or new (results only)."""
+    merged = baseline[[*KEY, "value"]].merge(
+        now[[*KEY, "value"]], on=KEY, how="outer", suffixes=("_base", "_now"), indicator="side"
+    )
+    out = []
+    for row in merged.sort_values(KEY).itertuples(index=False):
+        fields = {k: getattr(row, k) for k in KEY}
+        base = None if row.side == "right_only" else float(row.value_base)
+        new = None if row.side == "left_only" else float(row.value_now)
+        tol = tolerances.get(row.metric)
+        if base is None:
+            status = NEW
+        elif new is None:
+            status = MISSING
+        else:
+            status = OK if abs(round(new - base, DECIMALS)) <= tol + 1e-9 else REGRESSION  # type: ignore[operator]
+        out.append(Comparison(**fields, baseline=base, now=new, tolerance=tol, status=status))
+    return out
+
+
+def summary(rows: Sequence[Comparison]) -> str:
+    """'N of M numbers within tolerance; K out of tolerance; J missing' (M = the baseline's numbers)."""
+    count = {s: sum(r.status == s for r in rows) for s in (OK, REGRESSION, MISSING, NEW)}
+    total = count[OK] + count[REGRESSION] + count[MISSING]
+    text = f"{count[OK]} of {total} numbers within tolerance; {count[REGRESSION]} out of tolerance; {count[MISSING]} missing"
+    return text + (f"; {count[NEW]} new (not in the baseline, not checked)" if count[NEW] else "")
+
+
+def number(value: float | None, sign: bool = False) -> str:
+    """At most DECIMALS decimals, trailing zeros dropped: 24.8, 0.1714, +1.2; "–" when absent."""
+    if value is None:
+        return "–"
+    text = f"{value:{'+' if sign else ''}.{DECIMALS}f}".rstrip("0").rstrip(".")
+    return ("+0" if sign else "0") if text in ("-0", "+0") else text  # no "-0" for a tiny negative
+
+
+def render(rows: Sequence[Comparison], show_all: bool = False) -> Table | None:
+    """The diff table: failing rows (all rows with ``show_all``); None when there is nothing to show.
+    Backbone and dataset get a column only when they vary."""
+    shown = [r for r in rows if show_all or r.failed]
+    if not shown:
+        return None
+    varying = [c for c in ("backbone", "dataset") if len({getattr(r, c) for r in rows}) > 1]
+    columns = ["method", *varying, "eval", "protocol", "layer", "metric"]
+    table = Table(title="regression check: results vs. baseline", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in columns:
+        table.add_column(name, overflow="fold")  # a narrow terminal folds cells, never cuts them
+    for name in ("baseline", "now", "Δ", "tolerance"):
+        table.add_column(name, justify="right", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    for r in shown:
+        tol = "–" if r.tolerance is None else f"±{r.tolerance:g}"
+        cells = [escape(getattr(r, c)) for c in columns]
+        table.add_row(*cells, number(r.baseline), number(r.now), number(r.delta, sign=True), tol,
+                      f"[{STATUS_STYLE[r.status]}]{r.status}")  # fmt: skip
+    return table
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print ``table`` at its full width when the output is not a terminal (a CI log, a pipe): rich would
+    otherwise squeeze it into 80 columns."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    Console(file=console.file, width=max(console.width, natural)).print(table)  # print() cannot exceed console.width
