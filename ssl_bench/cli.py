@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import shlex
 import signal
 import sys
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
     run.add_argument("--epochs", type=int, help="pretraining epochs (overrides the preset)")
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--threads", type=int, help="CPU threads for torch (default: one per core; the ci preset pins 2)")
     run.add_argument("--out", default="results", help="output directory (results.csv, runs/, report/); default: results")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="any config key, e.g. train.batch_size=64, linear.epochs=10, autoencoder.noise_std=0.1")  # fmt: skip
@@ -93,7 +95,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     from ssl_bench.config import merge, parse_set
 
     flags: dict[str, Any] = {}
-    for flag, key in [("methods", "methods"), ("evals", "evals"), ("backbone", "backbones"), ("seeds", "seeds"), ("device", "device")]:
+    for flag, key in [("methods", "methods"), ("evals", "evals"), ("backbone", "backbones"), ("seeds", "seeds"), ("device", "device"), ("threads", "threads")]:
         if getattr(args, flag) is not None:
             flags[key] = getattr(args, flag)
     data = {k: v for k, v in {"name": args.dataset, "root": args.data_root}.items() if v is not None}
@@ -209,6 +211,8 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 def one_line(e: BaseException) -> str:
     """The message; for an error re-raised from a DataLoader worker, the original message, not the worker's traceback."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC and e.strerror:
+        return e.strerror  # our own message (storage, results), without "[Errno 28]"
     text = str(e)
     if text.startswith("Caught ") and "\nOriginal Traceback" in text:
         return text.rstrip().splitlines()[-1].split(": ", 1)[-1]

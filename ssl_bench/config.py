@@ -157,6 +157,7 @@ class RunConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     evals: list[str] = field(default_factory=lambda: ["linear", "knn"])
     device: str = "auto"
+    threads: int = 0  # CPU threads for torch (0 = torch's default, one per core); results depend on it in the last bits
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
@@ -176,7 +177,7 @@ POSITIVE = {
     "invariance.num_images", "invariance.repeats",
 }  # fmt: skip
 NON_NEGATIVE = {"data.num_train", "data.num_test", "data.num_workers", "train.warmup_epochs", "train.lr", "linear.lr", "linear.weight_decay",
-                "checkpoint.minutes", "checkpoint.every_steps"}
+                "checkpoint.minutes", "checkpoint.every_steps", "threads"}
 CHOICES = {"train.precision": ["auto", "fp32", "bf16"], "detection.head": ["c4", "fpn"],
            "detection.dataset": ["synthetic", "voc"]}
 LIST_CHOICES = {"semisup.modes": ["finetune", "linear"], "detection.protocols": ["voc07", "coco"],
@@ -260,10 +261,16 @@ def build_frozen(cls: type, overrides: dict[str, Any], prefix: str = "") -> Any:
     return out
 
 
+def _get(cfg: RunConfig, key: str) -> Any:
+    """The value of a dotted key ("train.epochs") or a top-level one ("threads")."""
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def validate(cfg: RunConfig) -> None:
     for key in POSITIVE | NON_NEGATIVE:
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
+        value = _get(cfg, key)
         if key in POSITIVE and value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}")
         if key in NON_NEGATIVE and value < 0:

@@ -142,6 +142,8 @@ def run(cfg: RunConfig, out: Path, console: Console | None = None) -> dict[str, 
     units = plan(cfg)
     device = resolve_device(cfg.device)
     set_determinism(cfg.train.deterministic, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     table = ResultsTable(out / "results.csv")
     todo = missing(units, cfg, table)
     counts = {"units": len(units), "cached": len(units) - len(todo), "evaluations": 0}

@@ -244,3 +244,66 @@ def test_broken_voc_annotation_names_file_and_field(edit: tuple[str, str], messa
     assert line.startswith(f"error: {xml}: {message}"), line
     if "outside" in message:
         assert "--clip-boxes (ssl-bench detect-eval)" in line
+
+
+# 6. a non-finite loss; 7. a full disk ---------------------------------------------------------------------------
+
+SMALL = ["--evals", "knn", "--epochs", "2", "--set", "data.num_train=128", "--set", "data.num_test=40",
+         "--set", "train.batch_size=32", "--set", "checkpoint.every_steps=2"]  # fmt: skip
+
+
+def results_rows(out: Path) -> list[str]:
+    return (out / "results.csv").read_text().splitlines()
+
+
+def test_non_finite_loss_stops_keeps_the_last_good_checkpoint_and_finished_rows(tmp_path, capsys, monkeypatch) -> None:
+    import torch
+
+    from ssl_bench.methods.supervised import Supervised
+
+    assert main(run(tmp_path, "--methods", "random", *SMALL)) == 0
+    kept = results_rows(tmp_path)
+    real_step, calls = Supervised.training_step, []
+
+    def nan_at_step_7(self, batch):
+        out = real_step(self, batch)
+        calls.append(1)
+        return {**out, "loss": out["loss"] * float("nan")} if len(calls) == 7 else out
+
+    monkeypatch.setattr(Supervised, "training_step", nan_at_step_7)
+    code, line = cli(run(tmp_path, "--methods", "random,supervised", *SMALL), capsys)
+    assert code == 1
+    assert re.search(r"supervised: the loss became nan at epoch 2, step 3; the last good checkpoint \(.*checkpoint\.pt\) "
+                     r"is kept\. Lower the learning rate", line), line  # fmt: skip
+    (checkpoint,) = tmp_path.glob("runs/supervised_*/checkpoint.pt")
+    state = torch.load(checkpoint, weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 2)  # 4 steps an epoch, saved every 2: the step before the NaN
+    assert all(torch.isfinite(v).all() for v in state["method"].values() if v.is_floating_point())
+    assert results_rows(tmp_path) == kept  # the finished unit's rows are untouched
+
+
+def test_full_disk_names_the_file_keeps_finished_work_and_leaves_no_temp_files(tmp_path, capsys, monkeypatch) -> None:
+    import errno
+
+    import torch
+
+    from ssl_bench import storage
+
+    assert main(run(tmp_path, "--methods", "random", *SMALL)) == 0
+    kept = results_rows(tmp_path)
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        if "checkpoint" in str(f):
+            real_save(obj, f, *args, **kwargs)  # a partial file is left behind, as a real ENOSPC would
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(storage.torch, "save", full_disk)
+    code, line = cli(run(tmp_path, "--methods", "random,supervised", *SMALL), capsys)
+    assert code == 1
+    assert re.search(r"no space left on the device while writing .*supervised_.*checkpoint\.pt; free some space .* run the "
+                     r"same command again: finished work is kept", line), line  # fmt: skip
+    assert results_rows(tmp_path) == kept
+    assert not list(tmp_path.rglob(".*tmp*")), "temporary files left behind"
+    assert not list(tmp_path.glob("runs/supervised_*/checkpoint.pt"))  # nothing half-written under the real name
