@@ -63,3 +63,7 @@ class Method(nn.Module):
     def training_step(self, batch: Batch) -> dict[str, Tensor]:
         """Returns {"loss": scalar tensor, ...anything else worth logging}."""
         raise NotImplementedError
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        """The training step (so that DistributedDataParallel, which calls forward, wraps it)."""
+        return self.training_step(batch)

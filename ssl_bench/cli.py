@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import shlex
 import signal
 import sys
@@ -113,6 +114,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     cfg = resolve(args.preset, overrides_from(args), list(available_methods()))
     out = Path(args.out)
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 talks
+        console = Console(quiet=True)
     console.print(f"[bold]ssl-bench run[/] preset [cyan]{cfg.preset}[/]: methods {', '.join(cfg.methods)}; "
                   f"backbones {', '.join(cfg.backbones)}; seeds {', '.join(map(str, cfg.seeds))}; evals {', '.join(cfg.evals)}; "
                   f"out {out}")  # fmt: skip
@@ -124,7 +127,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         signal.signal(signal.SIGTERM, previous)
     console.print(f"{counts['evaluations']} evaluations done, {counts['cached']} of {counts['units']} units cached, "
                   f"in {time.perf_counter() - t0:.1f} s; results in {out / 'results.csv'}")  # fmt: skip
-    if not args.no_report:
+    if not args.no_report and int(os.environ.get("RANK", "0")) == 0:
         return cmd_report(args, console)
     return 0
 

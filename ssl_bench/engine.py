@@ -16,6 +16,7 @@ as an uninterrupted run (bit for bit on CPU in fp32 with ``train.deterministic``
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -28,8 +29,8 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from ssl_bench import faults, storage
-from ssl_bench.config import CheckpointConfig, TrainConfig
+from ssl_bench import distributed, faults, storage
+from ssl_bench.config import CheckpointConfig, ConfigError, TrainConfig
 from ssl_bench.data.batch import Batch, collate
 from ssl_bench.data.dataset import Indexed
 from ssl_bench.interrupt import Interrupted, stop_requests
@@ -89,11 +90,22 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class EpochOrder(Sampler[int]):
-    """The sample order of one epoch, a permutation drawn from (seed, epoch), starting after ``skip`` batches."""
+    """The sample order of one epoch, a permutation drawn from (seed, epoch), starting after ``skip`` batches.
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, skip: int = 0) -> None:
+    With ``world`` > 1 processes (DistributedSampler's job, done so that resume and world size do not change the
+    data): global batch b is perm[b·B : (b+1)·B]; rank r takes its r-th slice of B / world samples, so the ranks
+    together see exactly the batches one process would; an incomplete last global batch is dropped.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, skip: int = 0, rank: int = 0, world: int = 1) -> None:
         g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-        self.order = torch.randperm(n, generator=g)[skip * batch_size :].tolist()
+        perm = torch.randperm(n, generator=g)
+        if world > 1:
+            local, steps = batch_size // world, n // batch_size
+            perm = perm[: steps * batch_size].view(steps, world, local)[:, rank].reshape(-1)
+            self.order = perm[skip * local :].tolist()
+        else:
+            self.order = perm[skip * batch_size :].tolist()
 
     def __len__(self) -> int:
         return len(self.order)
@@ -102,21 +114,28 @@ class EpochOrder(Sampler[int]):
         return iter(self.order)
 
 
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    return n // batch_size if drop_last(n, batch_size) else math.ceil(n / batch_size)
+def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
+    return n // batch_size if drop_last(n, batch_size, world) else math.ceil(n / batch_size)
 
 
-def drop_last(n: int, batch_size: int) -> bool:
-    return n >= 2 * batch_size
+def drop_last(n: int, batch_size: int, world: int = 1) -> bool:
+    return world > 1 or n >= 2 * batch_size
 
 
 def make_loader(dataset: Indexed, batch_size: int, workers: int, seed: int, epoch: int, device: torch.device,
                 skip: int = 0) -> DataLoader:  # fmt: skip
-    """Batches of epoch ``epoch`` from batch ``skip`` on; each sample's augmentation is seeded by (seed, epoch, index)."""
+    """This process's batches of epoch ``epoch`` from (global) batch ``skip`` on; ``batch_size`` is the global batch.
+
+    Each sample's augmentation is seeded by (seed, epoch, index), whatever process or worker makes it.
+    """
     dataset.epoch_seed = epoch_seed(seed, epoch)
+    rank, world = distributed.rank(), distributed.world()
+    if batch_size % world:
+        raise ConfigError(f"train.batch_size={batch_size} is the global batch and must divide among the {world} "
+                          f"processes; use a multiple of {world}")  # fmt: skip
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=EpochOrder(len(dataset), batch_size, seed, epoch, skip),
-        drop_last=drop_last(len(dataset), batch_size), collate_fn=collate, num_workers=workers,
+        dataset, batch_size=batch_size // world, sampler=EpochOrder(len(dataset), batch_size, seed, epoch, skip, rank, world),
+        drop_last=drop_last(len(dataset), batch_size, world), collate_fn=collate, num_workers=workers,
         generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)), pin_memory=device.type == "cuda",
         persistent_workers=False,
     )  # fmt: skip
@@ -147,12 +166,13 @@ class Trainer:
         method.to(self.device)
         if cfg.channels_last:
             method.to(memory_format=torch.channels_last)
-        per_epoch = steps_per_epoch(len(dataset), cfg.batch_size)
+        per_epoch = steps_per_epoch(len(dataset), cfg.batch_size, distributed.world())
         total = per_epoch * cfg.epochs
         optimizer = torch.optim.SGD(param_groups(method, self.opt_cfg.weight_decay), lr=self.opt_cfg.lr, momentum=self.opt_cfg.momentum)
         warmup = round(cfg.warmup_epochs * per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
         pos = self._resume(optimizer, scheduler)
+        self.model = self._parallel(method)
         task = progress.add_task(label or method.name, total=total, completed=pos["epoch"] * per_epoch + pos["step"]) if progress else None
         last: dict[str, float] = {}
         saved_at = time.monotonic()
@@ -176,7 +196,7 @@ class Trainer:
                     faults.point("train-step")
                     if progress is not None and task is not None:
                         progress.update(task, advance=1, description=f"{label} ep {epoch + 1}/{cfg.epochs} loss {out['loss']:.3f}")
-                    if stop.requested:
+                    if distributed.any_rank(bool(stop.requested)):  # every rank stops at the same step
                         self._save(optimizer, scheduler, epoch, n, sums, n, seconds + time.perf_counter() - t0)
                         raise Interrupted(f"{method.name}: stopped by {stop.requested} at epoch {epoch + 1}, step {n} of "
                                           f"{per_epoch}; checkpoint saved to {self.checkpoint}")  # fmt: skip
@@ -187,8 +207,9 @@ class Trainer:
             record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "seconds": seconds + time.perf_counter() - t0, **last}
             self._save(optimizer, scheduler, epoch + 1, 0, {}, 0, 0.0)
             saved_at = time.monotonic()
-            with self.metrics.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            if distributed.is_main():
+                with self.metrics.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
         if progress is not None and task is not None:
             progress.remove_task(task)
         return last
@@ -200,7 +221,10 @@ class Trainer:
         return every.minutes > 0 and time.monotonic() - saved_at >= every.minutes * 60
 
     def _save(self, optimizer, scheduler, epoch: int, step: int, sums: dict[str, float], n: int, seconds: float) -> None:
-        """Where training is: after ``epoch`` full epochs and ``step`` batches of the next one."""
+        """Where training is: after ``epoch`` full epochs and ``step`` batches of the next one (rank 0 writes it;
+        every rank holds the same model, optimiser, bank and RNG state, up to batch-norm running statistics)."""
+        if not distributed.is_main():
+            return
         rng = {"cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -215,7 +239,7 @@ class Trainer:
     def _step(self, batch: Batch, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> dict[str, float]:
         batch = batch.to(self.device, channels_last=self.cfg.channels_last)
         with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
-            out = self.method.training_step(batch)
+            out = self.model(batch)  # the method's training_step, through DistributedDataParallel under torchrun
         loss = out["loss"]
         if not torch.isfinite(loss):
             kept = f"the last good checkpoint ({self.checkpoint}) is kept" if self.checkpoint.exists() else "no checkpoint was written yet"
@@ -227,6 +251,20 @@ class Trainer:
         loss.backward()
         optimizer.step()
         return {k: float(v.detach()) for k, v in out.items()}
+
+    def _parallel(self, method: Method) -> nn.Module:
+        """DistributedDataParallel under torchrun (gradients averaged over ranks), else the method itself.
+
+        Buffers are not broadcast: the memory bank is kept identical by its own gathered update, and batch-norm
+        running statistics stay per rank (rank 0's are saved), as in MoCo's and VISSL's DDP training.
+        """
+        if not distributed.active():
+            return method
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel
+        if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters:  # newer torch: broadcast_buffers is deprecated
+            return ddp(method, device_ids=ids, forward_sync_buffers=False)
+        return ddp(method, device_ids=ids, broadcast_buffers=False)
 
     def _resume(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
         """Position to start from: {"epoch", "step", "sums", "n", "seconds", "rng"}; a corrupt checkpoint restarts."""

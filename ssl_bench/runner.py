@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ssl_bench import storage
+from ssl_bench import distributed, storage
 from ssl_bench.backbone import Backbone, BackboneSpec
 from ssl_bench.config import ConfigError, RunConfig, build_frozen, config_hash, requested_keys
 from ssl_bench.data.datasets import load_dataset
@@ -118,7 +118,8 @@ def pretrain(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, r
         dataset = Indexed(splits.train, method.transform())
         Trainer(method, cfg.train, device, run_dir, unit.seed, cfg.data.num_workers, cfg.checkpoint).fit(dataset, progress, unit.run_id)
     backbone = method.backbone.to(memory_format=torch.contiguous_format)
-    save_atomic({k: v.cpu().contiguous() for k, v in backbone.state_dict().items()}, final)
+    if distributed.is_main():
+        save_atomic({k: v.cpu().contiguous() for k, v in backbone.state_dict().items()}, final)
     return backbone
 
 
@@ -138,22 +139,36 @@ def run(cfg: RunConfig, out: Path, console: Console | None = None) -> dict[str, 
     missing is done.
     """
     console = console or Console()
-    out.mkdir(parents=True, exist_ok=True)
     units = plan(cfg)
-    device = resolve_device(cfg.device)
+    device = distributed.local_device(resolve_device(cfg.device))
     set_determinism(cfg.train.deterministic, device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    distributed.init(device)
+    if not distributed.is_main():
+        console = Console(quiet=True)
+    out.mkdir(parents=True, exist_ok=True)
     table = ResultsTable(out / "results.csv")
-    todo = missing(units, cfg, table)
+    todo = distributed.broadcast(missing(units, cfg, table) if distributed.is_main() else None)
     counts = {"units": len(units), "cached": len(units) - len(todo), "evaluations": 0}
     if not todo:
+        distributed.finish()
         console.print(f"[green]All {len(units)} units are already in {table.path}: nothing to do.")
         return counts
-    with storage.file_lock(out / ".data.lock"):  # two processes never write the built-in dataset at once
+    if distributed.is_main():
+        with storage.file_lock(out / ".data.lock"):  # two processes never write the built-in dataset at once
+            splits = load_dataset(cfg.data, out)
+    distributed.barrier()  # under torchrun: rank 0 has generated / checked the data, the others load it
+    if not distributed.is_main():
         splits = load_dataset(cfg.data, out)
     for unit, _ in todo:  # checks that need the data (its size, image size): before any unit trains
         unit.method_cfg.check_data(splits.info, requested_keys(cfg, unit.method))
+    if distributed.active():
+        main = distributed.is_main()
+        pretrain_together(todo, cfg, splits, device, out, console)
+        distributed.finish()  # from here on rank 0 works alone
+        if not main:
+            return counts
     console.print(f"dataset [bold]{splits.info.name}[/]: {len(splits.train)} train / {len(splits.test)} test images, "
                   f"{splits.info.num_classes} classes, {splits.info.image_size} px; device {device}")  # fmt: skip
     with progress_bar(console) as progress:
@@ -170,6 +185,22 @@ def run(cfg: RunConfig, out: Path, console: Console | None = None) -> dict[str, 
             claim.acquire()
             counts["evaluations"] += do_unit(unit, cfg, splits, device, out, table, progress, overall, claim, console)
     return counts
+
+
+def pretrain_together(todo: list[tuple[Unit, list[str]]], cfg: RunConfig, splits: Splits, device: torch.device,
+                      out: Path, console: Console) -> None:  # fmt: skip
+    """Under torchrun: every process pretrains every missing unit with DistributedDataParallel (rank 0 writes the
+    checkpoints and backbone.pt); the evaluations then run on rank 0 alone, from backbone.pt."""
+    console.print(f"torch.distributed: {distributed.world()} processes pretrain together; rank 0 then evaluates")
+    with progress_bar(console) as progress:
+        for unit, _ in todo:
+            run_dir = out / "runs" / unit.run_id
+            if distributed.is_main():
+                write_json(run_dir / "config.json", {"unit": {**asdict(unit), "method_cfg": asdict(unit.method_cfg)},
+                                                     "run": asdict(cfg), "info": asdict(splits.info)})  # fmt: skip
+            distributed.barrier()
+            pretrain(unit, cfg, splits, device, run_dir, progress)
+            distributed.barrier()  # backbone.pt is written before anyone moves on
 
 
 def missing(units: list[Unit], cfg: RunConfig, table: ResultsTable) -> list[tuple[Unit, list[str]]]:
@@ -218,6 +249,7 @@ def result_rows(unit: Unit, name: str, ehash: str, rows: list, backbone: Backbon
 
 
 def write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     os.replace(tmp, path)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_bench import distributed
 from ssl_bench.config import ConfigError
 
 
@@ -112,7 +113,12 @@ class MemoryBank(nn.Module):
 
     @torch.no_grad()
     def update(self, index: Tensor, v: Tensor) -> None:
-        """In place: slots ``index`` (B,) become normalize(m·old + (1 - m)·v), v (B, D). Indices must be distinct."""
+        """In place: slots ``index`` (B,) become normalize(m·old + (1 - m)·v), v (B, D). Indices must be distinct.
+
+        Under torch.distributed the whole global batch's (index, v) is gathered and applied on every rank, so the
+        banks of all ranks stay identical (and equal to one process that saw the global batch).
+        """
+        index, v = distributed.gather_cat(index), distributed.gather_cat(v.detach().contiguous())
         old = self.memory.index_select(0, index)  # (B, D)
         new = old.mul_(self.momentum).add_(v.detach().to(old.dtype), alpha=1.0 - self.momentum)
         self.memory.index_copy_(0, index, F.normalize(new, dim=1))
@@ -137,7 +143,14 @@ class MemoryBank(nn.Module):
 
         Per-sample draws reuse one gather buffer: the next draw overwrites it, so call backward first
         (autograd raises "modified by an inplace operation" otherwise).
+
+        Under torch.distributed the draw is made for the global batch (every rank's slots, gathered) from a generator
+        that every rank holds in the same state, and each rank keeps its own rows: the negatives of a sample do not
+        depend on the number of processes.
         """
+        local = index.shape[0]
+        offset = distributed.rank() * local
+        index = distributed.gather_cat(index)
         if k > self.size - 1:
             raise ValueError(f"{k} negatives from a bank of {self.size} slots: cap K with cap_negatives() first")
         if shared:
@@ -149,9 +162,11 @@ class MemoryBank(nn.Module):
             redraw = None
             if rows.numel():
                 again = self.sample_negatives(1, exclude=index[rows], generator=generator).squeeze(1)  # (n,)
-                redraw = (rows, cols, self.memory[again])
+                mine = (rows >= offset) & (rows < offset + local)
+                if mine.any():
+                    redraw = (rows[mine] - offset, cols[mine], self.memory[again[mine]])
             return Negatives(idx, self.memory.index_select(0, idx), redraw)
-        idx = self.sample_negatives(k, exclude=index, generator=generator)  # (B, K)
+        idx = self.sample_negatives(k, exclude=index, generator=generator)[offset : offset + local]  # (B, K)
         n = idx.numel()
         buf = self._gathered
         if buf.numel() != n * self.dim or buf.device != self.memory.device or buf.dtype != self.memory.dtype:

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_bench import distributed
+
 
 def nce_logits(scores: Tensor, temperature: float, z: Tensor | float, num_negatives: int, num_data: int) -> Tensor:
     """Logit of "came from the data": s/τ - log Z - log(K·Pn), Pn = 1/N."""
@@ -70,7 +72,8 @@ class NCELoss(nn.Module):
     def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
         with torch.autocast(pos.device.type, enabled=False):
             if not self.estimated:
-                self.z.copy_(estimate_z(pos, neg, self.temperature, self.num_data))
+                # under torch.distributed: the mean over every rank's (equal-sized) batch, the same Z everywhere
+                self.z.copy_(distributed.mean(estimate_z(pos, neg, self.temperature, self.num_data)))
             return nce_loss(pos, neg, self.temperature, self.z, self.num_data)
 
 

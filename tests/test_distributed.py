@@ -1,0 +1,101 @@
+"""torch.distributed (gloo, 2 CPU processes): identical memory banks on every rank, equal to one process's;
+and a 2-process torchrun run of the `ci` preset whose results land once."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from ssl_bench.backbone import Backbone
+from ssl_bench.data.batch import collate
+from ssl_bench.data.dataset import DataInfo
+from ssl_bench.methods import get_method
+
+TINY = "resnet18-w0.25"
+INFO = DataInfo("tiny", num_classes=10, num_train=64, image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
+GLOBAL_BATCH = 8
+
+
+def one_step(name: str, options: dict, rank: int, world: int) -> dict[str, torch.Tensor]:
+    """A method built from seed 0, BN in eval mode (its batch statistics are the one thing allowed to differ),
+    one training step on this rank's slice of a fixed global batch of dataset indices 3, 10, 17, ..."""
+    torch.manual_seed(0)
+    cls = get_method(name)
+    method = cls(Backbone(TINY), cls.Config(**options), INFO).eval()
+    g = torch.Generator().manual_seed(1)
+    images = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=g) for _ in range(GLOBAL_BATCH)]
+    transform = method.transform()
+    torch.manual_seed(2)
+    samples = [(transform(img), i % 10, (3 + 7 * i) % INFO.num_train) for i, img in enumerate(images)]
+    local = GLOBAL_BATCH // world
+    torch.manual_seed(3)  # the generator every rank draws negatives from: the same state everywhere
+    out = method.training_step(collate(samples[rank * local : (rank + 1) * local]))
+    state = {"loss": out["loss"].detach(), "bank": method.bank.memory.clone()}
+    if name == "npidpp" and options.get("loss") == "nce":
+        state["z"] = method.criterion.z.clone()
+    return state
+
+
+def _worker(rank: int, world: int, port: int, name: str, options: dict, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.save(one_step(name, options, rank, world), Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, options", [
+    ("npidpp", {"loss": "infonce", "num_negatives": 16}),
+    ("npidpp", {"loss": "nce", "num_negatives": 16, "shared_negatives": False}),
+    ("pirl", {"num_negatives": 16}),
+])  # fmt: skip
+def test_two_ranks_keep_the_bank_of_one_process(name, options, tmp_path) -> None:
+    mp.spawn(_worker, args=(2, free_port(), name, options, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    single = one_step(name, options, rank=0, world=1)
+    assert torch.equal(ranks[0]["bank"], ranks[1]["bank"]), "the ranks' banks differ"
+    torch.testing.assert_close(ranks[0]["bank"], single["bank"], rtol=0, atol=1e-6)
+    # equal halves: the mean of the ranks' losses is the one process's loss, so every sample met the same negatives
+    torch.testing.assert_close((ranks[0]["loss"] + ranks[1]["loss"]) / 2, single["loss"], rtol=1e-5, atol=1e-6)
+    if "z" in single:
+        torch.testing.assert_close(ranks[0]["z"], single["z"]) and torch.testing.assert_close(ranks[1]["z"], single["z"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(), reason="no torchrun")
+def test_torchrun_two_processes_run_the_ci_preset_and_write_results_once(tmp_path) -> None:
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--nproc_per_node=2", "-m", "ssl_bench", "run", "--preset", "ci", "--methods", "random,supervised,pirl",
+           "--evals", "linear,knn", "--epochs", "1", "--set", "data.num_train=256", "--set", "data.num_test=64",
+           "--set", "pirl.num_negatives=64", "--set", "linear.epochs=2", "--set", "threads=1", "--out", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("ssl-bench run preset ci") == 1  # only rank 0 talks
+    with (tmp_path / "results.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    keys = [(r["method"], r["eval"], r["layer"], r["metric"]) for r in rows]
+    assert len(keys) == len(set(keys)) and {k[0] for k in keys} == {"random", "supervised", "pirl"}
+    for method in ("supervised", "pirl"):
+        (log,) = (tmp_path / "runs").glob(f"{method}_*/metrics.jsonl")
+        assert len(log.read_text().splitlines()) == 1  # one epoch, logged once (by rank 0)
+    assert (tmp_path / "report" / "summary.md").exists()
