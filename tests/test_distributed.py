@@ -99,3 +99,29 @@ def test_torchrun_two_processes_run_the_ci_preset_and_write_results_once(tmp_pat
         (log,) = (tmp_path / "runs").glob(f"{method}_*/metrics.jsonl")
         assert len(log.read_text().splitlines()) == 1  # one epoch, logged once (by rank 0)
     assert (tmp_path / "report" / "summary.md").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_run_killed_mid_epoch_resumes_to_the_same_numbers(tmp_path) -> None:
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    base = [torchrun, "--nproc_per_node=2", "-m", "ssl_bench", "run", "--preset", "ci", "--methods", "npidpp", "--evals",
+            "knn", "--epochs", "2", "--set", "data.num_train=256", "--set", "data.num_test=64", "--set", "npidpp.num_negatives=64",
+            "--set", "checkpoint.every_steps=1", "--set", "threads=1", "--no-report"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = subprocess.run([*base, "--out", str(tmp_path / "a")], env=env, capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = subprocess.run([*base, "--out", str(tmp_path / "b")], env={**env, "SSL_BENCH_KILL_AT": "train-step:6"},
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert killed.returncode != 0  # both ranks SIGKILLed at their 6th step (epoch 2, step 2 of 4)
+    state = torch.load(next((tmp_path / "b" / "runs").glob("*/checkpoint.pt")), weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 1)
+    resumed = subprocess.run([*base, "--out", str(tmp_path / "b")], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    def numbers(out: Path) -> list[tuple[str, str]]:
+        with (out / "results.csv").open(newline="") as f:
+            return sorted((r["metric"], r["value"]) for r in csv.DictReader(f))
+
+    assert numbers(tmp_path / "b") == numbers(tmp_path / "a")
+    a, b = (next((tmp_path / d / "runs").glob("*/backbone.pt")).read_bytes() for d in ("a", "b"))
+    assert a == b
