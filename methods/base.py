@@ -49,6 +49,7 @@ class Method(nn.Module):
     paper: ClassVar[str] = ""  # one line: authors, venue, arXiv id
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     trains: ClassVar[bool] = True  # False for the random-init baseline
+    needs_labels: ClassVar[bool] = False  # True: trains on the labelled train split, never on unlabelled pretraining data
 
     def __init__(self, backbone: Backbone, cfg: MethodConfig, data: DataInfo) -> None:
         super().__init__()

@@ -25,6 +25,7 @@ class Supervised(Method):
     name = "supervised"
     paper = "He et al., CVPR 2016, arXiv:1512.03385 (the 'Supervised' rows of PIRL's tables)"
     Config = SupervisedConfig
+    needs_labels = True
 
     def __init__(self, backbone, cfg: SupervisedConfig, data) -> None:
         super().__init__(backbone, cfg, data)

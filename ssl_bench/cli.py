@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--evals", help="comma-separated evaluations, e.g. linear,knn")
     run.add_argument("--dataset", help="dataset name (see `ssl-bench list`)")
     run.add_argument("--data-root", help="where the dataset's files are (the built-in dataset is generated there)")
+    run.add_argument("--download", action="store_true", help="download a missing cifar10, cifar100 or stl10 into --data-root (default <out>/data)")
     run.add_argument("--backbone", help="comma-separated backbone specs (a sweep), e.g. resnet18,resnet34,resnet18-w0.5")
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
     run.add_argument("--epochs", type=int, help="pretraining epochs (overrides the preset)")
@@ -99,7 +100,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     for flag, key in [("methods", "methods"), ("evals", "evals"), ("backbone", "backbones"), ("seeds", "seeds"), ("device", "device"), ("threads", "threads")]:
         if getattr(args, flag) is not None:
             flags[key] = getattr(args, flag)
-    data = {k: v for k, v in {"name": args.dataset, "root": args.data_root}.items() if v is not None}
+    data = {k: v for k, v in {"name": args.dataset, "root": args.data_root, "download": args.download or None}.items() if v is not None}
     if data:
         flags["data"] = data
     if args.epochs is not None:

@@ -36,12 +36,14 @@ def unknown(kind: str, name: str, choices: list[str]) -> ConfigError:
 @dataclass
 class DataConfig:
     name: str = "synthetic"
-    root: str = ""  # "" = <out>/data for the built-in dataset
-    image_size: int = 32
+    root: str = ""  # "" = <out>/data for the built-in dataset and the downloadable ones (cifar10, cifar100, stl10)
+    image_size: int = 0  # px the methods see; 0 = the dataset's native size (synthetic, CIFAR 32; STL-10 96; ImageNet 224)
     num_train: int = 5000  # synthetic: images generated; real datasets: 0 = all, else a class-balanced cap
     num_test: int = 1000  # as num_train, for the test split
     num_workers: int = 0
     seed: int = 0  # the dataset's own seed (synthetic generation, subsets): the same for every method and run seed
+    classes: str = ""  # imagenet100: a file with one wnid per line, or a comma-separated list; "" = CMC's ImageNet-100
+    download: bool = False  # cifar10, cifar100, stl10: download into the root when missing (torchvision's downloaders)
 
 
 @dataclass
@@ -106,8 +108,12 @@ class DetectionConfig:
     480-800 (train) / 800 (test). Small presets shrink iterations, batch and image size.
     """
 
-    dataset: str = "synthetic"  # synthetic (built-in VOC-layout scenes under <out>/data) | voc (a VOC-layout --root)
-    root: str = ""  # the VOC-layout directory (Annotations/, ImageSets/Main/, JPEGImages/) for dataset=voc
+    # synthetic: built-in VOC-layout scenes under <out>/data; voc: one VOC-layout `root` (train_split / test_split of it);
+    # voc07+12: the paper's Table 1 data, VOC2007 + VOC2012 trainval -> VOC2007 test; voc07: VOC2007 trainval -> test.
+    dataset: str = "synthetic"
+    # voc: the directory holding Annotations/, ImageSets/Main/, JPEGImages/;
+    # voc07, voc07+12: the VOCdevkit directory holding VOC2007/ (and VOC2012/)
+    root: str = ""
     train_split: str = "trainval"
     test_split: str = "test"
     clip_boxes: bool = False  # clip boxes outside the image (with a warning) instead of stopping
@@ -170,16 +176,16 @@ class RunConfig:
 
 
 POSITIVE = {
-    "data.image_size", "train.epochs", "train.batch_size", "linear.epochs",
+    "train.epochs", "train.batch_size", "linear.epochs",
     "linear.batch_size", "linear.max_dims", "knn.k", "semisup.epochs", "semisup.batch_size", "semisup.lr",
     "detection.min_size", "detection.max_size", "detection.iterations", "detection.batch_size", "detection.roi_batch_size",
     "detection.synthetic_trainval", "detection.synthetic_test", "detection.synthetic_size",
     "invariance.num_images", "invariance.repeats",
 }  # fmt: skip
-NON_NEGATIVE = {"data.num_train", "data.num_test", "data.num_workers", "train.warmup_epochs", "train.lr", "linear.lr", "linear.weight_decay",
+NON_NEGATIVE = {"data.image_size", "data.num_train", "data.num_test", "data.num_workers", "train.warmup_epochs", "train.lr", "linear.lr", "linear.weight_decay",
                 "checkpoint.minutes", "checkpoint.every_steps", "threads"}
 CHOICES = {"train.precision": ["auto", "fp32", "bf16"], "detection.head": ["c4", "fpn"],
-           "detection.dataset": ["synthetic", "voc"]}
+           "detection.dataset": ["synthetic", "voc", "voc07", "voc07+12"]}
 LIST_CHOICES = {"semisup.modes": ["finetune", "linear"], "detection.protocols": ["voc07", "coco"],
                 "invariance.transforms": ["jigsaw", "rotation"]}
 

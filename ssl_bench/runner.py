@@ -64,6 +64,9 @@ def method_config(name: str, overrides: dict[str, Any]) -> MethodConfig:
 def data_identity(cfg: RunConfig) -> dict[str, Any]:
     d = asdict(cfg.data)
     d.pop("num_workers")
+    d.pop("download")  # how the files arrived does not change them
+    if not d["classes"]:
+        d.pop("classes")  # absent before the field existed: keeps earlier results' hashes
     if cfg.data.name == "synthetic":
         d.pop("root")
     return d
@@ -115,7 +118,7 @@ def pretrain(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, r
     cls = get_method(unit.method)
     method: Method = cls(backbone, unit.method_cfg, splits.info)
     if cls.trains:
-        dataset = Indexed(splits.train, method.transform())
+        dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), method.transform())
         Trainer(method, cfg.train, device, run_dir, unit.seed, cfg.data.num_workers, cfg.checkpoint).fit(dataset, progress, unit.run_id)
     backbone = method.backbone.to(memory_format=torch.contiguous_format)
     if distributed.is_main():
@@ -161,6 +164,7 @@ def run(cfg: RunConfig, out: Path, console: Console | None = None) -> dict[str, 
     distributed.barrier()  # under torchrun: rank 0 has generated / checked the data, the others load it
     if not distributed.is_main():
         splits = load_dataset(cfg.data, out)
+    check_labels(splits, cfg, [u for u, _ in todo])
     for unit, _ in todo:  # checks that need the data (its size, image size): before any unit trains
         unit.method_cfg.check_data(splits.info, requested_keys(cfg, unit.method))
     if distributed.active():
@@ -169,7 +173,8 @@ def run(cfg: RunConfig, out: Path, console: Console | None = None) -> dict[str, 
         distributed.finish()  # from here on rank 0 works alone
         if not main:
             return counts
-    console.print(f"dataset [bold]{splits.info.name}[/]: {len(splits.train)} train / {len(splits.test)} test images, "
+    extra = "" if splits.pretrain is None else f"{len(splits.pretrain)} pretraining / "
+    console.print(f"dataset [bold]{splits.info.name}[/]: {extra}{len(splits.train)} train / {len(splits.test)} test images, "
                   f"{splits.info.num_classes} classes, {splits.info.image_size} px; device {device}")  # fmt: skip
     with progress_bar(console) as progress:
         overall = progress.add_task("all units", total=sum(len(evs) for _, evs in todo))
@@ -185,6 +190,20 @@ def run(cfg: RunConfig, out: Path, console: Console | None = None) -> dict[str, 
             claim.acquire()
             counts["evaluations"] += do_unit(unit, cfg, splits, device, out, table, progress, overall, claim, console)
     return counts
+
+
+LABELLED_EVALS = ("linear", "knn", "semisup", "invariance")
+
+
+def check_labels(splits: Splits, cfg: RunConfig, units: list[Unit]) -> None:
+    """An unlabelled dataset (a folder of images without classes) can pretrain self-supervised methods, nothing else."""
+    if splits.info.num_classes:
+        return
+    needs = [e for e in cfg.evals if e in LABELLED_EVALS] + [u.method for u in units if get_method(u.method).needs_labels]
+    if needs:
+        raise ConfigError(f"dataset {splits.info.name!r} has no labels (images directly under train/, no class folders), "
+                          f"but {', '.join(sorted(set(needs)))} need them; pretrain with self-supervised methods and "
+                          f"--evals detection, or point --data-root at a labelled tree <root>/train/<class>/...")  # fmt: skip
 
 
 def pretrain_together(todo: list[tuple[Unit, list[str]]], cfg: RunConfig, splits: Splits, device: torch.device,

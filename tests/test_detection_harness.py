@@ -4,13 +4,18 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import ConfigError, DetectionConfig, RunConfig
+from ssl_bench.config import ConfigError, DetectionConfig, RunConfig, resolve
 from ssl_bench.data.dataset import DataInfo, Splits
+from ssl_bench.data.voc import VOC_CLASSES, ConcatVOC, VOCDetection, write_annotation
 from ssl_bench.detection.detect_eval import detect_eval
+from ssl_bench.eval.detection import detection_sets, ground_truth
 from ssl_bench.eval.harness import EvalContext, evaluate
+from ssl_bench.methods import available_methods
 
+METHODS = list(available_methods())
 INFO = DataInfo("synthetic", 10, 16, 32, (0.5,) * 3, (0.25,) * 3)
 
 
@@ -50,3 +55,94 @@ def test_detection_on_a_missing_root_says_what_to_do(tmp_path) -> None:
     ctx.cfg.detection = DetectionConfig(dataset="voc")
     with pytest.raises(ConfigError, match="needs detection.root"):
         evaluate("detection", ctx)
+
+
+# A tiny VOCdevkit: VOC2007 (trainval + test) and VOC2012 (trainval), 32x24 JPEGs with one or two Pascal objects each.
+DEVKIT = {
+    "2007": {"trainval": {"000005": ["dog"], "000007": ["car", "person"], "000009": ["dog"]},
+             "test": {"000001": ["person"], "000004": ["car"]}},
+    "2012": {"trainval": {"2008_000002": ["person", "dog"], "2008_000003": ["bicycle"]}},
+}  # fmt: skip
+
+
+def write_devkit(root, years: dict = DEVKIT):
+    for year, splits in years.items():
+        base = root / f"VOC{year}"
+        for d in ("Annotations", "ImageSets/Main", "JPEGImages"):
+            (base / d).mkdir(parents=True, exist_ok=True)
+        for split, images in splits.items():
+            (base / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in images))
+            for image_id, names in images.items():
+                Image.new("RGB", (32, 24), (40 * len(names), 90, 160)).save(base / "JPEGImages" / f"{image_id}.jpg")
+                objects = [{"name": n, "bbox": (2 + 4 * k, 3, 20 + 4 * k, 22)} for k, n in enumerate(names)]
+                write_annotation(base / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", 32, 24, objects)
+    return root
+
+
+def test_voc07_plus_12_trains_on_both_trainvals_and_tests_on_voc2007(tmp_path) -> None:
+    devkit = write_devkit(tmp_path / "VOCdevkit")
+    train, test = detection_sets(DetectionConfig(dataset="voc07+12", root=str(devkit)), tmp_path)
+    assert isinstance(train, ConcatVOC) and len(train) == 3 + 2
+    assert [(p.root.name, p.split, p.ids) for p in train.parts] == [
+        ("VOC2007", "trainval", ["000005", "000007", "000009"]), ("VOC2012", "trainval", ["2008_000002", "2008_000003"])]
+    assert (test.root.name, test.split, test.ids) == ("VOC2007", "test", ["000001", "000004"])
+    assert train.classes == test.classes == VOC_CLASSES and all(p.classes == VOC_CLASSES for p in train.parts)
+    label = {name: VOC_CLASSES.index(name) + 1 for name in ("dog", "person", "bicycle", "car")}
+    image, target = train[3]  # the first VOC2012 image, after VOC2007's three
+    assert image.shape == (3, 24, 32) and target["labels"].tolist() == [label["person"], label["dog"]]
+    assert int(target["image_id"]) == 3 and train[-1][1]["labels"].tolist() == [label["bicycle"]]
+    assert train[0][1]["labels"].tolist() == [label["dog"]]  # dog is the same label in both years
+    assert test[1][1]["labels"].tolist() == [label["car"]]
+    assert ground_truth(test).categories == list(VOC_CLASSES)
+
+
+def test_voc07_trains_on_voc2007_alone_and_needs_no_voc2012(tmp_path) -> None:
+    devkit = write_devkit(tmp_path / "VOCdevkit", {"2007": DEVKIT["2007"]})
+    train, test = detection_sets(DetectionConfig(dataset="voc07", root=str(devkit)), tmp_path)
+    assert isinstance(train, VOCDetection) and (train.root.name, train.ids) == ("VOC2007", ["000005", "000007", "000009"])
+    assert test.ids == ["000001", "000004"] and train.classes == test.classes == VOC_CLASSES
+
+
+def test_a_torchvision_download_dir_is_taken_for_its_vocdevkit(tmp_path) -> None:
+    write_devkit(tmp_path / "VOCdevkit")  # torchvision's VOCDetection(tmp_path, download=True) writes here
+    train, _ = detection_sets(DetectionConfig(dataset="voc07+12", root=str(tmp_path)), tmp_path)
+    assert [p.root for p in train.parts] == [tmp_path / "VOCdevkit" / "VOC2007", tmp_path / "VOCdevkit" / "VOC2012"]
+
+
+def test_voc07_plus_12_says_what_is_missing_and_how_to_get_it(tmp_path) -> None:
+    only07 = write_devkit(tmp_path / "only07", {"2007": DEVKIT["2007"]})
+    with pytest.raises(ConfigError, match=r"detection.dataset=voc07\+12: .*only07 has no VOC2012/; it should be a VOCdevkit "
+                                          r"directory holding VOC2007/ and VOC2012/: .*about 2 GB.*"
+                                          r"torchvision.datasets.VOCDetection\(<dir>, year='2007'"):
+        detection_sets(DetectionConfig(dataset="voc07+12", root=str(only07)), tmp_path)
+    only12 = write_devkit(tmp_path / "only12", {"2012": DEVKIT["2012"]})
+    with pytest.raises(ConfigError, match=r"has no VOC2007/; .*VOC2007/: trainval 5,011 \+ test 4,952 images, about 0.9 GB"):
+        detection_sets(DetectionConfig(dataset="voc07+12", root=str(only12)), tmp_path)
+    no_test = write_devkit(tmp_path / "no_test", {"2007": {"trainval": DEVKIT["2007"]["trainval"]}, "2012": DEVKIT["2012"]})
+    with pytest.raises(ConfigError, match=r"reads split 'test' of VOC2007, but .*test.txt is missing \(VOC2007's test set is "
+                                          r"a download of its own: VOCtest_06-Nov-2007.tar"):
+        detection_sets(DetectionConfig(dataset="voc07+12", root=str(no_test)), tmp_path)
+    with pytest.raises(ConfigError, match=r"VOC2007 is one year's VOC-layout directory; .*needs its parent"):
+        detection_sets(DetectionConfig(dataset="voc07+12", root=str(only07 / "VOC2007")), tmp_path)
+    with pytest.raises(ConfigError, match=r"detection.dataset=voc07\+12 needs detection.root=<VOCdevkit dir> holding "
+                                          r"VOC2007/ and VOC2012/"):
+        detection_sets(DetectionConfig(dataset="voc07+12"), tmp_path)
+    with pytest.raises(ConfigError, match=r"detection.root .*nowhere does not exist; for detection.dataset=voc07 it should"):
+        detection_sets(DetectionConfig(dataset="voc07", root=str(tmp_path / "nowhere")), tmp_path)
+
+
+def test_detection_dataset_choices_include_the_paper_sets() -> None:
+    assert resolve("ci", {"detection": {"dataset": "voc07+12"}}, METHODS).detection.dataset == "voc07+12"
+    with pytest.raises(ConfigError, match=r"detection.dataset='voc12' is not valid; choose one of synthetic, voc, voc07, voc07\+12"):
+        resolve("ci", {"detection": {"dataset": "voc12"}}, METHODS)
+
+
+@pytest.mark.slow
+def test_detection_runs_on_a_voc07_plus_12_devkit(tmp_path) -> None:
+    devkit = write_devkit(tmp_path / "VOCdevkit")
+    ctx = context(tmp_path, DetectionConfig(dataset="voc07+12", root=str(devkit), min_size=64, max_size=64, iterations=2,
+                                            batch_size=2, roi_batch_size=16))  # fmt: skip
+    rows = evaluate("detection", ctx)
+    assert {(r.protocol, r.metric) for r in rows} == {(p, m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")}
+    (dets,) = ctx.run_dir.glob("detections-*.json")
+    assert {d["image_id"] for d in json.loads(dets.read_text())} <= {"000001", "000004"}  # the VOC2007 test images

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from ssl_bench.data.synthetic import CLASSES, VOC_MARKER, _visible_box, write_voc
-from ssl_bench.data.voc import VOC_CLASSES, VOCDetection, write_annotation
+from ssl_bench.data.voc import VOC_CLASSES, ConcatVOC, VOCDetection, write_annotation
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd-voc" / "BCCD"
 
@@ -115,6 +115,17 @@ def test_voc_class_names_give_the_standard_voc_order(tmp_path) -> None:
     assert target["labels"].tolist() == [12, 15]
     assert target["boxes"].tolist() == [[4, 5, 30, 40], [1, 1, 10, 12]]
     assert target["difficult"].tolist() == [False, True]
+
+
+def test_concatenated_splits_must_share_their_classes(tmp_path) -> None:
+    dog = make_voc(tmp_path / "a", [{"name": "dog", "bbox": (2, 2, 20, 20)}])
+    cell = make_voc(tmp_path / "b", [{"name": "RBC", "bbox": (2, 2, 20, 20)}])
+    classes = (*VOC_CLASSES, "RBC")
+    both = ConcatVOC([VOCDetection(dog, "train", classes=classes), VOCDetection(cell, "train", classes=classes)])
+    assert len(both) == 2 and both.classes == classes and int(both[1][1]["image_id"]) == 1
+    assert both[0][1]["labels"].tolist() == [12] and both[1][1]["labels"].tolist() == [21]
+    with pytest.raises(ValueError, match=r"must share one class list, got .*a: \['aeroplane'.*; .*b: \['RBC'\]"):
+        ConcatVOC([VOCDetection(dog, "train", classes=VOC_CLASSES), VOCDetection(cell, "train")])
 
 
 def test_classes_come_from_every_split_and_per_class_files_are_ignored(tmp_path) -> None:

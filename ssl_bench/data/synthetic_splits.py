@@ -7,6 +7,8 @@ from pathlib import Path
 from ssl_bench.config import ConfigError, DataConfig
 from ssl_bench.data.dataset import DataInfo, Splits
 
+NATIVE_SIZE = 32  # data.image_size=0: the size every preset uses
+
 
 def synthetic_root(cfg: DataConfig, out_dir: Path) -> Path:
     return Path(cfg.root) if cfg.root else out_dir / "data"
@@ -18,11 +20,12 @@ def load_synthetic(cfg: DataConfig, out_dir: Path) -> Splits:
     if cfg.num_train <= 0 or cfg.num_test <= 0:
         raise ConfigError("the synthetic dataset needs data.num_train and data.num_test above 0 (they are how many images to generate)")
     root = synthetic_root(cfg, out_dir)
-    train = SyntheticImages(root, "train", cfg.num_train, cfg.image_size, cfg.seed)
-    test = SyntheticImages(root, "test", cfg.num_test, cfg.image_size, cfg.seed)
-    grid = root / "synthetic" / f"grid-s{cfg.image_size}.png"
+    size = cfg.image_size or NATIVE_SIZE
+    train = SyntheticImages(root, "train", cfg.num_train, size, cfg.seed)
+    test = SyntheticImages(root, "test", cfg.num_test, size, cfg.seed)
+    grid = root / "synthetic" / f"grid-s{size}.png"
     if not grid.exists():  # a picture of what the methods learn from, written once beside the cached arrays
         save_grid(grid, train.images, train.targets, CLASSES)
     mean, std = channel_stats(train.images)
-    info = DataInfo("synthetic", len(CLASSES), len(train), cfg.image_size, mean, std, tuple(CLASSES))
+    info = DataInfo("synthetic", len(CLASSES), len(train), size, mean, std, tuple(CLASSES))
     return Splits(train, test, info)

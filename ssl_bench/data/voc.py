@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 from PIL import Image
 from torchvision.datasets import VOCDetection as TorchvisionVOC
 from torchvision.transforms.v2.functional import pil_to_tensor
@@ -33,6 +33,17 @@ LAYOUT = ("<root>/Annotations/<id>.xml, <root>/ImageSets/Main/<split>.txt (one i
 GET_VOC = ("For real Pascal VOC use torchvision.datasets.VOCDetection(<dir>, year='2007', image_set='trainval', "
            "download=True) and pass <dir>/VOCdevkit/VOC2007 as root, or download it from "
            "http://host.robots.ox.ac.uk/pascal/VOC/.")  # fmt: skip
+# A VOCdevkit directory holds one VOC-layout directory per year, VOC2007/ and VOC2012/: what the official tars unpack
+# to and what torchvision's downloader writes under <dir>/VOCdevkit.
+VOC_YEARS = {
+    "2007": ("VOC2007/: trainval 5,011 + test 4,952 images, about 0.9 GB (VOCtrainval_06-Nov-2007.tar, 460 MB, and "
+             "VOCtest_06-Nov-2007.tar, 451 MB)"),
+    "2012": "VOC2012/: trainval 11,540 images, about 2 GB (VOCtrainval_11-May-2012.tar)",
+}  # fmt: skip
+GET_DEVKIT = ("Get them with torchvision.datasets.VOCDetection(<dir>, year='2007', image_set='trainval', download=True), "
+              "the same with image_set='test', and year='2012', image_set='trainval': they land in <dir>/VOCdevkit/VOC<year> "
+              "(pass <dir>/VOCdevkit or <dir>). Or unpack the tars from http://host.robots.ox.ac.uk/pascal/VOC/ "
+              "(voc2007/, voc2012/) into one directory: each unpacks to VOCdevkit/VOC<year>.")  # fmt: skip
 COORDS = ("xmin", "ymin", "xmax", "ymax")
 FIELDS = "size/width, size/height and, for every <object>, name and bndbox/xmin, ymin, xmax, ymax"
 
@@ -199,6 +210,24 @@ class VOCDetection(Dataset):
     def annotation(self, i: int) -> dict:
         """The parsed record: filename, width, height, objects [{name, bbox (VOC 1-based ints), difficult}]."""
         return copy.deepcopy(self._records[i])
+
+
+class ConcatVOC(ConcatDataset):
+    """Several VOC-layout splits with one class list as one training set (PIRL's VOC07+12: VOC2007 trainval then
+    VOC2012 trainval). Items are VOCDetection's, with ``image_id`` the index in the concatenation."""
+
+    def __init__(self, parts: Sequence[VOCDetection]) -> None:
+        if len({p.classes for p in parts}) != 1:
+            listed = "; ".join(f"{p.root}: {list(p.classes)}" for p in parts)
+            raise ValueError(f"the splits to concatenate must share one class list, got {listed}")
+        super().__init__(parts)
+        self.parts = tuple(parts)
+        self.classes = parts[0].classes
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        image, target = super().__getitem__(i)
+        target["image_id"] = torch.tensor(i % len(self), dtype=torch.int64)
+        return image, target
 
 
 def write_annotation(path: str | Path, filename: str, width: int, height: int, objects: Sequence[dict]) -> None:

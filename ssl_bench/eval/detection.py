@@ -1,10 +1,12 @@
 """The ``detection`` evaluation (PIRL Table 1): fine-tune a Faster R-CNN from the pretrained backbone on a
 VOC-layout ``trainval`` split, detect on ``test`` and score with the ``voc07`` and ``coco`` protocols.
 
-The data is either the built-in synthetic scenes (written once under ``<out>/data/``) or any VOC-layout root
-(``detection.dataset=voc``, ``detection.root=...``: Pascal VOC 2007/2012, or e.g. BCCD). The detections are kept
-in the run directory as a COCO results json (re-score them with ``ssl-bench detect-eval``), with the training
-losses as ``detection-<hash>.jsonl``.
+The data (``detection.dataset``) is the built-in synthetic scenes (written once under ``<out>/data/``), one
+VOC-layout root (``voc``, ``detection.root=...``: a Pascal VOC year, or e.g. BCCD), or a VOCdevkit directory
+(``detection.root``) for the paper's sets: ``voc07+12`` trains on VOC2007 + VOC2012 trainval and tests on VOC2007
+test (PIRL Table 1), ``voc07`` trains on VOC2007 trainval alone. The detections are kept in the run directory as a
+COCO results json (re-score them with ``ssl-bench detect-eval``), with the training losses as
+``detection-<hash>.jsonl``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from ssl_bench import storage
 from ssl_bench.config import ConfigError, DetectionConfig
 from ssl_bench.data.synthetic import write_voc
-from ssl_bench.data.voc import GET_VOC, LAYOUT, VOCDetection
+from ssl_bench.data.voc import GET_DEVKIT, GET_VOC, LAYOUT, VOC_CLASSES, VOC_YEARS, ConcatVOC, VOCDetection
 from ssl_bench.detection.detect_eval import PROTOCOLS, write_coco_results
 from ssl_bench.detection.model import build_detector
 from ssl_bench.detection.records import Detections, GroundTruth, ImageRecord
@@ -37,6 +39,59 @@ def detection_root(cfg: DetectionConfig, shared_dir: Path) -> Path:
     if not root.is_dir():
         raise ConfigError(f"detection.root {root} does not exist; it should hold {LAYOUT}. {GET_VOC}")
     return root
+
+
+DEVKIT_SETS = {"voc07": (("2007",), "2007"), "voc07+12": (("2007", "2012"), "2007")}  # (train years, test year)
+
+
+def devkit_root(cfg: DetectionConfig) -> Path:
+    """The VOCdevkit directory of ``cfg.root`` for voc07 / voc07+12, checked to hold every year and split they read."""
+    train_years, test_year = DEVKIT_SETS[cfg.dataset]
+    years = sorted({*train_years, test_year})
+    need = " and ".join(f"VOC{y}/" for y in years)
+    about = f"{'; '.join(VOC_YEARS[y] for y in years)}. Each VOC<year>/ holds {LAYOUT.replace('<root>', 'VOC<year>')}"
+    if not cfg.root:
+        raise ConfigError(f"detection.dataset={cfg.dataset} needs detection.root=<VOCdevkit dir> holding {need}: {about}. "
+                          f"{GET_DEVKIT}")  # fmt: skip
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"detection.root {root} does not exist; for detection.dataset={cfg.dataset} it should be a "
+                          f"VOCdevkit directory holding {need}: {about}. {GET_DEVKIT}")  # fmt: skip
+    if not (root / "VOC2007").is_dir() and (root / "VOCdevkit").is_dir():
+        root = root / "VOCdevkit"  # the directory given to torchvision's downloader
+    if (root / "Annotations").is_dir():
+        raise ConfigError(f"detection.root {root} is one year's VOC-layout directory; detection.dataset={cfg.dataset} "
+                          f"needs its parent, the VOCdevkit directory holding {need} (or use detection.dataset=voc "
+                          f"for this directory alone)")  # fmt: skip
+    missing = [f"VOC{y}/" for y in years if not (root / f"VOC{y}").is_dir()]
+    if missing:
+        raise ConfigError(f"detection.dataset={cfg.dataset}: {root} has no {' or '.join(missing)}; it should be a VOCdevkit "
+                          f"directory holding {need}: {about}. {GET_DEVKIT}")  # fmt: skip
+    for year, split in [(y, cfg.train_split) for y in train_years] + [(test_year, cfg.test_split)]:
+        path = root / f"VOC{year}" / "ImageSets" / "Main" / f"{split}.txt"
+        if not path.is_file():
+            own = (" (VOC2007's test set is a download of its own: VOCtest_06-Nov-2007.tar, or torchvision's year='2007', "
+                   "image_set='test')") if (year, split) == ("2007", "test") else ""  # fmt: skip
+            raise ConfigError(f"detection.dataset={cfg.dataset} reads split {split!r} of VOC{year}, but {path} is "
+                              f"missing{own}. {GET_DEVKIT}")  # fmt: skip
+    return root
+
+
+def detection_sets(cfg: DetectionConfig, shared_dir: Path) -> tuple[VOCDetection | ConcatVOC, VOCDetection]:
+    """(train, test) of ``cfg.dataset``. voc07 / voc07+12 use the 20 Pascal VOC classes, in their standard order, for
+    every year; the other datasets take the class list found in the root's annotations."""
+    if cfg.dataset in DEVKIT_SETS:
+        train_years, test_year = DEVKIT_SETS[cfg.dataset]
+        root = devkit_root(cfg)
+
+        def read(year: str, split: str) -> VOCDetection:
+            return VOCDetection(root / f"VOC{year}", split, classes=VOC_CLASSES, clip_boxes=cfg.clip_boxes)
+
+        parts = [read(year, cfg.train_split) for year in train_years]
+        return (parts[0] if len(parts) == 1 else ConcatVOC(parts)), read(test_year, cfg.test_split)
+    root = detection_root(cfg, shared_dir)
+    train = VOCDetection(root, cfg.train_split, clip_boxes=cfg.clip_boxes)
+    return train, VOCDetection(root, cfg.test_split, classes=train.classes, clip_boxes=cfg.clip_boxes)
 
 
 def ground_truth(dataset: VOCDetection) -> GroundTruth:
@@ -60,9 +115,7 @@ def run_detection(ctx, tag: str) -> list[tuple[str, str, float, str]]:
     """Train, detect and score ``ctx`` (an EvalContext): (layer = the head, metric, value, protocol) for AP, AP50,
     AP75 under each protocol. ``tag`` names the files written to the run directory."""
     cfg, info = ctx.cfg.detection, ctx.splits.info
-    root = detection_root(cfg, ctx.shared_dir)
-    train = VOCDetection(root, cfg.train_split, clip_boxes=cfg.clip_boxes)
-    test = VOCDetection(root, cfg.test_split, classes=train.classes, clip_boxes=cfg.clip_boxes)
+    train, test = detection_sets(cfg, ctx.shared_dir)
     model = build_detector(ctx.backbone, len(train.classes), cfg.head, cfg.freeze_bn, cfg.min_size, cfg.max_size,
                            image_mean=info.mean, image_std=info.std, roi_batch_size=cfg.roi_batch_size)  # fmt: skip
     lr, warmup = paper_schedule(ctx.method, cfg)

@@ -7,6 +7,8 @@ pretrain on ImageNet, the only dataset on which the protocols can match.
 
 from __future__ import annotations
 
+import re
+
 from importlib import resources
 from pathlib import Path
 
@@ -41,6 +43,8 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
 
 def is_imagenet(dataset: str) -> bool:
     name = dataset.lower()
+    if re.search(r"imagenet\d", name):  # imagenet100 or another class subset: the published numbers are ImageNet-1k
+        return False
     return any(key in name for key in IMAGENET_NAMES)
 
 

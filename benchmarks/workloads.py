@@ -1,0 +1,281 @@
+"""The workloads that the speed benchmarks time. ``test_speed.py`` (pytest-benchmark) and ``ratios.py`` (one run,
+one table) both use them, so the two measure the same code.
+
+* A method's training step, exactly as training runs it: ``Trainer._step`` (the batch moved and converted to
+  channels_last, bf16 autocast or fp32, forward, backward, SGD step) on one batch of the real loader.
+* The bare backbone passes that step needs, on the same tensors: forward + backward of the backbone alone on
+  B images (supervised, autoencoder, NPID++), 4B rotated images (RotNet, all_rotations=True, the paper's
+  default), 9B tiles (Jigsaw), B images + 9B tiles (PIRL).
+* The NCE part of an NPID++ step at ImageNet scale (N = 1,281,167 slots of 128-d, B = 256, K = 32,000):
+  shared or per-sample negatives, and one (B x 128) @ (128 x K) matmul as the floor.
+* The data loader alone: the method's transform + collate through the engine's DataLoader.
+
+Methods use their papers' defaults on the ``ci`` preset's synthetic data (2,000 images of 32 px, so NPID++ and
+PIRL cap K at N - 1 = 1,999 in the step; the ImageNet-scale NCE is measured on its own).
+Sizes come from ``Sizes``; environment variables (``SSL_BENCH_BENCH_*``, see ``ENV``) shrink them for smoke runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
+
+from ssl_bench.backbone import Backbone
+from ssl_bench.config import ConfigError, TrainConfig, resolve
+from ssl_bench.data.batch import Batch
+from ssl_bench.data.dataset import Indexed, Splits
+from ssl_bench.data.datasets import load_dataset
+from ssl_bench.engine import Trainer, make_loader, optimisation, param_groups
+from ssl_bench.methods import METHODS, Method, get_method
+from ssl_bench.modules.memory_bank import MemoryBank
+from ssl_bench.modules.nce import NCELoss
+
+METHOD_NAMES = ("supervised", "autoencoder", "rotnet", "jigsaw", "npidpp", "pirl")
+FULL_IMAGE = ("supervised", "autoencoder", "rotnet", "npidpp")  # judged against the convolution ceiling
+IMAGENET_TRAIN = 1_281_167
+EMBEDDING_DIM = 128
+TEMPERATURE = 0.07
+
+
+@dataclass(frozen=True)
+class Sizes:
+    backbone: str = "resnet18-smallstem"
+    batch: int = 128  # images per training step (the ci data is 32 px)
+    bank: int = IMAGENET_TRAIN  # NCE: memory-bank slots
+    nce_batch: int = 256  # NCE: samples per step
+    negatives: int = 32_000  # NCE: K
+    precision: str = "bf16"  # bf16 | fp32, as train.precision
+    channels_last: bool = True
+    workers: int = 0  # DataLoader workers (the ci preset's data.num_workers)
+    loader_batches: int = 8  # batches per timed loader round
+    small: bool = False  # the smoke-run sizes: numbers say nothing about the targets
+
+
+SMALL = Sizes("resnet18-smallstem-w0.25", batch=16, bank=10_000, nce_batch=16, negatives=1000, small=True)
+
+ENV = {  # variable -> Sizes field; SSL_BENCH_BENCH_SMALL=1 starts from SMALL instead of the full sizes
+    "SSL_BENCH_BENCH_BACKBONE": "backbone",
+    "SSL_BENCH_BENCH_BATCH": "batch",
+    "SSL_BENCH_BENCH_BANK": "bank",
+    "SSL_BENCH_BENCH_NCE_BATCH": "nce_batch",
+    "SSL_BENCH_BENCH_K": "negatives",
+    "SSL_BENCH_BENCH_PRECISION": "precision",
+    "SSL_BENCH_BENCH_CHANNELS_LAST": "channels_last",
+    "SSL_BENCH_BENCH_WORKERS": "workers",
+    "SSL_BENCH_BENCH_LOADER_BATCHES": "loader_batches",
+}
+
+
+def _flag(value: str, name: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r}: expected 1 or 0")
+
+
+def sizes(small: bool | None = None, **overrides: Any) -> Sizes:
+    """SMALL or the full sizes, then the ``SSL_BENCH_BENCH_*`` variables, then ``overrides`` (None = not given)."""
+    small = _flag(os.environ.get("SSL_BENCH_BENCH_SMALL", ""), "SSL_BENCH_BENCH_SMALL") if small is None else small
+    types = {f.name: f.type for f in fields(Sizes)}
+    values: dict[str, Any] = {}
+    for var, name in ENV.items():
+        if var in os.environ:
+            raw = os.environ[var]
+            kind = types[name]
+            try:
+                values[name] = _flag(raw, var) if kind == "bool" else int(raw) if kind == "int" else raw
+            except ValueError:
+                raise ConfigError(f"{var}={raw!r}: expected an integer") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    out = replace(SMALL if small else Sizes(), **values)
+    if out.precision not in ("bf16", "fp32"):
+        raise ConfigError(f"precision {out.precision!r}: choose bf16 or fp32")
+    if not 1 <= out.negatives <= out.bank - 1:
+        raise ConfigError(f"K = {out.negatives} negatives need a bank of more than K slots, got {out.bank}")
+    if min(out.batch, out.nce_batch, out.loader_batches) < 1 or out.nce_batch > out.bank:
+        raise ConfigError(f"batch sizes must be >= 1 and nce_batch <= bank: {out}")
+    return out
+
+
+def cache_root() -> Path:
+    """Where the benchmark data is generated once: ``$SSL_BENCH_CACHE/benchmarks`` or ``~/.cache/ssl_bench/benchmarks``."""
+    root = os.environ.get("SSL_BENCH_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "ssl_bench") / "benchmarks"
+
+
+def ci_splits() -> Splits:
+    """The ci preset's dataset (synthetic, 2,000 train images of 32 px), as ``ssl-bench run --preset ci`` loads it."""
+    cfg = resolve("ci", None, list(METHODS))
+    return load_dataset(cfg.data, cache_root())
+
+
+def _backbone_inputs(name: str, views: dict[str, Tensor]) -> list[Tensor]:
+    """The tensors the method's step sends through the backbone, in the step's order."""
+    if name == "rotnet":
+        return [views["rotations"].flatten(0, 1)]  # (B*R, C, H, W)
+    if name == "jigsaw":
+        return [views["tiles"].flatten(0, 1)]  # (B*9, C, t, t)
+    if name == "pirl":
+        return [views["image"], views["tiles"].flatten(0, 1)]
+    return [views["image"]]
+
+
+@dataclass
+class MethodWorkload:
+    """One method, its engine (trainer + SGD) and one loader batch; ``step`` and ``backbone_passes`` time it."""
+
+    name: str
+    method: Method
+    trainer: Trainer
+    optimizer: torch.optim.Optimizer
+    batch: Batch  # as the DataLoader hands it to the engine (CPU, contiguous)
+    inputs: list[Tensor]  # the backbone's inputs inside the step: on the device, in the step's memory format
+    dataset: Indexed  # the training set with this method's transform
+
+    @property
+    def images(self) -> int:
+        return len(self.batch)
+
+    @property
+    def passes(self) -> str:
+        """What the bare backbone sees, e.g. "512 x 32px (4 rotations)" or "128 x 32px + 1152 x 8px"."""
+        text = " + ".join(f"{x.shape[0]} x {x.shape[-1]}px" for x in self.inputs)
+        if self.name == "rotnet":
+            text += f" (all_rotations={self.method.cfg.all_rotations})"
+        return text
+
+    def step(self) -> None:
+        """The engine's training step: batch to device (+ channels_last), autocast forward, backward, SGD step."""
+        self.trainer._step(self.batch, self.optimizer, 0, 0)
+
+    def backbone_passes(self) -> None:
+        """Forward + backward of the bare backbone on the step's backbone inputs, under the step's autocast."""
+        self.method.zero_grad(set_to_none=True)  # as the step does: fresh gradient tensors
+        backbone = self.method.backbone
+        features = backbone.forward_map if self.name == "autoencoder" else backbone  # the autoencoder decodes the map
+        dtype = self.trainer.dtype
+        with torch.autocast(self.trainer.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = sum(features(x).float().sum() for x in self.inputs)
+        loss.backward()
+
+
+def method_workload(name: str, size: Sizes, splits: Splits, device: torch.device | str = "cpu") -> MethodWorkload:
+    """``name`` with its paper defaults on a fresh backbone, set up as ``Trainer.fit`` sets it up, and one loader batch."""
+    device = torch.device(device)
+    torch.manual_seed(0)
+    cls = get_method(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NPID++/PIRL: K = 32,000 capped at N - 1 on the ci data
+        method = cls(Backbone(size.backbone), cls.Config(), splits.info)
+    method.to(device).train()
+    if size.channels_last:
+        method.to(memory_format=torch.channels_last)
+    train = TrainConfig(batch_size=size.batch, precision=size.precision, channels_last=size.channels_last)
+    trainer = Trainer(method, train, device, Path(tempfile.gettempdir()) / "ssl-bench-speed", seed=0)
+    trainer.model = method  # what fit() sets (no DistributedDataParallel here)
+    opt = optimisation(method, train)
+    optimizer = torch.optim.SGD(param_groups(method, opt.weight_decay), lr=opt.lr, momentum=opt.momentum)
+    dataset = Indexed(splits.train, method.transform())
+    batch = next(iter(make_loader(dataset, size.batch, 0, seed=0, epoch=0, device=device)))
+    inputs = _backbone_inputs(name, batch.to(device, channels_last=size.channels_last).views)
+    return MethodWorkload(name, method, trainer, optimizer, batch, inputs, dataset)
+
+
+def loader_batches(dataset: Indexed, size: Sizes) -> int:
+    """Batches per timed round: ``size.loader_batches``, at most one epoch less the untimed first batch."""
+    n = min(size.loader_batches, len(dataset) // size.batch - 1)
+    if n < 1:
+        raise ConfigError(f"the loader benchmark needs at least 2 batches of {size.batch} in {len(dataset)} images")
+    return n
+
+
+def start_loader(dataset: Indexed, size: Sizes, epoch: int) -> Iterator[Batch]:
+    """The engine's DataLoader for ``epoch``, its first batch already taken (worker start-up is not timed)."""
+    it = iter(make_loader(dataset, size.batch, size.workers, seed=0, epoch=epoch, device=torch.device("cpu")))
+    next(it)
+    return it
+
+
+def take(it: Iterator[Batch], n: int) -> None:
+    """Pull ``n`` batches: what the timed loader round does."""
+    for _ in range(n):
+        next(it)
+
+
+@dataclass
+class NCEWorkload:
+    """The NCE part of an NPID++ step (NPIDpp.training_step after the head) on a bank of ``size.bank`` slots."""
+
+    bank: MemoryBank
+    criterion: NCELoss
+    x: Tensor  # (B, 128) leaf, the head's output before normalisation
+    index: Tensor  # (B,) distinct slots
+    k: int
+    w: Tensor  # (128, K) contiguous: the floor's right operand
+    out: Tensor  # (B, K)
+
+    @property
+    def per_sample_bytes(self) -> int:
+        return self.index.numel() * self.k * EMBEDDING_DIM * 4  # the (B*K, 128) float32 gather buffer
+
+    def step(self, shared: bool) -> None:
+        """Draw + gather negatives, positive and negative scores, NCE forward + backward, bank update."""
+        self.x.grad = None
+        f = F.normalize(self.x, dim=1)  # (B, 128)
+        negatives = self.bank.negatives(self.index, self.k, shared=shared)
+        pos = self.bank.positive_scores(f, self.index)  # (B,)
+        loss = self.criterion(pos, negatives.scores(f))  # scores (B, K)
+        loss.backward()
+        self.bank.update(self.index, f.detach())
+
+    def matmul(self) -> None:
+        """One (B x 128) @ (128 x K) float32 matmul into a preallocated output: the floor of any NCE step."""
+        torch.mm(self.x.detach(), self.w, out=self.out)
+
+
+def nce_workload(size: Sizes) -> NCEWorkload:
+    g = torch.Generator().manual_seed(0)
+    bank = MemoryBank(size.bank, EMBEDDING_DIM, momentum=0.5, generator=g)  # 0.66 GB at ImageNet scale
+    index = torch.randperm(size.bank, generator=g)[: size.nce_batch]
+    x = torch.randn(size.nce_batch, EMBEDDING_DIM, generator=g).requires_grad_()
+    w = bank.memory[: size.negatives].T.contiguous()
+    out = torch.empty(size.nce_batch, size.negatives)
+    return NCEWorkload(bank, NCELoss(size.bank, TEMPERATURE), x, index, size.negatives, w, out)
+
+
+def available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo, or None where there is none."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def per_sample_fits(work: NCEWorkload) -> tuple[bool, str]:
+    """Whether the per-sample gather buffer fits in 80% of the available memory, and a note if it does not."""
+    free = available_bytes()
+    need = work.per_sample_bytes
+    if free is None or need <= 0.8 * free:
+        return True, ""
+    return False, f"skipped: the per-sample gather needs {need / 1e9:.1f} GB, {free / 1e9:.1f} GB available (lower K)"
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of one call (forward and backward matmuls/convolutions, as torch.utils.flop_counter counts them)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
