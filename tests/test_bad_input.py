@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from ssl_bench.backbone import Backbone
+from one_error import cli, wide_console  # noqa: F401 (wide_console: autouse fixture)
 from ssl_bench.cli import main
 from ssl_bench.config import ConfigError, parse_set, requested_keys, resolve
 from ssl_bench.data.dataset import DataInfo
@@ -26,22 +27,6 @@ from ssl_bench.runner import method_config
 
 METHODS = list(available_methods())
 TINY = "resnet18-w0.25"
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No line wrapping by rich: a message is checked as the one line a user sees."""
-    monkeypatch.setenv("COLUMNS", "1000")
-
-
-def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """Exit code and the error line (asserting there is exactly one and no traceback)."""
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return code, lines[0]
 
 
 def run(out: Path, *args: str) -> list[str]:

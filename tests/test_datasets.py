@@ -18,6 +18,7 @@ import torchvision.datasets.stl10
 from PIL import Image
 from torchvision.datasets import CIFAR10, STL10
 
+from one_error import cli, wide_console  # noqa: F401 (wide_console: autouse fixture)
 from ssl_bench.cli import build_parser, main, overrides_from
 from ssl_bench.config import ConfigError, DataConfig, resolve
 from ssl_bench.data import cifar, imagenet
@@ -29,28 +30,12 @@ CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 MARK = (11, 222, 33)  # an RGB pixel written at a known place and read back
 
 
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No line wrapping by rich: a message is checked as the one line a user sees."""
-    monkeypatch.setenv("COLUMNS", "5000")
-
-
 @pytest.fixture
 def presence_only_checksums(monkeypatch: pytest.MonkeyPatch) -> None:
     """torchvision checks the md5 sum of every CIFAR / STL-10 file (``_check_integrity`` and ``_load_meta`` call
     ``check_integrity``); a fixture cannot match the real files' sums, so here the check is only that the file exists."""
     for module in (torchvision.datasets.cifar, torchvision.datasets.stl10):
         monkeypatch.setattr(module, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
-
-
-def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """Exit code and the error line (asserting there is exactly one and no traceback)."""
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return code, lines[0]
 
 
 def run(out: Path, *args: str) -> list[str]:
