@@ -12,47 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
-
-from ssl_bench.backbone import Backbone
-from ssl_bench.data.batch import collate
-from ssl_bench.data.dataset import DataInfo
-from ssl_bench.methods import get_method
-
-TINY = "resnet18-w0.25"
-INFO = DataInfo("tiny", num_classes=10, num_train=64, image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
-GLOBAL_BATCH = 8
-
-
-def one_step(name: str, options: dict, rank: int, world: int) -> dict[str, torch.Tensor]:
-    """A method built from seed 0, BN in eval mode (its batch statistics are the one thing allowed to differ),
-    one training step on this rank's slice of a fixed global batch of dataset indices 3, 10, 17, ..."""
-    torch.manual_seed(0)
-    cls = get_method(name)
-    method = cls(Backbone(TINY), cls.Config(**options), INFO).eval()
-    g = torch.Generator().manual_seed(1)
-    images = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=g) for _ in range(GLOBAL_BATCH)]
-    transform = method.transform()
-    torch.manual_seed(2)
-    samples = [(transform(img), i % 10, (3 + 7 * i) % INFO.num_train) for i, img in enumerate(images)]
-    local = GLOBAL_BATCH // world
-    torch.manual_seed(3)  # the generator every rank draws negatives from: the same state everywhere
-    out = method.training_step(collate(samples[rank * local : (rank + 1) * local]))
-    state = {"loss": out["loss"].detach(), "bank": method.bank.memory.clone()}
-    if name == "npidpp" and options.get("loss") == "nce":
-        state["z"] = method.criterion.z.clone()
-    return state
-
-
-def _worker(rank: int, world: int, port: int, name: str, options: dict, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        torch.save(one_step(name, options, rank, world), Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+from dist_worker import one_step, worker
 
 
 def free_port() -> int:
@@ -70,7 +31,7 @@ def free_port() -> int:
     ("pirl", {"num_negatives": 16}),
 ])  # fmt: skip
 def test_two_ranks_keep_the_bank_of_one_process(name, options, tmp_path) -> None:
-    mp.spawn(_worker, args=(2, free_port(), name, options, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(worker, args=(2, free_port(), name, options, str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     single = one_step(name, options, rank=0, world=1)
     assert torch.equal(ranks[0]["bank"], ranks[1]["bank"]), "the ranks' banks differ"
