@@ -10,7 +10,9 @@ Everything here is a pure function of the two tables, except reading and writing
 
 from __future__ import annotations
 
+import json
 import math
+import platform
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ssl_bench.config import ConfigError, unknown
+from ssl_bench.report.overview import software_versions
 
 KEY: list[str] = ["method", "backbone", "dataset", "eval", "protocol", "layer", "metric"]  # one compared number
 BASELINE_COLUMNS: list[str] = [*KEY[:3], "preset", *KEY[3:], "value", "seeds"]
@@ -140,12 +143,62 @@ def load_baseline(path: Path, results: Path) -> pd.DataFrame:
 
 
 def write_baseline(table: pd.DataFrame, path: Path) -> int:
-    """Write an aggregated table as the baseline (sorted by KEY); returns the number of rows written."""
+    """Write an aggregated table as the baseline (sorted by KEY) and the environment beside it (``environment_path``);
+    returns the number of rows written."""
     if table.empty:
         raise ValueError(f"no numeric results to write to {path}: the results table is empty")
     path.parent.mkdir(parents=True, exist_ok=True)
     table.sort_values(KEY)[BASELINE_COLUMNS].to_csv(path, index=False)
+    environment_path(path).write_text(json.dumps(environment(), indent=2) + "\n")
     return len(table)
+
+
+# The CI preset repeats bit for bit only on the same software and CPU: a different torch (or BLAS, or CPU)
+# changes the last bits, and a few epochs of training turn them into points of accuracy. The baseline therefore
+# records where it was made, and a failing check says when the environment differs.
+def environment() -> dict[str, str]:
+    """Software versions (package metadata, no imports) and the CPU of this machine."""
+    return {**software_versions(), "machine": platform.machine(), "cpu": cpu_model()}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment_path(baseline: Path) -> Path:
+    """Where a baseline's environment is recorded: ``ci.csv`` -> ``ci.env.json``."""
+    return baseline.with_suffix(".env.json")
+
+
+def environment_differences(baseline: Path) -> list[str] | None:
+    """What differs between the baseline's recorded environment and this one ("torch 2.13.0 -> 2.14.1");
+    None when the baseline has no readable record."""
+    try:
+        recorded = json.loads(environment_path(baseline).read_text())
+    except (OSError, ValueError):
+        return None
+    now = environment()
+    return [f"{k} {recorded.get(k, '?')} -> {now[k]}" for k in now if recorded.get(k) != now[k] and k != "ssl_bench"]
+
+
+def environment_note(baseline: Path, results: Path) -> str | None:
+    """Why a failure may not be the code's: the baseline was made elsewhere (or we cannot tell)."""
+    diffs = environment_differences(baseline)
+    if diffs == []:
+        return None
+    fix = (f"Rerun in the baseline's environment to judge the code, or, if this environment is the one CI uses, update the "
+           f"baseline on purpose (`{update_command(baseline, results)}`) and commit it with {environment_path(baseline).name}.")
+    if diffs is None:
+        return (f"note: {baseline} has no environment record ({environment_path(baseline).name}), so it cannot be told whether "
+                f"it was made with this software and CPU; the ci preset repeats bit for bit only in the same environment. {fix}")
+    return (f"note: this environment differs from the baseline's ({'; '.join(diffs)}); the ci preset repeats bit for bit only "
+            f"in the same environment, so out-of-tolerance numbers may come from the environment, not the code. {fix}")
 
 
 def tolerance_number(item: str, text: str) -> float:

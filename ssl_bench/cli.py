@@ -195,8 +195,9 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     baseline, results = Path(args.baseline), Path(args.results)
     if args.update:
         n = check.write_baseline(check.load_results(results), baseline)
-        console.print(f"wrote {n} numbers (mean over seeds) from {escape(str(results))} to {escape(str(baseline))}; commit it",
-                      highlight=False, soft_wrap=True)  # fmt: skip
+        env = check.environment_path(baseline)
+        console.print(f"wrote {n} numbers (mean over seeds) from {escape(str(results))} to {escape(str(baseline))}, and this "
+                      f"environment to {escape(str(env))}; commit both", highlight=False, soft_wrap=True)  # fmt: skip
         return 0
     expected = check.load_baseline(baseline, results)
     tolerances = check.parse_tolerances(args.tolerance, expected["metric"])
@@ -210,6 +211,9 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     if failed:
         console.print(f"If the change is intended, update the baseline on purpose: {escape(check.update_command(baseline, results))}",
                       highlight=False, soft_wrap=True)  # fmt: skip
+        note = check.environment_note(baseline, results)
+        if note:
+            console.print(escape(note), style="yellow", highlight=False, soft_wrap=True)
     return 1 if failed else 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,29 @@ def test_update_refuses_an_empty_results_table(tmp_path: Path, capsys: pytest.Ca
     assert main(["check", "--baseline", str(path), "--results", str(results), "--update"]) == 1
     assert "no numeric results to write" in capsys.readouterr().err
     assert not path.exists()
+
+
+def test_update_records_the_environment_beside_the_baseline(baseline: Path) -> None:
+    recorded = json.loads((baseline.parent / "ci.env.json").read_text())
+    assert recorded == check.environment()
+    assert {"python", "torch", "torchvision", "timm", "cpu"} <= set(recorded)
+    assert check.environment_differences(baseline) == []
+
+
+def test_a_failure_in_another_environment_says_so(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = baseline.parent / "ci.env.json"
+    env.write_text(json.dumps({**check.environment(), "torch": "0.0.1"}))
+    capsys.readouterr()
+    assert run_check(baseline, base_rows({("random", "knn", "", "pooled", "top1", 0): 25.0})) == 1
+    out = unwrapped(capsys.readouterr().out)
+    assert unwrapped(f"this environment differs from the baseline's (torch 0.0.1 -> {check.environment()['torch']})") in out
+    assert unwrapped("may come from the environment, not the code") in out and "ci.env.json" in out
+    env.unlink()
+    assert run_check(baseline, base_rows({("random", "knn", "", "pooled", "top1", 0): 25.0})) == 1
+    assert unwrapped("has no environment record (ci.env.json)") in unwrapped(capsys.readouterr().out)
+
+
+def test_a_failure_in_the_same_environment_adds_no_note(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert run_check(baseline, base_rows({("random", "knn", "", "pooled", "top1", 0): 25.0})) == 1
+    assert "environment" not in capsys.readouterr().out
