@@ -149,6 +149,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from ssl_bench.config import available_presets
     from ssl_bench.data.datasets import DATASET_HELP
+    from ssl_bench.eval.detection import DETECTION_DATASET_HELP
     from ssl_bench.eval.harness import EVAL_HELP
     from ssl_bench.methods import available_methods
 
@@ -156,6 +157,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         ("methods", {name: cls.paper for name, cls in available_methods().items()}),
         ("evaluations", EVAL_HELP),
         ("datasets", DATASET_HELP),
+        ("detection datasets (--set detection.dataset=NAME)", DETECTION_DATASET_HELP),
         ("presets", available_presets()),
         ("backbones", {"<timm name>": "any timm ResNet, e.g. resnet18, resnet34, resnet50, resnet10t",
                        "<name>-smallstem": "3x3 stride-1 stem without max-pool, for 32 px inputs",

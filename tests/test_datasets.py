@@ -460,3 +460,15 @@ def test_every_dataset_is_listed(capsys) -> None:
     out = capsys.readouterr().out
     for name, text in DATASET_HELP.items():
         assert re.search(rf"^\s*{name}\s+{re.escape(text[:30])}", out, re.M), name
+
+
+def test_every_detection_dataset_is_listed(capsys) -> None:
+    from ssl_bench.config import CHOICES
+    from ssl_bench.eval.detection import DETECTION_DATASET_HELP
+
+    assert list(DETECTION_DATASET_HELP) == CHOICES["detection.dataset"]
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "detection datasets (--set detection.dataset=NAME)" in out
+    for name, text in DETECTION_DATASET_HELP.items():
+        assert re.search(rf"^\s*{re.escape(name)}\s+{re.escape(text[:30])}", out, re.M), name

@@ -42,6 +42,13 @@ def detection_root(cfg: DetectionConfig, shared_dir: Path) -> Path:
 
 
 DEVKIT_SETS = {"voc07": (("2007",), "2007"), "voc07+12": (("2007", "2012"), "2007")}  # (train years, test year)
+DETECTION_DATASET_HELP = {
+    "synthetic": "built-in VOC-layout scenes of the synthetic objects, generated under <out>/data (the default)",
+    "voc": "any VOC-layout root (detection.root=<dir> with Annotations/, ImageSets/Main/, JPEGImages/), e.g. BCCD; "
+           "trains on detection.train_split, tests on detection.test_split",
+    "voc07": "Pascal VOC2007 trainval -> VOC2007 test (detection.root=<VOCdevkit>)",
+    "voc07+12": "PIRL Table 1: VOC2007 + VOC2012 trainval -> VOC2007 test (detection.root=<VOCdevkit>)",
+}  # fmt: skip
 
 
 def devkit_root(cfg: DetectionConfig) -> Path:
