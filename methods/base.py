@@ -21,11 +21,14 @@ class MethodConfig:
     """Optimisation defaults shared by all methods; each method's Config overrides them with its paper's values.
 
     ``lr`` is the rate at a batch of 256; the engine scales it linearly with the batch size (Goyal et al. 2017).
+    ``epochs`` > 0 gives this method its own number of pretraining epochs instead of ``train.epochs`` (papers train
+    methods for different budgets, e.g. Goyal et al.'s Jigsaw 105 epochs; a small preset may give a slow starter more).
     """
 
     lr: float = 0.1
     weight_decay: float = 1e-4
     momentum: float = 0.9
+    epochs: int = 0  # 0 = train.epochs
 
     def check_data(self, data: DataInfo, requested: Collection[str] = ()) -> None:
         """Checks that need the loaded dataset (its size, image size), made before any training; a ConfigError if not.

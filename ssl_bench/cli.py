@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--download", action="store_true", help="download a missing cifar10, cifar100 or stl10 into --data-root (default <out>/data)")
     run.add_argument("--backbone", help="comma-separated backbone specs (a sweep), e.g. resnet18,resnet34,resnet18-w0.5")
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
-    run.add_argument("--epochs", type=int, help="pretraining epochs (overrides the preset)")
+    run.add_argument("--epochs", type=int, help="pretraining epochs (overrides the preset's train.epochs; a method with its "
+                                                  "own, e.g. --set jigsaw.epochs=50, keeps them)")
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--threads", type=int, help="CPU threads for torch (default: one per core; the ci preset pins 2)")
     run.add_argument("--out", default="results", help="output directory (results.csv, runs/, report/); default: results")
@@ -111,15 +112,17 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from ssl_bench.config import resolve
     from ssl_bench.methods import available_methods
-    from ssl_bench.runner import run
+    from ssl_bench.runner import method_config, run
 
     cfg = resolve(args.preset, overrides_from(args), list(available_methods()))
     out = Path(args.out)
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 talks
         console = Console(quiet=True)
+    own = {m: e for m in cfg.methods if (e := method_config(m, cfg.method_params.get(m, {})).epochs)}  # `<method>.epochs`
+    epochs = f"{cfg.train.epochs}" + (f" ({', '.join(f'{m} {e}' for m, e in own.items())})" if own else "")
     console.print(f"[bold]ssl-bench run[/] preset [cyan]{cfg.preset}[/]: methods {', '.join(cfg.methods)}; "
-                  f"backbones {', '.join(cfg.backbones)}; seeds {', '.join(map(str, cfg.seeds))}; evals {', '.join(cfg.evals)}; "
-                  f"out {out}")  # fmt: skip
+                  f"backbones {', '.join(cfg.backbones)}; seeds {', '.join(map(str, cfg.seeds))}; epochs {epochs}; "
+                  f"evals {', '.join(cfg.evals)}; out {out}")  # fmt: skip
     t0 = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, _terminate)  # a cluster's pre-emption stops like Ctrl-C: checkpoint, exit
     try:

@@ -11,7 +11,7 @@ import json
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ssl_bench import distributed, storage
 from ssl_bench.backbone import Backbone, BackboneSpec
-from ssl_bench.config import ConfigError, RunConfig, build_frozen, config_hash, requested_keys
+from ssl_bench.config import ConfigError, RunConfig, TrainConfig, build_frozen, config_hash, requested_keys
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.dataset import DataInfo, Indexed, Splits
 from ssl_bench.engine import Trainer, autocast_dtype, save_atomic
@@ -38,6 +38,7 @@ class Unit:
     seed: int
     method_cfg: MethodConfig
     pretrain_hash: str
+    train: TrainConfig  # the run's train settings with the method's own epochs, if it has them
 
     @property
     def run_id(self) -> str:
@@ -58,7 +59,15 @@ def resolve_device(name: str) -> torch.device:
 
 def method_config(name: str, overrides: dict[str, Any]) -> MethodConfig:
     """The method's paper defaults with the run's overrides, type-checked field by field."""
-    return build_frozen(get_method(name).Config, overrides, prefix=f"{name}.")
+    cfg = build_frozen(get_method(name).Config, overrides, prefix=f"{name}.")
+    if cfg.epochs < 0:
+        raise ConfigError(f"{name}.epochs must be >= 0 (0 = train.epochs), got {cfg.epochs}")
+    return cfg
+
+
+def method_train(mcfg: MethodConfig, train: TrainConfig) -> TrainConfig:
+    """The train settings a method runs with: ``train``, with the method's own ``epochs`` if it sets them."""
+    return replace(train, epochs=mcfg.epochs) if mcfg.epochs else train
 
 
 def data_identity(cfg: RunConfig) -> dict[str, Any]:
@@ -84,10 +93,13 @@ def plan(cfg: RunConfig) -> list[Unit]:
         for name in cfg.methods:
             cls = get_method(name)
             mcfg = method_config(name, cfg.method_params.get(name, {}))
-            payload = {"method": name, "method_cfg": asdict(mcfg), "backbone": backbone, "data": data_identity(cfg),
-                       "train": asdict(cfg.train) if cls.trains else None}  # fmt: skip
+            train = method_train(mcfg, cfg.train)
+            # the epochs are hashed once, in "train": `jigsaw.epochs=50` and `train.epochs=50` name the same training
+            identity = {k: v for k, v in asdict(mcfg).items() if k != "epochs"}
+            payload = {"method": name, "method_cfg": identity, "backbone": backbone, "data": data_identity(cfg),
+                       "train": asdict(train) if cls.trains else None}  # fmt: skip
             for seed in cfg.seeds:
-                units.append(Unit(name, backbone, seed, mcfg, config_hash({**payload, "seed": seed})))
+                units.append(Unit(name, backbone, seed, mcfg, config_hash({**payload, "seed": seed}), train))
     return units
 
 
@@ -119,7 +131,7 @@ def pretrain(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, r
     method: Method = cls(backbone, unit.method_cfg, splits.info)
     if cls.trains:
         dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), method.transform())
-        Trainer(method, cfg.train, device, run_dir, unit.seed, cfg.data.num_workers, cfg.checkpoint).fit(dataset, progress, unit.run_id)
+        Trainer(method, unit.train, device, run_dir, unit.seed, cfg.data.num_workers, cfg.checkpoint).fit(dataset, progress, unit.run_id)
     backbone = method.backbone.to(memory_format=torch.contiguous_format)
     if distributed.is_main():
         save_atomic({k: v.cpu().contiguous() for k, v in backbone.state_dict().items()}, final)

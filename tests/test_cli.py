@@ -48,6 +48,7 @@ def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path
         (["run", "--dataset", "imagenette"], 2, "unknown dataset 'imagenette'"),
         (["run", "--preset", "nope"], 2, "unknown preset 'nope'"),
         (["run", "--set", "train.epochs=-3"], 2, "train.epochs must be positive"),
+        (["run", "--set", "jigsaw.epochs=-1"], 2, "jigsaw.epochs must be >= 0 (0 = train.epochs), got -1"),
         (["run", "--set", "autoencoder.nosie_std=1"], 2, "Did you mean 'noise_std'?"),
         (["run", "--dataset", "folder", "--data-root", "/does/not/exist"], 1, "needs --data-root pointing at an ImageFolder tree"),
     ],
@@ -72,15 +73,19 @@ def test_report_on_missing_results_explains(tmp_path, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_every_pretext_runs_through_the_ci_preset(tmp_path) -> None:
+def test_every_pretext_runs_through_the_ci_preset(tmp_path, capsys) -> None:
     out = tmp_path / "out"
     argv = ["run", "--preset", "ci", "--methods", "rotnet,jigsaw,npidpp,pirl", "--epochs", "1", "--evals", "knn,linear",
-            "--set", "data.num_train=200", "--set", "data.num_test=100", "--set", "linear.layers=layer4", "--out", str(out)]
+            "--set", "data.num_train=200", "--set", "data.num_test=100", "--set", "linear.layers=layer4",
+            "--set", "jigsaw.epochs=2", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
+    assert "epochs 1 (jigsaw 2)" in " ".join(capsys.readouterr().out.split())
     got = rows(out / "results.csv")
     assert {r["method"] for r in got} == {"rotnet", "jigsaw", "npidpp", "pirl"}
     for method in ("rotnet", "jigsaw", "npidpp", "pirl"):
         assert {(r["eval"], r["layer"]) for r in got if r["method"] == method} == {("knn", "pooled"), ("linear", "layer4")}
+        logged = (next((out / "runs").glob(f"{method}_*")) / "metrics.jsonl").read_text().splitlines()
+        assert len(logged) == (2 if method == "jigsaw" else 1), method  # `jigsaw.epochs` gives Jigsaw its own budget
 
 
 def test_out_of_range_method_parameter_fails_before_any_training(tmp_path, capsys) -> None:
