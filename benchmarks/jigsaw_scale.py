@@ -15,7 +15,7 @@ If Jigsaw beats random-init on tiles but not on images, its deep stages learned 
 trained at that does not carry over to 4x larger inputs; if it loses on tiles too, they specialised to the task.
 
 usage: python benchmarks/jigsaw_scale.py --out results-quick --data-root ~/data/cifar10 [--preset quick]
-       [--set KEY=VALUE ...] [--methods random,jigsaw]
+       [--set KEY=VALUE ...] [--methods random,jigsaw] [--seed 0]
 (the same --preset / --set / --data-root as the run, so the units resolve to the same run directories)
 """
 
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--methods", default="random,jigsaw")
+    parser.add_argument("--seed", type=int, default=0, help="which pretraining seed's backbones")
     args = parser.parse_args()
     out = Path(args.out).expanduser()
     overrides = merge(parse_set(args.set), {"data": {"root": str(Path(args.data_root).expanduser())}})
@@ -75,7 +76,8 @@ def main() -> None:
     splits = load_dataset(cfg.data, out)
     info = splits.info
     wanted = args.methods.split(",")
-    units = [u for u in plan(cfg) if u.method in wanted and u.seed == cfg.seeds[0] and u.backbone == cfg.backbones[0]]
+    cfg.seeds = [args.seed]
+    units = [u for u in plan(cfg) if u.method in wanted and u.backbone == cfg.backbones[0]]
     results = pd.read_csv(out / "results.csv")
     rows = []
     for unit in units:
