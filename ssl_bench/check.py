@@ -1,11 +1,16 @@
-"""The regression check: compare a results table with a committed baseline (``ssl-bench check``).
+"""The regression check (``ssl-bench check``): two layers, one portable and tight, one loose and statistical.
 
-A CI run of a fixed preset should reproduce its numbers. The baseline is a small CSV of per-key means
-over seeds; every number in it must be present in the new results and within an absolute tolerance set
-per metric. Numbers only in the results are "new" and never fail: adding a method or an evaluation is
-not a regression. The baseline changes only on purpose, with ``--update``.
+1. Fingerprints (``ssl_bench.fingerprints``): a few float64 training steps of every method and every evaluation on
+   fixed inputs, compared at ~1e-4 relative with ``results/baselines/fingerprints.json``. They hold on any CPU or
+   GPU and move when a loss, a head, an augmentation, a default, a schedule or an evaluator changes.
+2. Accuracy: the ``ci`` preset's end-to-end numbers against ``results/baselines/ci.csv``. Each number has a band
+   measured from its spread over seeds (and machines): a number fails only when it leaves ``mean ± band``, with
+   band = max(BAND_SDS x its standard deviation, a floor per metric). Short training turns last-bit differences
+   between machines into points, so this layer cannot see a changed default; it sees a method that stopped
+   learning, a broken evaluation or a missing number. Numbers only in the results are "new" and never fail.
 
-Everything here is a pure function of the two tables, except reading and writing them.
+Both baselines change only on purpose, with ``--update``. Everything here is a pure function of the tables, except
+reading and writing them.
 """
 
 from __future__ import annotations
@@ -28,15 +33,16 @@ from ssl_bench.config import ConfigError, unknown
 from ssl_bench.report.overview import software_versions
 
 KEY: list[str] = ["method", "backbone", "dataset", "eval", "protocol", "layer", "metric"]  # one compared number
-BASELINE_COLUMNS: list[str] = [*KEY[:3], "preset", *KEY[3:], "value", "seeds"]
+BASELINE_COLUMNS: list[str] = [*KEY[:3], "preset", *KEY[3:], "value", "seeds", "sd", "band"]
 RESULTS_COLUMNS: list[str] = [*KEY, "preset", "value", "seed", "created"]  # the ones used from results.csv
 DECIMALS = 4  # the baseline's rounding; new means are rounded the same way before comparing
 
-# Allowed |now - baseline| per metric, in the metric's own unit. Accuracies and AP are percentages (0..100)
-# in results.csv, so 1.0 is one point: a few test images on the CI preset's small test set, enough for
-# CPU/BLAS non-determinism, far below a real regression. Invariance metrics are L2 distances between
-# unit vectors (0..2), not percentages: 0.03 is about 1.5% of their range.
-DEFAULT_TOLERANCES: dict[str, float] = {
+# A number's band is max(BAND_SDS x sd, its metric's floor), sd the standard deviation of its samples (seeds x
+# machines; README "Regression check" gives the measurement behind BAND_SDS). Accuracies and AP are percentages
+# (0..100) in results.csv, so a floor of 1.0 is one point; invariance metrics are L2 distances between unit
+# vectors (0..2): 0.03 is about 1.5% of their range. A number with one sample gets the floor alone (a warning says so).
+BAND_SDS = 4.0
+BAND_FLOORS: dict[str, float] = {
     "top1": 1.0, "top5": 1.0,  # linear, knn, semisup: points of accuracy
     "AP": 1.0, "AP50": 1.0, "AP75": 1.0,  # detection: points of AP
     **{m: 0.03 for m in ("mean", "std", "q05", "q25", "q50", "q75", "q95")},  # invariance: distance
@@ -77,7 +83,7 @@ class Comparison:
 
 def update_command(baseline: str | Path, results: str | Path) -> str:
     """The command line that rewrites ``baseline`` from ``results``, for messages."""
-    return f"ssl-bench check --baseline {shlex.quote(str(baseline))} --results {shlex.quote(str(results))} --update"
+    return f"ssl-bench check --no-fingerprints --baseline {shlex.quote(str(baseline))} --update --results {shlex.quote(str(results))}"
 
 
 def read_csv(path: Path, required: Sequence[str], what: str, fix: str) -> pd.DataFrame:
@@ -99,31 +105,54 @@ def read_csv(path: Path, required: Sequence[str], what: str, fix: str) -> pd.Dat
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
-    """Long results rows -> one row per KEY in BASELINE_COLUMNS: the mean over seeds (rounded) and their count.
+    """Long results rows -> one row per KEY in BASELINE_COLUMNS: the mean over samples (rounded), their count
+    (``seeds``) and standard deviation (``sd``, NaN for one sample); ``band`` is left NaN (see ``with_bands``).
 
-    When one key and seed has rows from several runs (e.g. after a config change), only the row with the
-    latest ``created`` counts, as in the report: a re-run replaces a number, it is not another seed.
+    A sample is a (results file, seed): rows may come from several results tables (``source`` column, e.g. one
+    per machine). When one key, source and seed has rows from several runs (e.g. after a config change), only the
+    row with the latest ``created`` counts, as in the report: a re-run replaces a number, it is not another sample.
     Rows without a numeric value are ignored.
     """
     df = rows[rows["value"].notna()].copy()
+    if "source" not in df.columns:
+        df["source"] = 0
     if df.empty:
-        return pd.DataFrame({c: pd.Series(dtype=float if c == "value" else str) for c in BASELINE_COLUMNS})
+        return pd.DataFrame({c: pd.Series(dtype=str if c in KEY or c == "preset" else float) for c in BASELINE_COLUMNS})
     df["created"] = pd.to_datetime(df["created"], errors="coerce", utc=True, format="ISO8601")
     df = df.sort_values("created", kind="stable", na_position="first")  # ties keep file order (appended = later)
-    df = df.drop_duplicates([*KEY, "seed"], keep="last")
-    out = df.groupby(KEY, sort=True).agg(preset=("preset", "last"), value=("value", "mean"), seeds=("seed", "size"))
+    df = df.drop_duplicates([*KEY, "source", "seed"], keep="last")
+    out = df.groupby(KEY, sort=True).agg(preset=("preset", "last"), value=("value", "mean"), seeds=("seed", "size"),
+                                         sd=("value", "std"))  # fmt: skip
     out["value"] = out["value"].round(DECIMALS)
+    out["band"] = math.nan
     return out.reset_index()[BASELINE_COLUMNS]
 
 
-def load_results(path: Path) -> pd.DataFrame:
-    """The aggregated results table at ``path`` (see ``aggregate``)."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no results table at {path}: run `ssl-bench run --preset ci --out {shlex.quote(str(path.parent))}` first "
-            f"(it writes {path.parent / 'results.csv'}), then check it"
-        )
-    return aggregate(read_csv(path, RESULTS_COLUMNS, "results table", "It should be a results.csv written by `ssl-bench run`."))
+def with_bands(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with band = max(BAND_SDS x sd, floor of the metric); the floor alone where sd is unknown."""
+    out = table.copy()
+    unknown_metric = sorted(set(out["metric"]) - set(BAND_FLOORS))
+    if unknown_metric:
+        raise ValueError(f"no band floor for metric(s) {', '.join(unknown_metric)}; known: {', '.join(sorted(BAND_FLOORS))}")
+    floor = out["metric"].map(BAND_FLOORS)
+    spread = (BAND_SDS * out["sd"]).fillna(0.0)
+    out["band"] = pd.concat([floor, spread], axis=1).max(axis=1).round(DECIMALS)
+    return out
+
+
+def load_results(paths: Path | Sequence[Path]) -> pd.DataFrame:
+    """The aggregated results of one or more results tables (see ``aggregate``; each table is its own source)."""
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    frames = []
+    for i, path in enumerate(paths):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no results table at {path}: run `ssl-bench run --preset ci --out {shlex.quote(str(path.parent))}` first "
+                f"(it writes {path.parent / 'results.csv'}), then check it"
+            )
+        df = read_csv(path, RESULTS_COLUMNS, "results table", "It should be a results.csv written by `ssl-bench run`.")
+        frames.append(df.assign(source=i))
+    return aggregate(pd.concat(frames, ignore_index=True))
 
 
 def load_baseline(path: Path, results: Path) -> pd.DataFrame:
@@ -132,10 +161,12 @@ def load_baseline(path: Path, results: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"no baseline at {path}. Create it from results you trust with `{update_command(path, results)}`, "
                                 "then commit it")  # fmt: skip
-    df = read_csv(path, BASELINE_COLUMNS, "baseline", fix)
-    if df["value"].isna().any():
-        lines = ", ".join(str(i + 2) for i in df.index[df["value"].isna()][:5])
-        raise ValueError(f"baseline {path} has a non-numeric value on line(s) {lines}. {fix}")
+    df = read_csv(path, BASELINE_COLUMNS, "baseline", fix + " A measured band needs several seeds (e.g. `--seeds 0,1,2`).")
+    for col in ("value", "band"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+        if df[col].isna().any():
+            lines = ", ".join(str(i + 2) for i in df.index[df[col].isna()][:5])
+            raise ValueError(f"baseline {path} has a non-numeric {col} on line(s) {lines}. {fix}")
     dups = df[df.duplicated(KEY, keep=False)]
     if not dups.empty:
         raise ValueError(f"baseline {path} lists {' / '.join(dups.iloc[0][KEY])} more than once. {fix}")
@@ -143,19 +174,20 @@ def load_baseline(path: Path, results: Path) -> pd.DataFrame:
 
 
 def write_baseline(table: pd.DataFrame, path: Path) -> int:
-    """Write an aggregated table as the baseline (sorted by KEY) and the environment beside it (``environment_path``);
-    returns the number of rows written."""
+    """Write an aggregated table with its bands as the baseline (sorted by KEY) and the environment beside it
+    (``environment_path``); returns the number of rows written."""
     if table.empty:
         raise ValueError(f"no numeric results to write to {path}: the results table is empty")
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.sort_values(KEY)[BASELINE_COLUMNS].to_csv(path, index=False)
+    banded = with_bands(table).assign(sd=lambda t: t["sd"].round(DECIMALS))
+    banded.sort_values(KEY)[BASELINE_COLUMNS].to_csv(path, index=False)
     environment_path(path).write_text(json.dumps(environment(), indent=2) + "\n")
     return len(table)
 
 
 # The CI preset repeats bit for bit only on the same software and CPU: a different torch (or BLAS, or CPU)
-# changes the last bits, and a few epochs of training turn them into points of accuracy. The baseline therefore
-# records where it was made, and a failing check says when the environment differs.
+# changes the last bits, and a few epochs of training turn them into points of accuracy, which the bands must
+# absorb. The baseline records where it was written, and a failing check says when the environment differs.
 def environment() -> dict[str, str]:
     """Software versions (package metadata, no imports) and the CPU of this machine."""
     return {**software_versions(), "machine": platform.machine(), "cpu": cpu_model()}
@@ -188,17 +220,16 @@ def environment_differences(baseline: Path) -> list[str] | None:
 
 
 def environment_note(baseline: Path, results: Path) -> str | None:
-    """Why a failure may not be the code's: the baseline was made elsewhere (or we cannot tell)."""
+    """Why an accuracy failure may not be the code's: the baseline was written elsewhere (or we cannot tell)."""
     diffs = environment_differences(baseline)
     if diffs == []:
         return None
-    fix = (f"Rerun in the baseline's environment to judge the code, or, if this environment is the one CI uses, update the "
-           f"baseline on purpose (`{update_command(baseline, results)}`) and commit it with {environment_path(baseline).name}.")
-    if diffs is None:
-        return (f"note: {baseline} has no environment record ({environment_path(baseline).name}), so it cannot be told whether "
-                f"it was made with this software and CPU; the ci preset repeats bit for bit only in the same environment. {fix}")
-    return (f"note: this environment differs from the baseline's ({'; '.join(diffs)}); the ci preset repeats bit for bit only "
-            f"in the same environment, so out-of-tolerance numbers may come from the environment, not the code. {fix}")
+    where = (f"{baseline} has no environment record ({environment_path(baseline).name})" if diffs is None
+             else f"this environment differs from the one that wrote the baseline ({'; '.join(diffs)})")  # fmt: skip
+    return (f"note: {where}. The bands were measured over seeds and the machines named in the README; a number out of its "
+            f"band here may be this machine's spread, not the code's: the fingerprint layer tells whether the code changed. "
+            f"If it passed, measure this machine's spread (`ssl-bench run --preset ci --seeds 0,1,2`) and widen the bands on "
+            f"purpose with `{update_command(baseline, results)} <the other machines' results.csv>`.")
 
 
 def tolerance_number(item: str, text: str) -> float:
@@ -212,14 +243,13 @@ def tolerance_number(item: str, text: str) -> float:
 
 
 def parse_tolerances(specs: Sequence[str], metrics: Iterable[str]) -> dict[str, float]:
-    """Tolerance per metric: DEFAULT_TOLERANCES overridden by ``--tolerance`` items.
+    """Per-metric overrides of the baseline's bands from ``--tolerance`` items (empty: use the bands).
 
-    Each spec holds comma-separated items, ``metric=value`` or a bare number for every metric (named
-    metrics win over a bare number, whatever the order). ``metrics`` are the baseline's; each needs a
-    tolerance, and only they or a default's metric may be named.
+    Each spec holds comma-separated items, ``metric=value`` or a bare number for every metric (named metrics win
+    over a bare number, whatever the order). ``metrics`` are the baseline's; only they or a known metric may be named.
     """
     metrics = set(metrics)
-    known = sorted(set(DEFAULT_TOLERANCES) | metrics)
+    known = sorted(set(BAND_FLOORS) | metrics)
     everything: float | None = None
     named: dict[str, float] = {}
     for item in (part.strip() for spec in specs for part in spec.split(",")):
@@ -232,19 +262,17 @@ def parse_tolerances(specs: Sequence[str], metrics: Iterable[str]) -> dict[str, 
             raise ConfigError(f"--tolerance: {unknown('metric', name, known)}")
         else:
             named[name] = tolerance_number(item, text)
-    out = {m: everything for m in known} if everything is not None else dict(DEFAULT_TOLERANCES)
+    out = {m: everything for m in known} if everything is not None else {}
     out.update(named)
-    lacking = sorted(metrics - set(out))
-    if lacking:
-        raise ConfigError(f"no default tolerance for baseline metric(s) {', '.join(lacking)}: "
-                          f"pass --tolerance {lacking[0]}=<allowed difference> (or a bare number for every metric)")  # fmt: skip
     return out
 
 
-def compare(baseline: pd.DataFrame, now: pd.DataFrame, tolerances: dict[str, float]) -> list[Comparison]:
-    """One Comparison per key of either table, in key order: ok or REGRESSION (|Δ| > tolerance, either
-    direction: a jump up also means the benchmark changed), missing (baseline only) or new (results only)."""
-    merged = baseline[[*KEY, "value"]].merge(
+def compare(baseline: pd.DataFrame, now: pd.DataFrame, overrides: dict[str, float] | None = None) -> list[Comparison]:
+    """One Comparison per key of either table, in key order: ok or REGRESSION (|Δ| > the key's band, or the
+    ``overrides`` of its metric; either direction: a jump up also means the benchmark changed), missing (baseline
+    only) or new (results only)."""
+    overrides = overrides or {}
+    merged = baseline[[*KEY, "value", "band"]].merge(
         now[[*KEY, "value"]], on=KEY, how="outer", suffixes=("_base", "_now"), indicator="side"
     )
     out = []
@@ -252,7 +280,7 @@ def compare(baseline: pd.DataFrame, now: pd.DataFrame, tolerances: dict[str, flo
         fields = {k: getattr(row, k) for k in KEY}
         base = None if row.side == "right_only" else float(row.value_base)
         new = None if row.side == "left_only" else float(row.value_now)
-        tol = tolerances.get(row.metric)
+        tol = overrides.get(row.metric, None if base is None else float(row.band))
         if base is None:
             status = NEW
         elif new is None:
@@ -264,10 +292,10 @@ def compare(baseline: pd.DataFrame, now: pd.DataFrame, tolerances: dict[str, flo
 
 
 def summary(rows: Sequence[Comparison]) -> str:
-    """'N of M numbers within tolerance; K out of tolerance; J missing' (M = the baseline's numbers)."""
+    """'N of M numbers within their band; K out of their band; J missing' (M = the baseline's numbers)."""
     count = {s: sum(r.status == s for r in rows) for s in (OK, REGRESSION, MISSING, NEW)}
     total = count[OK] + count[REGRESSION] + count[MISSING]
-    text = f"{count[OK]} of {total} numbers within tolerance; {count[REGRESSION]} out of tolerance; {count[MISSING]} missing"
+    text = f"{count[OK]} of {total} numbers within their band; {count[REGRESSION]} out of their band; {count[MISSING]} missing"
     return text + (f"; {count[NEW]} new (not in the baseline, not checked)" if count[NEW] else "")
 
 
@@ -287,10 +315,10 @@ def render(rows: Sequence[Comparison], show_all: bool = False) -> Table | None:
         return None
     varying = [c for c in ("backbone", "dataset") if len({getattr(r, c) for r in rows}) > 1]
     columns = ["method", *varying, "eval", "protocol", "layer", "metric"]
-    table = Table(title="regression check: results vs. baseline", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title="accuracy layer: results vs. baseline", title_justify="left", box=box.SIMPLE_HEAD)
     for name in columns:
         table.add_column(name, overflow="fold")  # a narrow terminal folds cells, never cuts them
-    for name in ("baseline", "now", "Δ", "tolerance"):
+    for name in ("baseline", "now", "Δ", "band"):
         table.add_column(name, justify="right", overflow="fold")
     table.add_column("status", no_wrap=True)
     for r in shown:

@@ -23,8 +23,12 @@ EPILOG = """examples:
   ssl-bench report --out results
   ssl-bench list
   ssl-bench detect-eval --gt VOCdevkit/VOC2007 --split test --dets dets.json --protocol voc07
-  ssl-bench check --baseline results/baselines/ci.csv --results /tmp/ci/results.csv --tolerance top1=2
+  ssl-bench check --baseline results/baselines/ci.csv --results /tmp/ci/results.csv   (both layers)
+  ssl-bench check --fingerprints --select methods.pirl                            (one method, seconds)
 """
+
+
+FINGERPRINTS = "results/baselines/fingerprints.json"  # the committed fingerprints (run from the checkout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,17 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--per-class", action="store_true", help="also print voc07's per-class AP50")
     det.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    chk = sub.add_parser("check", help="CI regression gate: compare a results.csv with a committed baseline (exit 1 on a regression)",
-                         description="Every (method, backbone, dataset, eval, protocol, layer, metric) of the baseline must be in the "
-                                     "results (mean over seeds, latest run per seed) and within an absolute tolerance per metric "
-                                     "(default: 1 point for top1/top5/AP/AP50/AP75, 0.03 for invariance distances). Numbers "
-                                     "only in the results are 'new' and do not fail.")  # fmt: skip
-    chk.add_argument("--baseline", required=True, help="the committed baseline CSV, e.g. results/baselines/ci.csv")
-    chk.add_argument("--results", default="results/results.csv", help="results table to check; default: results/results.csv")
+    chk = sub.add_parser("check", help="CI regression gate: fingerprints (portable, tight) and the ci preset's accuracy (banded); "
+                                       "exit 1 on a regression, 2 when it cannot compare",
+                         description="Two layers. Fingerprints: a few float64 training steps of every method and every evaluation "
+                                     "on fixed inputs, computed here (about a minute, no data) and compared at 1e-4 relative with "
+                                     "the committed fingerprints.json; they hold on any machine and catch any change to a loss, "
+                                     "a head, an augmentation, a default, a schedule or an evaluator. Accuracy: every number of "
+                                     "the --baseline must be in the --results (mean over seeds, latest run per seed) and within "
+                                     "its band, measured from its spread over seeds and machines; it catches a method that "
+                                     "stopped learning. With --baseline both layers run; --fingerprints runs only the first, "
+                                     "--no-fingerprints only the second. Exit 0 pass, 1 regression, 2 cannot compare.")  # fmt: skip
+    chk.add_argument("--baseline", help="the committed accuracy baseline CSV, e.g. results/baselines/ci.csv")
+    chk.add_argument("--results", nargs="+", type=Path, default=[Path("results/results.csv")], metavar="CSV",
+                     help="results table(s) to check; with --update several (e.g. other machines') pool into the bands; "
+                          "default: results/results.csv")  # fmt: skip
+    chk.add_argument("--fingerprints", action="store_true", help="only the fingerprint layer (no --baseline needed)")
+    chk.add_argument("--no-fingerprints", action="store_true", help="only the accuracy layer")
+    chk.add_argument("--fingerprints-file", type=Path, metavar="JSON",
+                     help=f"committed fingerprints; default: fingerprints.json beside --baseline, else {FINGERPRINTS}")
+    chk.add_argument("--select", action="append", default=[], metavar="PREFIX",
+                     help="only the fingerprints under this prefix, e.g. methods.pirl or evaluations.linear (repeatable)")
     chk.add_argument("--tolerance", action="append", default=[], metavar="METRIC=VALUE",
-                     help="allowed absolute difference, e.g. top1=2,AP=0.5 (repeatable); a bare number sets every metric")  # fmt: skip
+                     help="replace the baseline's bands of a metric by this absolute difference, e.g. top1=2,AP=0.5 "
+                          "(repeatable); a bare number sets every metric")  # fmt: skip
     chk.add_argument("--all", action="store_true", help="show every compared number, not only failures")
-    chk.add_argument("--update", action="store_true", help="rewrite the baseline from the results on purpose (exit 0)")
+    chk.add_argument("--update", action="store_true",
+                     help="rewrite the checked layers' baselines on purpose (exit 0): the fingerprints from this machine, "
+                          "the accuracy baseline and its bands from --results (give several seeds)")  # fmt: skip
     chk.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
@@ -193,33 +213,119 @@ def cmd_detect_eval(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from ssl_bench.config import ConfigError
+
+    if args.fingerprints and args.no_fingerprints:
+        raise ConfigError("--fingerprints (only the fingerprint layer) and --no-fingerprints (only the accuracy layer) exclude "
+                          "each other; drop one")  # fmt: skip
+    accuracy = args.baseline is not None and not args.fingerprints
+    fingerprint = not args.no_fingerprints
+    if not accuracy and not fingerprint:
+        raise ConfigError("--no-fingerprints leaves the accuracy layer, which needs --baseline (e.g. --baseline "
+                          "results/baselines/ci.csv --results /tmp/ci/results.csv)")  # fmt: skip
+    if args.select and not fingerprint:
+        raise ConfigError("--select chooses fingerprints; it does nothing with --no-fingerprints")
+    if args.update and args.select:
+        raise ConfigError("--update rewrites every fingerprint; drop --select")
+    if args.baseline is not None and len(args.results) > 1 and not args.update:
+        raise ConfigError("several --results are pooled only by --update (into the bands); check one results table at a time")
+    path = args.fingerprints_file or (Path(args.baseline).parent / "fingerprints.json" if args.baseline else Path(FINGERPRINTS))
+    failed = []
+    try:
+        if fingerprint and not check_fingerprints(args, path, console):
+            failed.append("fingerprints")
+        if accuracy and not check_accuracy(args, console):
+            failed.append("accuracy")
+    except (FileNotFoundError, ValueError) as e:
+        if getattr(args, "debug", False):
+            raise
+        Console(stderr=True).print(f"[red]cannot compare:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    if not args.update:
+        layers = [name for name, on in (("fingerprints", fingerprint), ("accuracy", accuracy)) if on]
+        if failed:
+            console.print(f"[red]check failed:[/] the {' and '.join(failed)} layer{'s' * (len(failed) > 1)} found a regression "
+                          f"(checked: {', '.join(layers)})", highlight=False, soft_wrap=True)  # fmt: skip
+        else:
+            console.print(f"[green]check passed:[/] {', '.join(layers)}", highlight=False)
+    return 1 if failed else 0
+
+
+def check_fingerprints(args: argparse.Namespace, path: Path, console: Console) -> bool:
+    """The fingerprint layer: compute, compare with ``path`` (or rewrite it with --update); True when it holds."""
+    import warnings
+
+    from rich.markup import escape
+
+    from ssl_bench import fingerprints
+
+    if not args.update:
+        expected = fingerprints.load(path)  # before the minute of computing: a missing file fails at once
+    what = f" under {', '.join(args.select)}" if args.select else ""
+    console.print(f"fingerprints{what}: computing (about a minute on 2 CPU cores) ...", highlight=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "32000 negatives requested but 16 slots": expected on fixed tiny data
+        now = fingerprints.compute(args.select)
+    if args.update:
+        fingerprints.write(now, path)
+        console.print(f"wrote the fingerprints to {escape(str(path))}; commit it, and say in the message why they moved",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+        return True
+    differences, total = fingerprints.compare(expected, now, args.select)
+    if not differences:
+        console.print(f"[green]fingerprints hold:[/] {total} of {total} values match {escape(str(path))} "
+                      f"(rtol {expected.get('rtol')}, atol {expected.get('atol')})", highlight=False, soft_wrap=True)  # fmt: skip
+        return True
+    console.print(f"[red]fingerprints moved:[/] {len(differences)} of {total} values differ from {escape(str(path))} "
+                  f"(rtol {expected.get('rtol')}, atol {expected.get('atol')}):", highlight=False, soft_wrap=True)  # fmt: skip
+    shown = differences if args.all else differences[:30]
+    for d in shown:
+        console.print(f"  {escape(d.describe())}", highlight=False, soft_wrap=True)
+    if len(shown) < len(differences):
+        console.print(f"  ... and {len(differences) - len(shown)} more (--all lists them)", highlight=False)
+    console.print("A method, a default, an augmentation, a schedule or an evaluator changed. If that is intended, rewrite them "
+                  f"on purpose with `ssl-bench check --fingerprints --fingerprints-file {escape(str(path))} --update` and say in "
+                  "the commit message why they moved. (They do not depend on the machine: if the code did not change, report "
+                  "this machine's CPU and torch version.)", highlight=False, soft_wrap=True)  # fmt: skip
+    return False
+
+
+def check_accuracy(args: argparse.Namespace, console: Console) -> bool:
+    """The accuracy layer: compare --results with --baseline's bands (or rewrite it with --update); True when it holds."""
     from rich.markup import escape
 
     from ssl_bench import check
 
-    baseline, results = Path(args.baseline), Path(args.results)
+    baseline, results = Path(args.baseline), args.results
+    shown_results = " ".join(str(r) for r in results)
     if args.update:
-        n = check.write_baseline(check.load_results(results), baseline)
+        table = check.load_results(results)
+        n = check.write_baseline(table, baseline)
         env = check.environment_path(baseline)
-        console.print(f"wrote {n} numbers (mean over seeds) from {escape(str(results))} to {escape(str(baseline))}, and this "
-                      f"environment to {escape(str(env))}; commit both", highlight=False, soft_wrap=True)  # fmt: skip
-        return 0
-    expected = check.load_baseline(baseline, results)
-    tolerances = check.parse_tolerances(args.tolerance, expected["metric"])
-    rows = check.compare(expected, check.load_results(results), tolerances)
+        single = int((table["seeds"] < 2).sum())
+        console.print(f"wrote {n} numbers (mean over samples, bands) from {escape(shown_results)} to {escape(str(baseline))}, "
+                      f"and this environment to {escape(str(env))}; commit both", highlight=False, soft_wrap=True)  # fmt: skip
+        if single:
+            console.print(f"warning: {single} of {n} numbers have one sample, so their band is the floor alone, not measured; "
+                          "run with several seeds (`--seeds 0,1,2`) for measured bands", style="yellow", highlight=False,
+                          soft_wrap=True)  # fmt: skip
+        return True
+    expected = check.load_baseline(baseline, results[0])
+    overrides = check.parse_tolerances(args.tolerance, expected["metric"])
+    rows = check.compare(expected, check.load_results(results), overrides)
     table = check.render(rows, show_all=args.all)
     if table is not None:
         check.print_table(console, table)
     failed = any(r.failed for r in rows)
-    verdict = "[red]check failed:[/]" if failed else "[green]check passed:[/]"
+    verdict = "[red]accuracy out of band:[/]" if failed else "[green]accuracy holds:[/]"
     console.print(f"{verdict} {check.summary(rows)}", highlight=False, soft_wrap=True)
     if failed:
-        console.print(f"If the change is intended, update the baseline on purpose: {escape(check.update_command(baseline, results))}",
-                      highlight=False, soft_wrap=True)  # fmt: skip
-        note = check.environment_note(baseline, results)
+        console.print(f"If the change is intended, update the baseline on purpose from a run with several seeds: "
+                      f"{escape(check.update_command(baseline, results[0]))}", highlight=False, soft_wrap=True)  # fmt: skip
+        note = check.environment_note(baseline, results[0])
         if note:
             console.print(escape(note), style="yellow", highlight=False, soft_wrap=True)
-    return 1 if failed else 0
+    return not failed
 
 
 def one_line(e: BaseException) -> str:

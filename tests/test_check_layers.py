@@ -1,0 +1,163 @@
+"""`ssl-bench check`'s two layers: measured bands for the accuracy layer, the fingerprint layer, and how they combine."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from test_check import base_rows, read_baseline, row, unwrapped, write_results
+
+from ssl_bench import check, fingerprints
+from ssl_bench.cli import main
+
+DETECTION = ["--select", "evaluations.detection"]  # the fingerprints that compute in milliseconds
+
+
+def seeds_rows(values: list[float], metric: str = "top1") -> list[dict[str, object]]:
+    return [row("pirl", "linear", "", "layer4", metric, v, seed) for seed, v in enumerate(values)]
+
+
+def update(tmp_path: Path, *tables: list[dict[str, object]]) -> Path:
+    paths = [str(write_results(tmp_path / f"run{i}" / "results.csv", rows)) for i, rows in enumerate(tables)]
+    baseline = tmp_path / "baselines" / "ci.csv"
+    assert main(["check", "--no-fingerprints", "--baseline", str(baseline), "--update", "--results", *paths]) == 0
+    return baseline
+
+
+def test_the_band_is_four_standard_deviations_with_a_floor(tmp_path: Path) -> None:
+    values = [30.0, 33.0, 36.0]  # sd 3
+    (got,) = read_baseline(update(tmp_path, seeds_rows(values)))
+    assert (float(got["value"]), got["seeds"], float(got["sd"]), float(got["band"])) == (33.0, "3", 3.0, 12.0)
+    (tight,) = read_baseline(update(tmp_path / "b", seeds_rows([30.0, 30.1])))
+    assert float(tight["band"]) == 1.0  # 4 x 0.07 is below the one-point floor
+
+
+def test_several_results_tables_pool_into_one_band(tmp_path: Path) -> None:
+    # two machines, seed 0 each: two samples, not one replacing the other
+    (got,) = read_baseline(update(tmp_path, seeds_rows([30.0]), seeds_rows([34.0])))
+    assert (float(got["value"]), got["seeds"]) == (32.0, "2")
+    assert float(got["band"]) == pytest.approx(4 * math.sqrt(8), abs=1e-4)
+
+
+def test_a_single_sample_gets_the_floor_and_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = update(tmp_path, base_rows())
+    out = unwrapped(capsys.readouterr().out)
+    assert unwrapped("warning: 6 of 8 numbers have one sample, so their band is the floor alone, not measured") in out
+    bands = {(r["method"], r["eval"], r["metric"]): float(r["band"]) for r in read_baseline(baseline)}
+    assert bands["pirl", "invariance", "mean"] == 0.03 and bands["random", "knn", "top1"] == 1.0
+
+
+def test_a_number_inside_its_band_passes_and_outside_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = update(tmp_path, seeds_rows([30.0, 33.0, 36.0]))  # 33 ± 12
+    for value, code in ((44.9, 0), (21.5, 0), (45.1, 1), (20.0, 1)):
+        results = write_results(tmp_path / "now" / "results.csv", seeds_rows([value]))
+        assert main(["check", "--no-fingerprints", "--baseline", str(baseline), "--results", str(results)]) == code, value
+    out = " ".join(capsys.readouterr().out.split())
+    assert "pirl linear layer4 top1 33 20 -13 ±12 REGRESSION" in out and "the accuracy layer found a regression" in out
+
+
+def test_a_baseline_without_bands_cannot_be_compared(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = tmp_path / "ci.csv"
+    old.write_text("method,backbone,dataset,preset,eval,protocol,layer,metric,value,seeds\n"
+                   "pirl,resnet18,synthetic,ci,linear,,layer4,top1,41,1\n")  # fmt: skip
+    results = write_results(tmp_path / "results.csv", base_rows())
+    assert main(["check", "--no-fingerprints", "--baseline", str(old), "--results", str(results)]) == 2
+    err = unwrapped(capsys.readouterr().err)
+    assert unwrapped("lacks column(s): sd, band") in err and unwrapped("needs several seeds (e.g. `--seeds 0,1,2`)") in err
+
+
+# ---- the fingerprint layer --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def prints(tmp_path: Path) -> Path:
+    """The detection fingerprints of this code, written by --update (all of them would take a minute)."""
+    path = tmp_path / "fingerprints.json"
+    fingerprints.write(fingerprints.compute(["evaluations.detection"]), path)
+    return path
+
+
+def test_fingerprints_of_this_code_hold(prints: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--fingerprints", "--fingerprints-file", str(prints), *DETECTION]) == 0
+    out = capsys.readouterr().out
+    assert "fingerprints hold: 9 of 9 values match" in out and "check passed: fingerprints" in out
+
+
+def test_a_moved_fingerprint_fails_and_is_named(prints: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads(prints.read_text())
+    ap = data["evaluations"]["detection"]["voc07"]["AP50"]
+    data["evaluations"]["detection"]["voc07"]["AP50"] = ap * (1 + 3e-4)  # beyond rtol 1e-4
+    data["evaluations"]["detection"]["coco"]["AP"] *= 1 + 5e-5  # within it
+    prints.write_text(json.dumps(data))
+    assert main(["check", "--fingerprints", "--fingerprints-file", str(prints), *DETECTION]) == 1
+    out = unwrapped(capsys.readouterr().out)
+    assert unwrapped("fingerprints moved: 1 of 9 values differ") in out
+    assert unwrapped(f"evaluations.detection.voc07.AP50: {ap * (1 + 3e-4):.9g} -> {ap:.9g} (relative") in out
+    assert unwrapped("check --fingerprints --fingerprints-file") in out and "--update" in out
+
+
+def test_missing_or_foreign_fingerprints_cannot_be_compared(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.json"
+    assert main(["check", "--fingerprints", "--fingerprints-file", str(missing), *DETECTION]) == 2
+    err = unwrapped(capsys.readouterr().err)
+    assert unwrapped(f"cannot compare: no fingerprints at {missing}") in err and "--update" in err
+    foreign = tmp_path / "old.json"
+    foreign.write_text(json.dumps({"schema": 0}))
+    assert main(["check", "--fingerprints", "--fingerprints-file", str(foreign), *DETECTION]) == 2
+    assert unwrapped("have schema 0, this ssl-bench writes schema 1") in unwrapped(capsys.readouterr().err)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    assert main(["check", "--fingerprints", "--fingerprints-file", str(broken), *DETECTION]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+
+
+def test_with_a_baseline_both_layers_run_and_each_failure_is_named(tmp_path: Path, prints: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    baseline = update(tmp_path, seeds_rows([30.0, 33.0, 36.0]))
+    (baseline.parent / "fingerprints.json").write_text(prints.read_text())  # the default place: beside the baseline
+    capsys.readouterr()
+    good = write_results(tmp_path / "now" / "results.csv", seeds_rows([33.0]))
+    assert main(["check", "--baseline", str(baseline), "--results", str(good), *DETECTION]) == 0
+    assert "check passed: fingerprints, accuracy" in capsys.readouterr().out
+    bad = write_results(tmp_path / "bad" / "results.csv", seeds_rows([3.0]))
+    assert main(["check", "--baseline", str(baseline), "--results", str(bad), *DETECTION]) == 1
+    out = capsys.readouterr().out
+    assert "fingerprints hold" in out and "accuracy out of band" in out
+    assert "check failed: the accuracy layer found a regression (checked: fingerprints, accuracy)" in out
+    (baseline.parent / "fingerprints.json").unlink()
+    assert main(["check", "--baseline", str(baseline), "--results", str(good), *DETECTION]) == 2  # a layer cannot be skipped silently
+
+
+def test_update_rewrites_the_fingerprints(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    path = tmp_path / "fp.json"
+    monkeypatch.setattr(fingerprints, "compute", lambda select=(), progress=None: {
+        "schema": fingerprints.SCHEMA, "rtol": 1e-4, "atol": 1e-6, "methods": {}, "evaluations": {"x": {"y": 1.5}}})
+    assert main(["check", "--fingerprints", "--fingerprints-file", str(path), "--update"]) == 0
+    written = json.loads(path.read_text())
+    assert written["evaluations"] == {"x": {"y": 1.5}} and written["environment"] == check.environment()
+    assert main(["check", "--fingerprints", "--update", "--select", "methods.pirl", "--fingerprints-file", str(path)]) == 2
+    assert "--update rewrites every fingerprint; drop --select" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--fingerprints", "--no-fingerprints"], "exclude each other"),
+    (["--no-fingerprints"], "needs --baseline"),
+    (["--no-fingerprints", "--baseline", "b.csv", "--select", "methods.pirl"], "--select chooses fingerprints"),
+    (["--baseline", "b.csv", "--results", "a.csv", "b.csv"], "pooled only by --update"),
+])  # fmt: skip
+def test_contradictory_flags_exit_2(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_flatten_and_compare_rules() -> None:
+    base = {"rtol": 1e-4, "atol": 1e-6, "a": {"steps": [{"loss": 2.0, "name": "x"}], "zero": 0.0, "shape": [1, 2]}}
+    same = {"a": {"steps": [{"loss": 2.0001, "name": "x"}], "zero": 5e-7, "shape": [1, 2]}}
+    assert fingerprints.flatten(base["a"]) == {"steps.0.loss": 2.0, "steps.0.name": "x", "zero": 0.0, "shape": [1, 2]}
+    assert fingerprints.compare(base, same) == ([], 4)
+    moved = {"a": {"steps": [{"loss": 2.001, "name": "y"}], "shape": [1, 3], "new": 1}}
+    keys = [d.key for d in fingerprints.compare(base, moved)[0]]
+    assert keys == ["a.new", "a.shape", "a.steps.0.loss", "a.steps.0.name", "a.zero"]
+    assert fingerprints.compare(base, moved, ["a.steps"])[1] == 2
