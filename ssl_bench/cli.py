@@ -261,8 +261,8 @@ def check_fingerprints(args: argparse.Namespace, path: Path, console: Console) -
 
     if not args.update:
         expected = fingerprints.load(path)  # before the minute of computing: a missing file fails at once
-    what = f" under {', '.join(args.select)}" if args.select else ""
-    console.print(f"fingerprints{what}: computing (about a minute on 2 CPU cores) ...", highlight=False)
+    what = f" under {', '.join(args.select)}: computing" if args.select else ": computing (about a minute on 2 CPU cores)"
+    console.print(f"fingerprints{what} ...", highlight=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "32000 negatives requested but 16 slots": expected on fixed tiny data
         now = fingerprints.compute(args.select)

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -110,7 +111,7 @@ def images(n: int = NUM_IMAGES, size: int = IMAGE_SIZE, seed: int = SEED) -> lis
     return [(full[i].clamp(0, 255).float() / 255, i % NUM_CLASSES) for i in range(n)]
 
 
-class _List(torch.utils.data.Dataset):
+class ImageList(torch.utils.data.Dataset):
     def __init__(self, items: list[tuple[Tensor, int]]) -> None:
         self.items = items
 
@@ -170,10 +171,10 @@ def method_fingerprint(variant: str) -> dict[str, Any]:
         if not method.trains:
             return {"init": init, "steps": []}
         train = TrainConfig(epochs=EPOCHS, batch_size=BATCH, precision="fp32", channels_last=False, deterministic=True)
-        dataset = Indexed(_List(images()), method.transform())
-        with _scratch() as run_dir:
-            trainer = Trainer(method, train, torch.device("cpu"), run_dir, SEED, checkpoint=CheckpointConfig(minutes=0))
-            trainer.model = method
+        dataset = Indexed(ImageList(images()), method.transform())
+        with tempfile.TemporaryDirectory(prefix="ssl-bench-fingerprint-") as run_dir:  # the Trainer's; nothing is saved
+            trainer = Trainer(method, train, torch.device("cpu"), Path(run_dir), SEED, checkpoint=CheckpointConfig(minutes=0))
+            trainer.model = method  # what fit() sets up (no DistributedDataParallel here); _step is the run's own step
             optimizer = torch.optim.SGD(param_groups(method, trainer.opt_cfg.weight_decay), lr=trainer.opt_cfg.lr,
                                         momentum=trainer.opt_cfg.momentum)  # fmt: skip
             total = steps_per_epoch(len(dataset), BATCH) * EPOCHS
@@ -201,14 +202,6 @@ def method_fingerprint(variant: str) -> dict[str, Any]:
 
 def floating_buffers(module: torch.nn.Module) -> list[Tensor]:
     return [b for b in module.buffers() if b.is_floating_point()]
-
-
-@contextlib.contextmanager
-def _scratch() -> Iterator[Path]:
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="ssl-bench-fingerprint-") as d:
-        yield Path(d)
 
 
 # ---- evaluations on fixed inputs ----------------------------------------------------------------------------------
