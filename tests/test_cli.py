@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import csv
+from importlib import resources
 
 import pytest
 
 from ssl_bench.cli import main
+from ssl_bench.config import CHOICES
+from ssl_bench.data.datasets import DATASETS
+from ssl_bench.eval.harness import EVALS
+from ssl_bench.methods import METHODS, available_methods
+
+# Small enough for a structure check (files, rows, messages), not for numbers: 128 + 64 images, one probe epoch.
+SMALL = ["--set", "data.num_train=128", "--set", "data.num_test=64", "--set", "linear.epochs=1"]
 
 
 def rows(path) -> list[dict[str, str]]:
@@ -14,11 +22,29 @@ def rows(path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def squeezed(text: str) -> str:
+    """``text`` without any whitespace: rich wraps long lines (even inside a path) at the console width."""
+    return "".join(text.split())
+
+
+def listed(out: str) -> dict[str, list[str]]:
+    """``ssl-bench list`` output as {section title: the names in its first column}. A title starts at column 0, a
+    row at column 2 (name, then its description); a wrapped description continues further right and is skipped."""
+    sections: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        if line.strip() and not line[0].isspace():
+            title = line.strip()
+            sections[title] = []
+        elif line.startswith("  ") and len(line) > 2 and not line[2].isspace():
+            sections[title].append(line.split()[0])
+    return sections
+
+
 @pytest.mark.slow
 def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    args = ["run", "--preset", "ci", "--methods", "random,supervised,autoencoder", "--epochs", "2", "--evals", "linear,knn",
-            "--set", "data.num_train=400", "--out", str(out)]  # fmt: skip
+    args = ["run", "--preset", "ci", "--methods", "random,supervised,autoencoder", "--epochs", "1", "--evals", "linear,knn",
+            *SMALL, "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     first = rows(out / "results.csv")
     methods = {r["method"] for r in first}
@@ -33,7 +59,8 @@ def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path
 
     capsys.readouterr()
     assert main(args) == 0
-    assert "nothing to do" in capsys.readouterr().out
+    said = squeezed(capsys.readouterr().out)
+    assert squeezed(f"All 3 units are already in {out / 'results.csv'}: nothing to do.") in said
     assert rows(out / "results.csv") == first  # no duplicate rows, nothing rewritten
 
     assert main([*args, "--evals", "knn", "--set", "knn.k=10"]) == 0  # a changed eval config is a new unit
@@ -56,28 +83,41 @@ def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path
 def test_bad_input_gives_one_clear_line_and_exit_code(argv, code, needle, tmp_path, capsys) -> None:
     assert main([*argv, "--out", str(tmp_path), "--no-report"]) == code
     err = capsys.readouterr().err
+    assert err.startswith("error: "), err
     assert needle in " ".join(err.split()), err
     assert "Traceback" not in err
 
 
 def test_list_names_every_method_eval_dataset_and_preset(capsys) -> None:
     assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    for name in ("random", "supervised", "autoencoder", "rotnet", "jigsaw", "linear", "knn", "synthetic", "folder", "ci", "default"):
-        assert name in out
+    sections = listed(capsys.readouterr().out)
+    files = resources.files("ssl_bench.presets").iterdir()
+    presets = [f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml")]
+    assert set(METHODS) <= set(available_methods())
+    assert sorted(sections["methods"]) == sorted(available_methods())
+    assert sorted(sections["evaluations"]) == sorted(EVALS)
+    assert sorted(sections["datasets"]) == sorted(DATASETS)
+    assert sorted(sections["detection datasets (--set detection.dataset=NAME)"]) == sorted(CHOICES["detection.dataset"])
+    assert sorted(sections["presets"]) == sorted(presets) and {"ci", "default"} <= set(presets)
+
+
+def test_listed_reads_names_as_whole_cells() -> None:
+    out = "methods\n  pirl      Misra & van der Maaten,\n            ci cifar10 jigsaw\npresets\n  cifar10   CIFAR\n"
+    assert listed(out) == {"methods": ["pirl"], "presets": ["cifar10"]}  # no "ci" in "cifar10", nor in a wrapped line
 
 
 def test_report_on_missing_results_explains(tmp_path, capsys) -> None:
     assert main(["report", "--out", str(tmp_path)]) == 1
-    assert "ssl-bench run" in capsys.readouterr().err
+    err = squeezed(capsys.readouterr().err)
+    expected = f"error: no results table at {tmp_path / 'results.csv'}: run `ssl-bench run --out {tmp_path}` first"
+    assert squeezed(expected) in err
 
 
 @pytest.mark.slow
 def test_every_pretext_runs_through_the_ci_preset(tmp_path, capsys) -> None:
     out = tmp_path / "out"
     argv = ["run", "--preset", "ci", "--methods", "rotnet,jigsaw,npidpp,pirl", "--epochs", "1", "--evals", "knn,linear",
-            "--set", "data.num_train=200", "--set", "data.num_test=100", "--set", "linear.layers=layer4",
-            "--set", "jigsaw.epochs=2", "--out", str(out)]  # fmt: skip
+            *SMALL, "--set", "linear.layers=layer4", "--set", "jigsaw.epochs=2", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert "epochs 1 (jigsaw 2)" in " ".join(capsys.readouterr().out.split())
     got = rows(out / "results.csv")
@@ -97,11 +137,11 @@ def test_out_of_range_method_parameter_fails_before_any_training(tmp_path, capsy
 @pytest.mark.slow
 def test_ci_preset_runs_every_evaluation_for_every_method(tmp_path) -> None:
     out = tmp_path / "out"
-    shrink = ["data.num_train=200", "data.num_test=100", "linear.layers=layer4", "semisup.min_steps=2", "semisup.epochs=1",
-              "detection.iterations=2", "detection.synthetic_trainval=8", "detection.synthetic_test=4",
-              "invariance.num_images=20"]  # fmt: skip
+    shrink = ["linear.layers=layer4", "semisup.min_steps=2", "semisup.epochs=1", "detection.iterations=2",
+              "detection.batch_size=2", "detection.synthetic_trainval=8", "detection.synthetic_test=4",
+              "invariance.num_images=8", "invariance.repeats=1"]  # fmt: skip
     argv = ["run", "--preset", "ci", "--methods", "random,supervised,pirl", "--epochs", "1", "--out", str(out)]
-    assert main([*argv, *(a for s in shrink for a in ("--set", s))]) == 0
+    assert main([*argv, *SMALL, *(a for s in shrink for a in ("--set", s))]) == 0
     got = rows(out / "results.csv")
     for method in ("random", "supervised", "pirl"):
         mine = [r for r in got if r["method"] == method]

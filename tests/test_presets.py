@@ -12,6 +12,7 @@ from torch import nn
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import DetectionConfig, available_presets, resolve
+from ssl_bench.data.datasets import DATASETS
 from ssl_bench.detection.train import paper_schedule
 from ssl_bench.engine import lr_factor, optimisation
 from ssl_bench.methods import available_methods
@@ -19,8 +20,6 @@ from ssl_bench.runner import eval_hash, method_config, plan
 
 PRESETS = available_presets()
 METHODS = list(available_methods())
-# Dataset names another change is registering in ssl_bench.data.datasets; until then their check is skipped.
-PENDING_DATASETS = {"cifar10", "cifar100", "stl10", "imagenet", "imagenet100"}
 
 
 def units(name: str) -> dict:
@@ -50,12 +49,8 @@ def test_preset_resolves_plans_and_says_what_it_shrinks(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_dataset_is_registered(name: str) -> None:
-    from ssl_bench.data.datasets import DATASETS  # read now: other changes add names to it
-
     dataset = resolve(name, {}, METHODS).data.name
-    if dataset not in DATASETS and dataset in PENDING_DATASETS:
-        pytest.skip(f"dataset {dataset!r} is not registered in ssl_bench.data.datasets.DATASETS yet")
-    assert dataset in DATASETS
+    assert dataset in DATASETS, f"preset {name} names dataset {dataset!r}, not one of {sorted(DATASETS)}"
 
 
 def test_imagenet_paper_pretraining_is_the_papers() -> None:
