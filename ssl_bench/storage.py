@@ -59,10 +59,10 @@ def _write_then_rename(path: Path, write) -> None:
         faults.point("checkpoint")
         os.replace(tmp, path)
         os.replace(tmp_sum, sidecar(path))
-    except OSError as err:
+    except BaseException as err:  # any failure, Ctrl-C included, leaves no temporary file behind
         for t in (tmp, tmp_sum):
             t.unlink(missing_ok=True)
-        if err.errno == errno.ENOSPC:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
             raise OSError(errno.ENOSPC, f"no space left on the device while writing {path}; free some space (or use "
                                         f"--out on another disk) and run the same command again: finished work is kept") from None  # fmt: skip
         raise

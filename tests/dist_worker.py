@@ -35,8 +35,9 @@ def one_step(name: str, options: dict, rank: int, world: int) -> dict[str, torch
     torch.manual_seed(3)  # the generator every rank draws negatives from: the same state everywhere
     out = method.training_step(collate(samples[rank * local : (rank + 1) * local]))
     state = {"loss": out["loss"].detach(), "bank": method.bank.memory.clone()}
-    if name == "npidpp" and options.get("loss") == "nce":
-        state["z"] = method.criterion.z.clone()
+    buffers = dict(method.criterion.named_buffers())
+    if "z" in buffers:  # NCE's normaliser (NPID++ and PIRL with loss="nce"), estimated in this step
+        state["z"] = buffers["z"].clone()
     return state
 
 
