@@ -171,3 +171,17 @@ def test_flatten_and_compare_rules() -> None:
     keys = [d.key for d in fingerprints.compare(base, moved)[0]]
     assert keys == ["a.new", "a.shape", "a.steps.0.loss", "a.steps.0.name", "a.zero"]
     assert fingerprints.compare(base, moved, ["a.steps"])[1] == 2
+
+
+@pytest.mark.parametrize("method", ["supervised", "autoencoder", "rotnet", "jigsaw", "npidpp", "pirl"])
+def test_the_committed_bands_see_a_method_that_stopped_learning(method: str) -> None:
+    """A method that stopped learning evaluates like the random-init backbone it started from (same seed, same
+    weights): its numbers replaced by random-init's must leave the committed bands somewhere."""
+    base = check.load_baseline(Path(__file__).parents[1] / "results" / "baselines" / "ci.csv", Path("results.csv"))
+    random = base[base["method"] == "random"].set_index(["eval", "protocol", "layer", "metric"])["value"]
+    now = base.copy()
+    mine = now["method"] == method
+    keys = list(now.loc[mine, ["eval", "protocol", "layer", "metric"]].itertuples(index=False, name=None))
+    now.loc[mine, "value"] = [random.get(k, v) for k, v in zip(keys, now.loc[mine, "value"])]
+    failed = [r for r in check.compare(base, now) if r.failed]
+    assert failed and {r.method for r in failed} == {method}
