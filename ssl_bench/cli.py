@@ -232,6 +232,12 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     path = args.fingerprints_file or (Path(args.baseline).parent / "fingerprints.json" if args.baseline else Path(FINGERPRINTS))
     failed = []
     try:
+        if accuracy:  # a missing or unreadable table fails now, not after the minute of fingerprints
+            from ssl_bench import check
+
+            check.load_results(args.results)
+            if not args.update:
+                check.load_baseline(Path(args.baseline), args.results[0])
         if fingerprint and not check_fingerprints(args, path, console):
             failed.append("fingerprints")
         if accuracy and not check_accuracy(args, console):

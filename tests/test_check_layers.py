@@ -185,3 +185,16 @@ def test_the_committed_bands_see_a_method_that_stopped_learning(method: str) -> 
     now.loc[mine, "value"] = [random.get(k, v) for k, v in zip(keys, now.loc[mine, "value"])]
     failed = [r for r in check.compare(base, now) if r.failed]
     assert failed and {r.method for r in failed} == {method}
+
+
+def test_a_missing_results_table_fails_before_the_fingerprints_are_computed(tmp_path: Path, prints: Path, monkeypatch,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    baseline = update(tmp_path, seeds_rows([30.0, 33.0, 36.0]))
+    (baseline.parent / "fingerprints.json").write_text(prints.read_text())
+
+    def too_late(*args, **kwargs):
+        raise AssertionError("the fingerprints were computed before the missing results table was noticed")
+
+    monkeypatch.setattr(fingerprints, "compute", too_late)
+    assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "nope" / "results.csv")]) == 2
+    assert "cannot compare: no results table at" in capsys.readouterr().err
