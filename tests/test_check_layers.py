@@ -26,12 +26,12 @@ def update(tmp_path: Path, *tables: list[dict[str, object]]) -> Path:
     return baseline
 
 
-def test_the_band_is_five_standard_deviations_with_a_floor(tmp_path: Path) -> None:
+def test_the_band_is_six_standard_deviations_with_a_floor(tmp_path: Path) -> None:
     values = [30.0, 33.0, 36.0]  # sd 3
     (got,) = read_baseline(update(tmp_path, seeds_rows(values)))
-    assert (float(got["value"]), got["seeds"], float(got["sd"]), float(got["band"])) == (33.0, "3", 3.0, 15.0)
+    assert (float(got["value"]), got["seeds"], float(got["sd"]), float(got["band"])) == (33.0, "3", 3.0, 18.0)
     (tight,) = read_baseline(update(tmp_path / "b", seeds_rows([30.0, 30.1])))
-    assert float(tight["band"]) == 1.0  # 5 x 0.07 is below the one-point floor
+    assert float(tight["band"]) == 1.0  # 6 x 0.07 is below the one-point floor
 
 
 def test_a_number_whose_samples_agree_by_chance_gets_its_peers_spread(tmp_path: Path) -> None:
@@ -39,16 +39,16 @@ def test_a_number_whose_samples_agree_by_chance_gets_its_peers_spread(tmp_path: 
     rows += [row("jigsaw", "linear", "", "layer4", "top1", v, seed) for seed, v in enumerate([20.0, 20.1, 20.2])]  # sd 0.1
     rows += [row("jigsaw", "linear", "", "layer1", "top1", v, seed) for seed, v in enumerate([50.0, 50.1, 50.2])]  # no peer
     bands = {(r["method"], r["layer"]): float(r["band"]) for r in read_baseline(update(tmp_path, rows))}
-    assert bands["jigsaw", "layer4"] == pytest.approx(5 * math.sqrt((9 + 0.01) / 2), abs=1e-4)  # the pooled sd of layer4
-    assert bands["pirl", "layer4"] == 15.0  # its own sd is the larger
-    assert bands["jigsaw", "layer1"] == 1.0  # 5 x 0.1 < the floor; no other method has a layer1 number
+    assert bands["jigsaw", "layer4"] == pytest.approx(6 * math.sqrt((9 + 0.01) / 2), abs=1e-4)  # the pooled sd of layer4
+    assert bands["pirl", "layer4"] == 18.0  # its own sd is the larger
+    assert bands["jigsaw", "layer1"] == 1.0  # 6 x 0.1 < the floor; no other method has a layer1 number
 
 
 def test_several_results_tables_pool_into_one_band(tmp_path: Path) -> None:
     # two machines, seed 0 each: two samples, not one replacing the other
     (got,) = read_baseline(update(tmp_path, seeds_rows([30.0]), seeds_rows([34.0])))
     assert (float(got["value"]), got["seeds"]) == (32.0, "2")
-    assert float(got["band"]) == pytest.approx(5 * math.sqrt(8), abs=1e-4)
+    assert float(got["band"]) == pytest.approx(6 * math.sqrt(8), abs=1e-4)
 
 
 def test_a_single_sample_gets_the_floor_and_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,12 +60,12 @@ def test_a_single_sample_gets_the_floor_and_a_warning(tmp_path: Path, capsys: py
 
 
 def test_a_number_inside_its_band_passes_and_outside_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    baseline = update(tmp_path, seeds_rows([30.0, 33.0, 36.0]))  # 33 ± 15
-    for value, code in ((47.9, 0), (18.5, 0), (48.1, 1), (17.0, 1)):
+    baseline = update(tmp_path, seeds_rows([30.0, 33.0, 36.0]))  # 33 ± 18
+    for value, code in ((50.9, 0), (15.5, 0), (51.1, 1), (14.0, 1)):
         results = write_results(tmp_path / "now" / "results.csv", seeds_rows([value]))
         assert main(["check", "--no-fingerprints", "--baseline", str(baseline), "--results", str(results)]) == code, value
     out = " ".join(capsys.readouterr().out.split())
-    assert "pirl linear layer4 top1 33 17 -16 ±15 REGRESSION" in out and "the accuracy layer found a regression" in out
+    assert "pirl linear layer4 top1 33 14 -19 ±18 REGRESSION" in out and "the accuracy layer found a regression" in out
 
 
 def test_a_baseline_without_bands_cannot_be_compared(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
