@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", help="CI regression gate: fingerprints (portable, tight) and the ci preset's accuracy (banded); "
                                        "exit 1 on a regression, 2 when it cannot compare",
                          description="Two layers. Fingerprints: a few float64 training steps of every method and every evaluation "
-                                     "on fixed inputs, computed here (about 1.5 minutes on 2 cores, no data) and compared at 1e-4 relative with "
+                                     "on fixed inputs, computed here (about half a minute on 2 cores, no data) and compared at 1e-4 relative with "
                                      "the committed fingerprints.json; they hold on any machine and catch any change to a loss, "
                                      "a head, an augmentation, a default, a schedule or an evaluator. Accuracy: every number of "
                                      "the --baseline must be in the --results (mean over seeds, latest run per seed) and within "
@@ -267,7 +267,7 @@ def check_fingerprints(args: argparse.Namespace, path: Path, console: Console) -
 
     if not args.update:
         expected = fingerprints.load(path)  # before the minute of computing: a missing file fails at once
-    what = f" under {', '.join(args.select)}: computing" if args.select else ": computing (about 1.5 minutes on 2 CPU cores)"
+    what = f" under {', '.join(args.select)}: computing" if args.select else ": computing (about half a minute on 2 idle CPU cores)"
     console.print(f"fingerprints{what} ...", highlight=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "32000 negatives requested but 16 slots": expected on fixed tiny data
