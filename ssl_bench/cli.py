@@ -232,15 +232,15 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     path = args.fingerprints_file or (Path(args.baseline).parent / "fingerprints.json" if args.baseline else Path(FINGERPRINTS))
     failed = []
     try:
-        if accuracy:  # a missing or unreadable table fails now, not after the minute of fingerprints
+        tables = None
+        if accuracy:  # read once, before the fingerprints: a missing or unreadable table fails at once
             from ssl_bench import check
 
-            check.load_results(args.results)
-            if not args.update:
-                check.load_baseline(Path(args.baseline), args.results[0])
+            now = check.load_results(args.results)
+            tables = (now, None if args.update else check.load_baseline(Path(args.baseline), args.results[0]))
         if fingerprint and not check_fingerprints(args, path, console):
             failed.append("fingerprints")
-        if accuracy and not check_accuracy(args, console):
+        if tables is not None and not check_accuracy(args, console, *tables):
             failed.append("accuracy")
     except (FileNotFoundError, ValueError) as e:
         if getattr(args, "debug", False):
@@ -296,8 +296,9 @@ def check_fingerprints(args: argparse.Namespace, path: Path, console: Console) -
     return False
 
 
-def check_accuracy(args: argparse.Namespace, console: Console) -> bool:
-    """The accuracy layer: compare --results with --baseline's bands (or rewrite it with --update); True when it holds."""
+def check_accuracy(args: argparse.Namespace, console: Console, now, expected) -> bool:
+    """The accuracy layer on the tables ``cmd_check`` read: compare ``now`` (--results) with ``expected`` (--baseline's
+    bands), or rewrite the baseline from ``now`` with --update (``expected`` None); True when it holds."""
     from rich.markup import escape
 
     from ssl_bench import check
@@ -305,10 +306,9 @@ def check_accuracy(args: argparse.Namespace, console: Console) -> bool:
     baseline, results = Path(args.baseline), args.results
     shown_results = " ".join(str(r) for r in results)
     if args.update:
-        table = check.load_results(results)
-        n = check.write_baseline(table, baseline)
+        n = check.write_baseline(now, baseline)
         env = check.environment_path(baseline)
-        single = int((table["seeds"] < 2).sum())
+        single = int((now["seeds"] < 2).sum())
         console.print(f"wrote {n} numbers (mean over samples, bands) from {escape(shown_results)} to {escape(str(baseline))}, "
                       f"and this environment to {escape(str(env))}; commit both", highlight=False, soft_wrap=True)  # fmt: skip
         if single:
@@ -316,9 +316,8 @@ def check_accuracy(args: argparse.Namespace, console: Console) -> bool:
                           "run with several seeds (`--seeds 0,1,2`) for measured bands", style="yellow", highlight=False,
                           soft_wrap=True)  # fmt: skip
         return True
-    expected = check.load_baseline(baseline, results[0])
     overrides = check.parse_tolerances(args.tolerance, expected["metric"])
-    rows = check.compare(expected, check.load_results(results), overrides)
+    rows = check.compare(expected, now, overrides)
     table = check.render(rows, show_all=args.all)
     if table is not None:
         check.print_table(console, table)
