@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # workloads.py and ratios.py sit beside the tests (importlib mode)
 
 import workloads  # noqa: E402
-from ssl_bench.data.dataset import Splits  # noqa: E402
+from ssl_bench.data.types import Splits  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,12 @@ from torch.utils.data import DataLoader
 
 from ssl_bench import storage
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import merge, parse_set, resolve
-from ssl_bench.data.datasets import load_dataset
+from ssl_bench.run_config import merge, parse_set, load
+from ssl_bench.data.registry import load_dataset
 from ssl_bench.data.transforms import eval_view
 from ssl_bench.eval.features import _Viewed
 from ssl_bench.eval.linear_probe import probe
-from ssl_bench.methods import available_methods
-from ssl_bench.modules.jigsaw import TileGeometry, extract_tiles, normalize_tiles
+from ssl_bench.data.jigsaw import TileGeometry, extract_tiles, normalize_tiles
 from ssl_bench.runner import plan
 
 STAGES = ["layer2", "layer3", "layer4"]
@@ -72,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out).expanduser()
     overrides = merge(parse_set(args.set), {"data": {"root": str(Path(args.data_root).expanduser())}})
-    cfg = resolve(args.preset, overrides, list(available_methods()))
+    cfg = load(args.preset, overrides)
     splits = load_dataset(cfg.data, out)
     info = splits.info
     wanted = args.methods.split(",")

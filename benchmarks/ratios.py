@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 import workloads
-from ssl_bench.data.dataset import Splits
+from ssl_bench.data.types import Splits
 from workloads import FULL_IMAGE, METHOD_NAMES, Sizes
 
 README = Path(__file__).with_name("README.md")
@@ -208,7 +208,7 @@ def render(settings: Settings, methods: list[MethodResult], nce: NCEResult | Non
     for m in methods:
         ratio = m.step_s / m.backbone_s
         rows.append([m.name, m.passes, ms(m.step_s), ms(m.backbone_s), f"{ratio:.2f}", f"<= {STEP_TARGET}", verdict(ratio <= STEP_TARGET)])
-    out += table("(a) Training step (engine `Trainer._step`: forward, backward, SGD) / bare backbone forward + backward on the "
+    out += table("(a) Training step (engine `Trainer.step`: forward, backward, SGD) / bare backbone forward + backward on the "
                  "same tensors", ["method", "backbone passes", "step ms", "backbone ms", "step / backbone", "target", ""],
                  "llrrrll", rows)  # fmt: skip
 

@@ -1,7 +1,7 @@
 """The workloads that the speed benchmarks time. ``test_speed.py`` (pytest-benchmark) and ``ratios.py`` (one run,
 one table) both use them, so the two measure the same code.
 
-* A method's training step, exactly as training runs it: ``Trainer._step`` (the batch moved and converted to
+* A method's training step, exactly as training runs it: ``Trainer.step`` (the batch moved and converted to
   channels_last, bf16 autocast or fp32, forward, backward, SGD step) on one batch of the real loader.
 * The bare backbone passes that step needs, on the same tensors: forward + backward of the backbone alone on
   B images (supervised, autoencoder, NPID++), 4B rotated images (RotNet, all_rotations=True, the paper's
@@ -31,12 +31,13 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import ConfigError, TrainConfig, resolve
+from ssl_bench.config import ConfigError, TrainConfig
+from ssl_bench.run_config import load
 from ssl_bench.data.batch import Batch
-from ssl_bench.data.dataset import Indexed, Splits
-from ssl_bench.data.datasets import load_dataset
-from ssl_bench.engine import Trainer, make_loader, optimisation, param_groups
-from ssl_bench.methods import METHODS, Method, get_method
+from ssl_bench.data.types import Indexed, Splits
+from ssl_bench.data.registry import load_dataset
+from ssl_bench.engine import Trainer, make_loader, steps_per_epoch
+from ssl_bench.methods import Method, get_method
 from ssl_bench.modules.memory_bank import MemoryBank
 from ssl_bench.modules.nce import NCELoss
 
@@ -116,7 +117,7 @@ def cache_root() -> Path:
 
 def ci_splits() -> Splits:
     """The ci preset's dataset (synthetic, 2,000 train images of 32 px), as ``ssl-bench run --preset ci`` loads it."""
-    cfg = resolve("ci", None, list(METHODS))
+    cfg = load("ci", None)
     return load_dataset(cfg.data, cache_root())
 
 
@@ -157,7 +158,7 @@ class MethodWorkload:
 
     def step(self) -> None:
         """The engine's training step: batch to device (+ channels_last), autocast forward, backward, SGD step."""
-        self.trainer._step(self.batch, self.optimizer, 0, 0)
+        self.trainer.step(self.batch, self.optimizer, 0, 0)
 
     def backbone_passes(self) -> None:
         """Forward + backward of the bare backbone on the step's backbone inputs, under the step's autocast."""
@@ -184,9 +185,8 @@ def method_workload(name: str, size: Sizes, splits: Splits, device: torch.device
     train = TrainConfig(batch_size=size.batch, precision=size.precision, channels_last=size.channels_last)
     trainer = Trainer(method, train, device, Path(tempfile.gettempdir()) / "ssl-bench-speed", seed=0)
     trainer.model = method  # what fit() sets (no DistributedDataParallel here)
-    opt = optimisation(method, train)
-    optimizer = torch.optim.SGD(param_groups(method, opt.weight_decay), lr=opt.lr, momentum=opt.momentum)
     dataset = Indexed(splits.train, method.transform())
+    optimizer, _ = trainer.optimizer(steps_per_epoch(len(dataset), size.batch))  # the schedule is not stepped here
     batch = next(iter(make_loader(dataset, size.batch, 0, seed=0, epoch=0, device=device)))
     inputs = _backbone_inputs(name, batch.to(device, channels_last=size.channels_last).views)
     return MethodWorkload(name, method, trainer, optimizer, batch, inputs, dataset)
@@ -235,7 +235,9 @@ class NCEWorkload:
         f = F.normalize(self.x, dim=1)  # (B, 128)
         negatives = self.bank.negatives(self.index, self.k, shared=shared)
         pos = self.bank.positive_scores(f, self.index)  # (B,)
-        loss = self.criterion(pos, negatives.scores(f))  # scores (B, K)
+        neg = negatives.scores(f)  # (B, K)
+        self.criterion.fix_z(pos, neg)  # as the methods do: Z from the first batch, then fixed
+        loss = self.criterion(pos, neg)
         loss.backward()
         self.bank.update(self.index, f.detach())
 

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_bench.backbone import Backbone
+from ssl_bench.data.types import DataInfo
 from ssl_bench.data.batch import Batch
 from ssl_bench.data.transforms import light_crop
 from ssl_bench.methods.base import Method, MethodConfig
@@ -47,7 +49,7 @@ class Autoencoder(Method):
     paper = "Hinton & Salakhutdinov, Science 2006; denoising: Vincent et al., ICML 2008"
     Config = AutoencoderConfig
 
-    def __init__(self, backbone, cfg: AutoencoderConfig, data) -> None:
+    def __init__(self, backbone: Backbone, cfg: AutoencoderConfig, data: DataInfo) -> None:
         super().__init__(backbone, cfg, data)
         with torch.no_grad():
             was_training = backbone.training

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.data.batch import Batch
-from ssl_bench.data.dataset import DataInfo
+from ssl_bench.data.types import DataInfo
 
 
 @dataclass(frozen=True)
@@ -21,14 +21,14 @@ class MethodConfig:
     """Optimisation defaults shared by all methods; each method's Config overrides them with its paper's values.
 
     ``lr`` is the rate at a batch of 256; the engine scales it linearly with the batch size (Goyal et al. 2017).
-    ``epochs`` > 0 gives this method its own number of pretraining epochs instead of ``train.epochs`` (papers train
+    ``epochs`` gives this method its own number of pretraining epochs instead of ``train.epochs`` (papers train
     methods for different budgets, e.g. Goyal et al.'s Jigsaw 105 epochs; a small preset may give a slow starter more).
     """
 
     lr: float = 0.1
     weight_decay: float = 1e-4
     momentum: float = 0.9
-    epochs: int = 0  # 0 = train.epochs
+    epochs: int | None = None  # None = train.epochs
 
     def check_data(self, data: DataInfo, requested: Collection[str] = ()) -> None:
         """Checks that need the loaded dataset (its size, image size), made before any training; a ConfigError if not.
@@ -53,6 +53,10 @@ class Method(nn.Module):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     trains: ClassVar[bool] = True  # False for the random-init baseline
     needs_labels: ClassVar[bool] = False  # True: trains on the labelled train split, never on unlabelled pretraining data
+    # Faster R-CNN fine-tuning of this method's backbone: (lr, warm-up iterations) at batch 16. PIRL Table 1 (appendix):
+    # 0.02 with 100 for supervised and Jigsaw pretraining (and every method the paper does not name), 0.003 with 1000
+    # for NPID++ and PIRL. The runner hands it to the detection config (``DetectionConfig.resolved``).
+    detection_schedule: ClassVar[tuple[float, int]] = (0.02, 100)
 
     def __init__(self, backbone: Backbone, cfg: MethodConfig, data: DataInfo) -> None:
         super().__init__()
@@ -67,6 +71,15 @@ class Method(nn.Module):
     def training_step(self, batch: Batch) -> dict[str, Tensor]:
         """Returns {"loss": scalar tensor, ...anything else worth logging}."""
         raise NotImplementedError
+
+    def embeddings(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        """What this method's own heads offer to evaluations, beyond the backbone: input kind -> embedding function.
+
+        ``"image"`` takes a batch of views (B, 3, H, W); a pretext transform's name takes that transform's input
+        (``"jigsaw"``: shuffled tiles (B, 9, 3, t, t); ``"rotation"``: rotated views). The invariance evaluation
+        compares f = ``"image"`` with g = the transform's (PIRL Fig. 4). Called on the trained method, in eval mode.
+        """
+        return {}
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         """The training step (so that DistributedDataParallel, which calls forward, wraps it)."""

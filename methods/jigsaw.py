@@ -4,7 +4,7 @@ Noroozi & Favaro, ECCV 2016, arXiv:1603.09246, with the ResNet-50 settings of Go
 arXiv:1905.01235 (and their VISSL config ``pretrain/jigsaw/jigsaw_8gpu_resnet.yaml``). Each tile goes through the
 shared backbone on its own; its pooled features pass a shared FC-BN-ReLU (1000-d); the nine outputs, in the
 order the tiles were presented, are concatenated (9000-d) and a linear layer scores the permutations.
-The permutation set is the greedy maximal-average-Hamming set of ``ssl_bench.modules.permutations``.
+The permutation set is the greedy maximal-average-Hamming set of ``ssl_bench.data.permutations``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
-from ssl_bench.data.dataset import DataInfo
+from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
-from ssl_bench.modules.jigsaw import PAPER_TILE_RATIO, JigsawView, TileGeometry
-from ssl_bench.modules.permutations import VARIANTS, permutation_set
+from ssl_bench.data.jigsaw import PAPER_TILE_RATIO, JigsawView, TileGeometry
+from ssl_bench.data.permutations import VARIANTS, permutation_set
 
 GRID = 3
 
@@ -78,7 +79,7 @@ class Jigsaw(Method):
     paper = "Noroozi & Favaro, ECCV 2016, arXiv:1603.09246; ResNet-50 settings: Goyal et al., ICCV 2019, arXiv:1905.01235"
     Config = JigsawConfig
 
-    def __init__(self, backbone, cfg: JigsawConfig, data) -> None:
+    def __init__(self, backbone: Backbone, cfg: JigsawConfig, data: DataInfo) -> None:
         super().__init__(backbone, cfg, data)
         cfg.check()
         self.geometry = cfg.tile_geometry(data.image_size)

@@ -18,12 +18,11 @@ from torch import Tensor
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
-from ssl_bench.data.dataset import DataInfo
+from ssl_bench.data.types import DataInfo
 from ssl_bench.data.transforms import augmented_crop
 from ssl_bench.methods.base import Method, MethodConfig
 from ssl_bench.modules.heads import LinearEmbedding
-from ssl_bench.modules.memory_bank import MemoryBank, cap_negatives, check_negatives
-from ssl_bench.modules.nce import contrast_loss
+from ssl_bench.modules.memory_bank import bank_and_loss, check_negatives
 
 
 @dataclass(frozen=True)
@@ -57,14 +56,13 @@ class NPIDpp(Method):
     display_name: ClassVar[str] = "NPID++"
     paper = "Wu et al., CVPR 2018, arXiv:1805.01978; '++' as in Misra & van der Maaten, CVPR 2020, arXiv:1912.01991"
     Config = NPIDConfig
+    detection_schedule: ClassVar[tuple[float, int]] = (0.003, 1000)  # PIRL Table 1: NPID++ and PIRL
 
     def __init__(self, backbone: Backbone, cfg: NPIDConfig, data: DataInfo) -> None:
         super().__init__(backbone, cfg, data)
         self.cfg: NPIDConfig = cfg
         self.head = LinearEmbedding(backbone.num_features, cfg.embedding_dim)
-        self.bank = MemoryBank(data.num_train, cfg.embedding_dim, cfg.bank_momentum)
-        self.criterion = contrast_loss(cfg.loss, data.num_train, cfg.temperature)  # NCE holds Z in a buffer
-        self.num_negatives = cap_negatives(cfg.num_negatives, data.num_train)
+        self.bank, self.criterion, self.num_negatives = bank_and_loss(cfg, data.num_train)
 
     def transform(self) -> Callable[[Any], dict[str, Tensor]]:
         crop = augmented_crop(self.data.image_size, self.data.mean, self.data.std, scale=(self.cfg.crop_scale, 1.0))
@@ -75,6 +73,7 @@ class NPIDpp(Method):
         negatives = self.bank.negatives(batch.index, self.num_negatives, shared=self.cfg.shared_negatives)
         pos = self.bank.positive_scores(f, batch.index)  # (B,)
         neg = negatives.scores(f)  # (B, K)
+        self.criterion.fix_z(pos, neg)  # NCE: Z from the first batch's scores (NPID's NCEAverage), then fixed
         loss = self.criterion(pos, neg)
         self.bank.update(batch.index, f.detach())  # the side effect, after the loss: slots move towards f(v)
         return {"loss": loss, "pos_sim": pos.mean().detach(), "neg_sim": neg.mean().detach()}

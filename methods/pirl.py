@@ -7,9 +7,9 @@ image's memory m_I and pushed from K bank negatives by NCE:
 
     L = λ · NCE(m_I, g(v_I^t)) + (1 - λ) · NCE(m_I, f(v_I)),   λ = 0.5   (Eq. 5)
 
-and m_I moves towards f(v_I) only. The image term goes first, so Z is estimated from it on the first
-batch, and both terms use the same draw of negatives: with λ = 0 PIRL is exactly NPID++ on the same
-inputs. Sharing the draw is a choice of ours (VISSL draws per term); each term still sees uniform negatives.
+and m_I moves towards f(v_I) only. NCE's Z is estimated from the image term's scores on the first batch (an
+explicit ``fix_z`` call), and both terms use the same draw of negatives: with λ = 0 PIRL is exactly NPID++ on the
+same inputs. Sharing the draw is a choice of ours (VISSL draws per term); each term still sees uniform negatives.
 """
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ from torch import Tensor, nn
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
-from ssl_bench.data.dataset import DataInfo
+from ssl_bench.data.types import DataInfo
 from ssl_bench.data.transforms import augmented_crop
 from ssl_bench.methods.base import Method, MethodConfig
 from ssl_bench.modules.heads import LinearEmbedding, TileEmbedding
-from ssl_bench.modules.jigsaw import JigsawView
-from ssl_bench.modules.memory_bank import MemoryBank, cap_negatives, check_negatives
-from ssl_bench.modules.nce import contrast_loss
+from ssl_bench.data.jigsaw import JigsawView
+from ssl_bench.modules.memory_bank import bank_and_loss, check_negatives
 
 TRANSFORMS = ("jigsaw", "rotation")
 
@@ -92,6 +91,7 @@ class PIRL(Method):
     display_name: ClassVar[str] = "PIRL"
     paper = "Misra & van der Maaten, CVPR 2020, arXiv:1912.01991"
     Config = PIRLConfig
+    detection_schedule: ClassVar[tuple[float, int]] = (0.003, 1000)  # PIRL Table 1: NPID++ and PIRL
 
     def __init__(self, backbone: Backbone, cfg: PIRLConfig, data: DataInfo) -> None:
         super().__init__(backbone, cfg, data)
@@ -103,9 +103,7 @@ class PIRL(Method):
             if cfg.transform == "jigsaw"
             else LinearEmbedding(backbone.num_features, cfg.embedding_dim)
         )
-        self.bank = MemoryBank(data.num_train, cfg.embedding_dim, cfg.bank_momentum)
-        self.criterion = contrast_loss(cfg.loss, data.num_train, cfg.temperature)  # NCE holds Z in a buffer
-        self.num_negatives = cap_negatives(cfg.num_negatives, data.num_train)
+        self.bank, self.criterion, self.num_negatives = bank_and_loss(cfg, data.num_train)
 
     def transform(self) -> Callable[[Any], dict[str, Tensor]]:
         return PIRLViews(self.cfg, self.data)
@@ -118,13 +116,23 @@ class PIRL(Method):
         features = self.backbone(tiles.flatten(0, 1))  # (B·9, F)
         return self.transform_head(features.view(tiles.shape[0], tiles.shape[1], -1))  # (B, 9, F) -> (B, 128)
 
+    def embeddings(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        """f(v_I) and g(v_I^t): the pair whose distance is the paper's invariance measure (Fig. 4)."""
+        if self.cfg.transform == "rotation":
+            g = lambda x: self.embed_transformed({"rotated": x})  # noqa: E731
+        else:
+            g = lambda tiles: self.embed_transformed({"tiles": tiles})  # noqa: E731
+        return {"image": lambda x: self.head(self.backbone(x)), self.cfg.transform: g}
+
     def training_step(self, batch: Batch) -> dict[str, Tensor]:
         index = batch.index
         f = self.head(self.backbone(batch.views["image"]))  # (B, 128)
         g = self.embed_transformed(batch.views)  # (B, 128)
         negatives = self.bank.negatives(index, self.num_negatives, shared=self.cfg.shared_negatives)  # one draw, both terms
         pos_f, pos_g = self.bank.positive_scores(f, index), self.bank.positive_scores(g, index)  # (B,)
-        loss_image = self.criterion(pos_f, negatives.scores(f))  # first: it estimates Z on the first batch
+        neg_f = negatives.scores(f)  # (B, K)
+        self.criterion.fix_z(pos_f, neg_f)  # NCE: Z from the image term's scores of the first batch, then fixed
+        loss_image = self.criterion(pos_f, neg_f)
         loss_transformed = self.criterion(pos_g, negatives.scores(g))
         loss = self.cfg.lam * loss_transformed + (1.0 - self.cfg.lam) * loss_image
         self.bank.update(index, f.detach())  # the side effect, after the loss: m_I moves towards f(v_I)

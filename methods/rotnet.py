@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_bench.backbone import Backbone
+from ssl_bench.data.types import DataInfo
 from ssl_bench.data.batch import Batch
 from ssl_bench.data.transforms import light_crop
 from ssl_bench.methods.base import Method, MethodConfig
@@ -62,7 +64,7 @@ class RotNet(Method):
     paper = "Gidaris et al., ICLR 2018, arXiv:1803.07728"
     Config = RotNetConfig
 
-    def __init__(self, backbone, cfg: RotNetConfig, data) -> None:
+    def __init__(self, backbone: Backbone, cfg: RotNetConfig, data: DataInfo) -> None:
         super().__init__(backbone, cfg, data)
         f = backbone.num_features
         hidden: list[nn.Module] = [nn.Linear(f, f, bias=False), nn.BatchNorm1d(f), nn.ReLU(inplace=True)] if cfg.mlp_head else []

@@ -9,6 +9,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_bench.backbone import Backbone
+from ssl_bench.data.types import DataInfo
 from ssl_bench.data.batch import Batch
 from ssl_bench.data.transforms import light_crop
 from ssl_bench.methods.base import Method, MethodConfig
@@ -27,7 +29,7 @@ class Supervised(Method):
     Config = SupervisedConfig
     needs_labels = True
 
-    def __init__(self, backbone, cfg: SupervisedConfig, data) -> None:
+    def __init__(self, backbone: Backbone, cfg: SupervisedConfig, data: DataInfo) -> None:
         super().__init__(backbone, cfg, data)
         self.classifier = nn.Linear(backbone.num_features, data.num_classes)
 

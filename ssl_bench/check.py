@@ -30,7 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ssl_bench.config import ConfigError, unknown
-from ssl_bench.report.overview import software_versions
+from ssl_bench.report.page import software_versions
 
 KEY: list[str] = ["method", "backbone", "dataset", "eval", "protocol", "layer", "metric"]  # one compared number
 BASELINE_COLUMNS: list[str] = [*KEY[:3], "preset", *KEY[3:], "value", "seeds", "sd", "band"]

@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    from ssl_bench.config import merge, parse_set
+    from ssl_bench.run_config import merge, parse_set
 
     flags: dict[str, Any] = {}
     for flag, key in [("methods", "methods"), ("evals", "evals"), ("backbone", "backbones"), ("seeds", "seeds"), ("device", "device"), ("threads", "threads")]:
@@ -130,15 +130,14 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from ssl_bench.config import resolve
-    from ssl_bench.methods import available_methods
-    from ssl_bench.runner import method_config, run
+    from ssl_bench.run_config import load, resolve
+    from ssl_bench.runner import run
 
-    cfg = resolve(args.preset, overrides_from(args), list(available_methods()))
+    cfg = load(args.preset, overrides_from(args))
     out = Path(args.out)
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 talks
         console = Console(quiet=True)
-    own = {m: e for m in cfg.methods if (e := method_config(m, cfg.method_params.get(m, {})).epochs)}  # `<method>.epochs`
+    own = {m: e for m in cfg.methods if (e := resolve(cfg, m).method_cfg.epochs) is not None}  # `<method>.epochs`
     epochs = f"{cfg.train.epochs}" + (f" ({', '.join(f'{m} {e}' for m, e in own.items())})" if own else "")
     console.print(f"[bold]ssl-bench run[/] preset [cyan]{cfg.preset}[/]: methods {', '.join(cfg.methods)}; "
                   f"backbones {', '.join(cfg.backbones)}; seeds {', '.join(map(str, cfg.seeds))}; epochs {epochs}; "
@@ -170,9 +169,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
-    from ssl_bench.config import available_presets
-    from ssl_bench.data.datasets import DATASET_HELP
-    from ssl_bench.eval.detection import DETECTION_DATASET_HELP
+    from ssl_bench.run_config import available_presets
+    from ssl_bench.data.registry import DATASET_HELP
+    from ssl_bench.detection.evaluation import DETECTION_DATASET_HELP
     from ssl_bench.eval.harness import EVAL_HELP
     from ssl_bench.methods import available_methods
 

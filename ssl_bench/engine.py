@@ -8,8 +8,8 @@ epoch is a permutation drawn from (seed, epoch); each sample's augmentation is d
 seeded by (seed, epoch, index), so it does not depend on the number of workers or on where a run was
 interrupted; the global generator used inside ``training_step`` (negatives, random rotations) is saved in
 the checkpoint. A checkpoint (model, optimiser, scheduler, memory bank and other method buffers, RNG state,
-position in the epoch, running loss sums) is written at the end of every epoch, every
-``train.checkpoint_minutes`` (and every ``train.checkpoint_every`` steps if set), and on Ctrl-C / SIGTERM.
+position in the epoch, running loss sums) is written at the end of every epoch, every ``checkpoint.minutes``
+(and every ``checkpoint.every_steps`` steps if set), and on Ctrl-C / SIGTERM, by ``ssl_bench.checkpointer``.
 A run killed at any point and started again continues from its last checkpoint and ends with the same weights
 as an uninterrupted run (bit for bit on CPU in fp32 with ``train.deterministic``).
 """
@@ -29,11 +29,11 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from ssl_bench import distributed, faults, storage
+from ssl_bench import distributed, faults
+from ssl_bench.checkpointer import Checkpointer
 from ssl_bench.config import CheckpointConfig, ConfigError, TrainConfig
 from ssl_bench.data.batch import Batch, collate
-from ssl_bench.data.dataset import Indexed
-from ssl_bench.interrupt import Interrupted, stop_requests
+from ssl_bench.data.types import Indexed
 from ssl_bench.methods.base import Method
 
 FINAL_LR_RATIO = 1e-3  # PIRL: cosine from 0.12 down to 1.2e-4
@@ -51,10 +51,11 @@ class Optimisation:
 
 
 def optimisation(method: Method, train: TrainConfig) -> Optimisation:
-    """The method's paper rate (given at batch 256) scaled linearly to the batch size, unless the run sets one."""
-    lr = train.lr if train.lr > 0 else method.cfg.lr * train.batch_size / 256
-    wd = train.weight_decay if train.weight_decay >= 0 else method.cfg.weight_decay
-    return Optimisation(lr, wd, method.cfg.momentum)
+    """Rate, weight decay and momentum: ``train``'s as resolved for the method (``TrainConfig.resolved``: the paper
+    rate, given at batch 256, scaled linearly to the batch, unless the run sets one). A run's units arrive resolved;
+    this fills them in only for a Trainer built by hand (tests, benchmarks)."""
+    train = train.resolved(method.cfg)
+    return Optimisation(train.lr, train.weight_decay, method.cfg.momentum)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -141,25 +142,24 @@ def make_loader(dataset: Indexed, batch_size: int, workers: int, seed: int, epoc
     )  # fmt: skip
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    storage.save(obj, path)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    return storage.load(path)
-
-
 class Trainer:
     """Pretrains one method in ``run_dir``: ``checkpoint.pt`` (see the module docstring), ``metrics.jsonl`` per epoch."""
 
     def __init__(self, method: Method, train: TrainConfig, device: torch.device, run_dir: Path, seed: int, workers: int = 0,
                  checkpoint: CheckpointConfig | None = None) -> None:  # fmt: skip
         self.method, self.cfg, self.device, self.run_dir, self.seed, self.workers = method, train, device, run_dir, seed, workers
-        self.every = checkpoint or CheckpointConfig()
         self.opt_cfg = optimisation(method, train)
         self.dtype = autocast_dtype(train.precision, device)
         self.checkpoint = run_dir / "checkpoint.pt"
+        self.checkpointer = Checkpointer(self.checkpoint, method.name, checkpoint, ranks=True)
         self.metrics = run_dir / "metrics.jsonl"
+
+    def optimizer(self, per_epoch: int) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+        """SGD and its per-step schedule (warm-up, then cosine) for ``cfg.epochs`` epochs of ``per_epoch`` steps."""
+        optimizer = torch.optim.SGD(param_groups(self.method, self.opt_cfg.weight_decay), lr=self.opt_cfg.lr,
+                                    momentum=self.opt_cfg.momentum)  # fmt: skip
+        total, warmup = per_epoch * self.cfg.epochs, round(self.cfg.warmup_epochs * per_epoch)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
 
     def fit(self, dataset: Indexed, progress: Progress | None = None, label: str = "") -> dict[str, float]:
         method, cfg = self.method, self.cfg
@@ -168,14 +168,11 @@ class Trainer:
             method.to(memory_format=torch.channels_last)
         per_epoch = steps_per_epoch(len(dataset), cfg.batch_size, distributed.world())
         total = per_epoch * cfg.epochs
-        optimizer = torch.optim.SGD(param_groups(method, self.opt_cfg.weight_decay), lr=self.opt_cfg.lr, momentum=self.opt_cfg.momentum)
-        warmup = round(cfg.warmup_epochs * per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+        optimizer, scheduler = self.optimizer(per_epoch)
         pos = self._resume(optimizer, scheduler)
         self.model = self._parallel(method)
         task = progress.add_task(label or method.name, total=total, completed=pos["epoch"] * per_epoch + pos["step"]) if progress else None
         last: dict[str, float] = {}
-        saved_at = time.monotonic()
         for epoch in range(pos["epoch"], cfg.epochs):
             skip = pos["step"] if epoch == pos["epoch"] else 0
             sums: dict[str, float] = pos["sums"] if skip else {}
@@ -186,9 +183,9 @@ class Trainer:
                 self._set_rng(pos["rng"])
             method.train()
             t0 = time.perf_counter()
-            with stop_requests() as stop:
+            with self.checkpointer.stop_requests():
                 for step, batch in enumerate(make_loader(dataset, cfg.batch_size, self.workers, self.seed, epoch, self.device, skip), start=skip):
-                    out = self._step(batch, optimizer, epoch, step)
+                    out = self.step(batch, optimizer, epoch, step)
                     scheduler.step()
                     for k, v in out.items():
                         sums[k] = sums.get(k, 0.0) + float(v)
@@ -196,17 +193,16 @@ class Trainer:
                     faults.point("train-step")
                     if progress is not None and task is not None:
                         progress.update(task, advance=1, description=f"{label} ep {epoch + 1}/{cfg.epochs} loss {out['loss']:.3f}")
-                    if distributed.any_rank(bool(stop.requested)):  # every rank stops at the same step
-                        self._save(optimizer, scheduler, epoch, n, sums, n, seconds + time.perf_counter() - t0)
-                        raise Interrupted(f"{method.name}: stopped by {stop.requested} at epoch {epoch + 1}, step {n} of "
-                                          f"{per_epoch}; checkpoint saved to {self.checkpoint}")  # fmt: skip
-                    if n < per_epoch and self._due(n, saved_at):
-                        self._save(optimizer, scheduler, epoch, n, sums, n, seconds + time.perf_counter() - t0)
-                        saved_at = time.monotonic()
+                    # every rank stops at the same step; the epoch's end is saved below anyway
+                    self.checkpointer.after_step(
+                        n,
+                        lambda: self._state(optimizer, scheduler, epoch, n, sums, seconds + time.perf_counter() - t0),
+                        f"epoch {epoch + 1}, step {n} of {per_epoch}",
+                        periodic=n < per_epoch,
+                    )
             last = {k: v / max(n, 1) for k, v in sums.items()}
             record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "seconds": seconds + time.perf_counter() - t0, **last}
-            self._save(optimizer, scheduler, epoch + 1, 0, {}, 0, 0.0)
-            saved_at = time.monotonic()
+            self.checkpointer.save(lambda: self._state(optimizer, scheduler, epoch + 1, 0, {}, 0.0))
             if distributed.is_main():
                 with self.metrics.open("a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -214,29 +210,24 @@ class Trainer:
             progress.remove_task(task)
         return last
 
-    def _due(self, step: int, saved_at: float) -> bool:
-        every = self.every
-        if every.every_steps and step % every.every_steps == 0:
-            return True
-        return every.minutes > 0 and time.monotonic() - saved_at >= every.minutes * 60
-
-    def _save(self, optimizer, scheduler, epoch: int, step: int, sums: dict[str, float], n: int, seconds: float) -> None:
+    def _state(self, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int, step: int, sums: dict[str, float],
+               seconds: float) -> dict[str, Any]:  # fmt: skip
         """Where training is: after ``epoch`` full epochs and ``step`` batches of the next one (rank 0 writes it;
         every rank holds the same model, optimiser, bank and RNG state, up to batch-norm running statistics)."""
-        if not distributed.is_main():
-            return
         rng = {"cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        save_atomic({"method": self.method.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "epoch": epoch, "step": step, "sums": sums, "n": n, "seconds": seconds, "rng": rng}, self.checkpoint)  # fmt: skip
+        return {"method": self.method.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step, "sums": sums, "n": step,
+                "seconds": seconds, "rng": rng}  # fmt: skip
 
     def _set_rng(self, rng: dict[str, torch.Tensor]) -> None:
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
 
-    def _step(self, batch: Batch, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> dict[str, float]:
+    def step(self, batch: Batch, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> dict[str, float]:
+        """One training step as ``fit`` takes it (benchmarks and fingerprints time and check this very step)."""
         batch = batch.to(self.device, channels_last=self.cfg.channels_last)
         with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
             out = self.model(batch)  # the method's training_step, through DistributedDataParallel under torchrun
@@ -268,7 +259,7 @@ class Trainer:
 
     def _resume(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
         """Position to start from: {"epoch", "step", "sums", "n", "seconds", "rng"}; a corrupt checkpoint restarts."""
-        state = storage.load_or_discard(self.checkpoint, f"training of {self.method.name}")
+        state = self.checkpointer.load(f"training of {self.method.name}")
         if state is None:
             return {"epoch": 0, "step": 0, "sums": {}, "n": 0, "seconds": 0.0, "rng": None}
         self.method.load_state_dict(state["method"], strict=True)

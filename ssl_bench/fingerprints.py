@@ -31,20 +31,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ssl_bench import storage
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import (CheckpointConfig, DetectionConfig, InvarianceConfig, KNNConfig, LinearConfig, SemisupConfig,
-                              TrainConfig)  # fmt: skip
+from ssl_bench.config import CheckpointConfig, TrainConfig
 from ssl_bench.data.batch import collate
-from ssl_bench.data.dataset import DataInfo, Indexed
+from ssl_bench.data.types import DataInfo, Indexed
 from ssl_bench.data.transforms import eval_view
 from ssl_bench.detection.coco import coco_eval
+from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.detection.records import Detections, GroundTruth, ImageRecord
 from ssl_bench.detection.voc07 import voc07_eval
-from ssl_bench.engine import EpochOrder, Trainer, epoch_seed, lr_factor, param_groups, steps_per_epoch
-from ssl_bench.eval.invariance import backbone_distances, summary
-from ssl_bench.eval.knn import knn_scores
-from ssl_bench.eval.linear_probe import topk_accuracy, train_linear
-from ssl_bench.eval.semisup import balanced_subset, lowshot_linear
+from ssl_bench.engine import EpochOrder, Trainer, epoch_seed, steps_per_epoch
+from ssl_bench.eval.invariance import InvarianceConfig, backbone_distances, summary
+from ssl_bench.eval.knn import KNNConfig, knn_scores
+from ssl_bench.eval.linear_probe import LinearConfig, topk_accuracy, train_linear
+from ssl_bench.eval.semisup import SemisupConfig, balanced_subset, lowshot_linear
 from ssl_bench.methods import METHODS, Method
 from ssl_bench.modules.memory_bank import MemoryBank
 
@@ -174,11 +175,8 @@ def method_fingerprint(variant: str) -> dict[str, Any]:
         dataset = Indexed(ImageList(images()), method.transform())
         with tempfile.TemporaryDirectory(prefix="ssl-bench-fingerprint-") as run_dir:  # the Trainer's; nothing is saved
             trainer = Trainer(method, train, torch.device("cpu"), Path(run_dir), SEED, checkpoint=CheckpointConfig(minutes=0))
-            trainer.model = method  # what fit() sets up (no DistributedDataParallel here); _step is the run's own step
-            optimizer = torch.optim.SGD(param_groups(method, trainer.opt_cfg.weight_decay), lr=trainer.opt_cfg.lr,
-                                        momentum=trainer.opt_cfg.momentum)  # fmt: skip
-            total = steps_per_epoch(len(dataset), BATCH) * EPOCHS
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, 0))
+            trainer.model = method  # what fit() sets up (no DistributedDataParallel here); step is the run's own step
+            optimizer, scheduler = trainer.optimizer(steps_per_epoch(len(dataset), BATCH))
             steps = []
             for epoch in range(EPOCHS):
                 torch.manual_seed(epoch_seed(SEED, epoch) + 1)  # as Trainer.fit
@@ -189,7 +187,7 @@ def method_fingerprint(variant: str) -> dict[str, Any]:
                     batch = collate([dataset[i] for i in order[step * BATCH : (step + 1) * BATCH]])
                     batch.views = {k: v.double() if v.is_floating_point() else v for k, v in batch.views.items()}
                     record = {"lr": scheduler.get_last_lr()[0], **view_summary(batch.views)}
-                    out = trainer._step(batch, optimizer, epoch, step)
+                    out = trainer.step(batch, optimizer, epoch, step)
                     scheduler.step()
                     record.update(out)
                     record["grad_norm"] = norm([p.grad for p in params if p.grad is not None])
@@ -451,8 +449,4 @@ def load(path: Path) -> dict[str, Any]:
 def write(data: dict[str, Any], path: Path) -> None:
     from ssl_bench.check import environment
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({**data, "environment": environment()}, indent=1, sort_keys=False) + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    storage.write_text(path, json.dumps({**data, "environment": environment()}, indent=1, sort_keys=False) + "\n")

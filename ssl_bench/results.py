@@ -1,21 +1,18 @@
 """The results table: ``<out>/results.csv``, long format, one row per number.
 
-Rows are appended under a file lock and the file is rewritten atomically (temp file + rename), so a crash
-while writing never leaves a half-written table, and two runs on the same directory never lose rows.
+Rows are appended under a file lock and the file is rewritten atomically (``storage.atomic``: temp file + rename),
+so a crash while writing never leaves a half-written table, and two runs on the same directory never lose rows.
 """
 
 from __future__ import annotations
 
 import csv
-import errno
-import os
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ssl_bench import faults
-from ssl_bench.storage import file_lock
+from ssl_bench.storage import atomic, file_lock
 
 COLUMNS = [
     "method", "backbone", "params", "dataset", "preset", "eval", "protocol", "layer", "metric", "value", "seed",
@@ -54,21 +51,8 @@ class ResultsTable:
             hashes = {r["config_hash"] for r in existing}
             new = [r for r in new if r["config_hash"] not in hashes]  # another process may have finished it
             if new:
-                tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-                try:
-                    with tmp.open("w", newline="") as f:
-                        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-                        writer.writeheader()
-                        writer.writerows(existing + new)
-                        f.flush()
-                        os.fsync(f.fileno())
-                    faults.point("results")
-                    os.replace(tmp, self.path)
-                except OSError as err:
-                    tmp.unlink(missing_ok=True)
-                    if err.errno == errno.ENOSPC:
-                        raise OSError(errno.ENOSPC, f"no space left on the device while writing {self.path} (the table "
-                                                    f"as it was is kept); free some space and run the same command "
-                                                    f"again: finished work is kept") from None  # fmt: skip
-                    raise
+                with atomic(self.path, fault="results") as tmp, tmp.open("w", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+                    writer.writeheader()
+                    writer.writerows(existing + new)
         return len(new)

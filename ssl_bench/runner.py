@@ -1,17 +1,20 @@
 """Expands a run config into units of work (backbone x method x seed, then evaluations) and does what is missing.
 
-A unit is identified by the hash of the resolved settings its result depends on. Pretraining is cached in
+The runner is the only place where methods and evaluations meet: it pretrains a method, hands the evaluations its
+backbone (and, through ``EvalContext.embeddings``, what the method's heads offer), and gives each unit its config
+resolved once (``run_config.resolve``) before anything runs. A unit is identified by the hash of the resolved settings its result depends on. Pretraining is cached in
 ``<out>/runs/<method>_<backbone>_s<seed>_<hash>/`` (config.json, metrics.jsonl, checkpoint.pt, backbone.pt,
 cached features); an evaluation whose hash already has rows in ``results.csv`` is skipped.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +25,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ssl_bench import distributed, storage
 from ssl_bench.backbone import Backbone, BackboneSpec
-from ssl_bench.config import ConfigError, RunConfig, TrainConfig, build_frozen, config_hash, requested_keys
-from ssl_bench.data.datasets import load_dataset
-from ssl_bench.data.dataset import DataInfo, Indexed, Splits
-from ssl_bench.engine import Trainer, autocast_dtype, save_atomic
-from ssl_bench.eval.harness import EvalContext, check_evals, eval_settings, evaluate
+from ssl_bench.config import ConfigError, config_hash
+from ssl_bench.data.types import DataInfo, Indexed, Splits
+from ssl_bench.data.registry import load_dataset
+from ssl_bench.engine import Trainer, autocast_dtype
+from ssl_bench.eval.harness import Embeddings, EvalContext, check_evals, eval_settings, evaluate
 from ssl_bench.methods import Method, MethodConfig, get_method
 from ssl_bench.results import ResultsTable, now
+from ssl_bench.run_config import RunConfig, hashed, requested_keys, resolve
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class Unit:
     seed: int
     method_cfg: MethodConfig
     pretrain_hash: str
-    train: TrainConfig  # the run's train settings with the method's own epochs, if it has them
+    cfg: RunConfig  # the run's config resolved for this method (run_config.resolve): no field left unset
 
     @property
     def run_id(self) -> str:
@@ -57,21 +61,8 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def method_config(name: str, overrides: dict[str, Any]) -> MethodConfig:
-    """The method's paper defaults with the run's overrides, type-checked field by field."""
-    cfg = build_frozen(get_method(name).Config, overrides, prefix=f"{name}.")
-    if cfg.epochs < 0:
-        raise ConfigError(f"{name}.epochs must be >= 0 (0 = train.epochs), got {cfg.epochs}")
-    return cfg
-
-
-def method_train(mcfg: MethodConfig, train: TrainConfig) -> TrainConfig:
-    """The train settings a method runs with: ``train``, with the method's own ``epochs`` if it sets them."""
-    return replace(train, epochs=mcfg.epochs) if mcfg.epochs else train
-
-
 def data_identity(cfg: RunConfig) -> dict[str, Any]:
-    d = asdict(cfg.data)
+    d = hashed("data", cfg.data)
     d.pop("num_workers")
     d.pop("download")  # how the files arrived does not change them
     if not d["classes"]:
@@ -82,29 +73,30 @@ def data_identity(cfg: RunConfig) -> dict[str, Any]:
 
 
 def plan(cfg: RunConfig) -> list[Unit]:
-    """Every (backbone, method, seed) combination, with its resolved method config and pretraining hash."""
-    for name in cfg.method_params:
-        if name not in cfg.methods:
-            get_method(name)  # unknown name -> error listing the valid ones
+    """Every (backbone, method, seed) combination, with its resolved config and pretraining hash.
+
+    Hashes are of the settings as asked (``run_config.hashed``), so that resolving does not move them."""
     check_evals(cfg.evals)
     units = []
     for backbone in cfg.backbones:
         BackboneSpec.parse(backbone)
         for name in cfg.methods:
-            cls = get_method(name)
-            mcfg = method_config(name, cfg.method_params.get(name, {}))
-            train = method_train(mcfg, cfg.train)
+            resolved = resolve(cfg, name)
+            mcfg = resolved.method_cfg
             # the epochs are hashed once, in "train": `jigsaw.epochs=50` and `train.epochs=50` name the same training
             identity = {k: v for k, v in asdict(mcfg).items() if k != "epochs"}
+            train = {**hashed("train", cfg.train), "epochs": resolved.run.train.epochs}
             payload = {"method": name, "method_cfg": identity, "backbone": backbone, "data": data_identity(cfg),
-                       "train": asdict(train) if cls.trains else None}  # fmt: skip
+                       "train": train if resolved.method.trains else None}  # fmt: skip
             for seed in cfg.seeds:
-                units.append(Unit(name, backbone, seed, mcfg, config_hash({**payload, "seed": seed}), train))
+                units.append(Unit(name, backbone, seed, mcfg, config_hash({**payload, "seed": seed}), resolved.run))
     return units
 
 
 def eval_hash(unit: Unit, name: str, cfg: RunConfig) -> str:
-    return config_hash({"pretrain": unit.pretrain_hash, "eval": name, "settings": eval_settings(name, cfg)})
+    """The hash of one evaluation's result: the unit's pretraining and the evaluation's sections as asked."""
+    settings = eval_settings(name, lambda section: hashed(section, getattr(cfg, section)))
+    return config_hash({"pretrain": unit.pretrain_hash, "eval": name, "settings": settings})
 
 
 def seed_everything(seed: int) -> None:
@@ -131,10 +123,10 @@ def pretrain(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, r
     method: Method = cls(backbone, unit.method_cfg, splits.info)
     if cls.trains:
         dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), method.transform())
-        Trainer(method, unit.train, device, run_dir, unit.seed, cfg.data.num_workers, cfg.checkpoint).fit(dataset, progress, unit.run_id)
+        Trainer(method, unit.cfg.train, device, run_dir, unit.seed, cfg.data.num_workers, cfg.checkpoint).fit(dataset, progress, unit.run_id)
     backbone = method.backbone.to(memory_format=torch.contiguous_format)
     if distributed.is_main():
-        save_atomic({k: v.cpu().contiguous() for k, v in backbone.state_dict().items()}, final)
+        storage.save({k: v.cpu().contiguous() for k, v in backbone.state_dict().items()}, final)
     return backbone
 
 
@@ -227,8 +219,7 @@ def pretrain_together(todo: list[tuple[Unit, list[str]]], cfg: RunConfig, splits
         for unit, _ in todo:
             run_dir = out / "runs" / unit.run_id
             if distributed.is_main():
-                write_json(run_dir / "config.json", {"unit": {**asdict(unit), "method_cfg": asdict(unit.method_cfg)},
-                                                     "run": asdict(cfg), "info": asdict(splits.info)})  # fmt: skip
+                write_json(run_dir / "config.json", unit_record(unit, splits.info))
             distributed.barrier()
             pretrain(unit, cfg, splits, device, run_dir, progress)
             distributed.barrier()  # backbone.pt is written before anyone moves on
@@ -249,17 +240,17 @@ def do_unit(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, ou
         if not evals:
             return 0
         run_dir = out / "runs" / unit.run_id
-        write_json(run_dir / "config.json", {"unit": {**asdict(unit), "method_cfg": asdict(unit.method_cfg)},
-                                             "run": asdict(cfg), "info": asdict(splits.info)})  # fmt: skip
+        write_json(run_dir / "config.json", unit_record(unit, splits.info))
         t0 = time.perf_counter()
         backbone = pretrain(unit, cfg, splits, device, run_dir, progress)
         timings = [f"pretrain {time.perf_counter() - t0:.0f} s"]
-        ctx = EvalContext(backbone, splits, cfg, run_dir, device, unit.seed, autocast_dtype(cfg.train.precision, device),
-                          method=unit.method, method_cfg=unit.method_cfg, out_dir=out, checkpoint=cfg.checkpoint)  # fmt: skip
+        ctx = EvalContext(backbone, splits, run_dir, device, unit.seed, autocast_dtype(cfg.train.precision, device),
+                          shared=out, checkpoint=cfg.checkpoint, workers=cfg.data.num_workers,
+                          embeddings=lambda: trained_embeddings(unit, backbone, splits.info, run_dir, device))  # fmt: skip
         for name in evals:
             progress.update(overall, description=f"{unit.run_id}: {name}")
             t0 = time.perf_counter()
-            rows = evaluate(name, ctx)
+            rows = evaluate(name, ctx, unit.cfg)
             table.append(result_rows(unit, name, eval_hash(unit, name, cfg), rows, backbone, splits.info, cfg))
             timings.append(f"{name} {time.perf_counter() - t0:.0f} s")
             progress.advance(overall)
@@ -267,6 +258,25 @@ def do_unit(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, ou
         return len(evals)
     finally:
         claim.release()
+
+
+def unit_record(unit: Unit, info: DataInfo) -> dict[str, Any]:
+    """What ``config.json`` holds: the unit, the run's config as resolved for it (nothing unset) and the data."""
+    method_cfg = {**asdict(unit.method_cfg), "epochs": unit.cfg.train.epochs}  # unset = train.epochs: as trained
+    return {"unit": {"method": unit.method, "backbone": unit.backbone, "seed": unit.seed, "pretrain_hash": unit.pretrain_hash,
+                     "method_cfg": method_cfg}, "run": asdict(unit.cfg), "info": asdict(info)}  # fmt: skip
+
+
+def trained_embeddings(unit: Unit, backbone: Backbone, info: DataInfo, run_dir: Path, device: torch.device) -> Embeddings:
+    """What the trained method's own heads offer the evaluations (``Method.embeddings``), rebuilt from the unit's last
+    checkpoint on a copy of the backbone; nothing for a method that offers none or has no checkpoint."""
+    cls = get_method(unit.method)
+    path = run_dir / "checkpoint.pt"
+    if cls.embeddings is Method.embeddings or not path.exists():
+        return {}
+    method = cls(copy.deepcopy(backbone), unit.method_cfg, info)
+    method.load_state_dict(storage.load(path)["method"], strict=True)
+    return method.to(device).eval().embeddings()
 
 
 def result_rows(unit: Unit, name: str, ehash: str, rows: list, backbone: Backbone, info: DataInfo, cfg: RunConfig) -> list[dict]:
@@ -280,7 +290,4 @@ def result_rows(unit: Unit, name: str, ehash: str, rows: list, backbone: Backbon
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    storage.write_text(path, json.dumps(obj, indent=2, default=str))

@@ -1,9 +1,11 @@
 """Files a run writes and reads back: atomic writes, checksums, file locks.
 
-Every tensor file (checkpoint, backbone, cached features) is written to a temporary file, fsynced and renamed
-into place, with a small sidecar ``<name>.sha256`` holding its digest. Reading checks the digest: a truncated or
-corrupt file is reported as ``CorruptFile`` and the caller redoes that unit of work, never uses it. A file
-without a sidecar (written by an older version) is accepted if it loads.
+Every file written whole (not appended to) goes through ``atomic``: a temporary file ``.<name>.tmp<pid>``,
+fsynced and renamed into place. Tensor files (checkpoint, backbone, cached features) also get a small sidecar
+``<name>.sha256`` holding their digest. Reading checks the digest: a truncated or corrupt file is reported as
+``CorruptFile`` and the caller redoes that unit of work, never uses it. A file without a sidecar (written by an
+older version) is accepted if it loads. A killed write's temporary files are removed by the next write of the same
+file (their pid no longer runs).
 
 Loading always uses ``torch.load(weights_only=True)``: nothing in a results directory is ever executed.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import hashlib
 import os
 import warnings
@@ -47,35 +50,73 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
-def _write_then_rename(path: Path, write) -> None:
-    """``write(tmp_path)``, fsync, sidecar with the digest, then rename into place (the file, then its sidecar)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, tmp_sum = _tmp(path), _tmp(sidecar(path))
+def _alive(pid: int) -> bool:
     try:
-        write(tmp)
-        with tmp.open("rb+") as f:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove ``path``'s temporary files left by dead processes (a kill mid-write runs no cleanup).
+
+    Live writers' files are kept: only ``.<name>.tmp<pid>`` whose pid no longer runs on this machine goes.
+    """
+    prefix = f".{path.name}.tmp"
+    for tmp in path.parent.glob(glob.escape(prefix) + "*"):
+        pid = tmp.name[len(prefix) :]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic(path: str | Path, checksum: bool = False, fault: str = "") -> Iterator[Path]:
+    """The temporary file (``.<name>.tmp<pid>``) to write ``path``'s new content to; leaving the block fsyncs it
+    and renames it into place, so a reader sees the old file or the new one, never part of one.
+
+    ``checksum``: also a sidecar with the digest, renamed after the file. ``fault``: the ``faults`` point hit just
+    before the renames. Any failure, Ctrl-C included, removes the temporary files; so does the next write of
+    ``path`` for those a killed process left.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    targets = [path, sidecar(path)] if checksum else [path]
+    temps = [_tmp(t) for t in targets]
+    for target in targets:
+        _remove_stale(target)
+    try:
+        yield temps[0]
+        with temps[0].open("rb+") as f:
             os.fsync(f.fileno())
-        tmp_sum.write_text(_digest(tmp) + "\n")
-        faults.point("checkpoint")
-        os.replace(tmp, path)
-        os.replace(tmp_sum, sidecar(path))
-    except BaseException as err:  # any failure, Ctrl-C included, leaves no temporary file behind
-        for t in (tmp, tmp_sum):
-            t.unlink(missing_ok=True)
+        if checksum:
+            temps[1].write_text(_digest(temps[0]) + "\n")
+        if fault:
+            faults.point(fault)
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
+    except BaseException as err:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, f"no space left on the device while writing {path}; free some space (or use "
-                                        f"--out on another disk) and run the same command again: finished work is kept") from None  # fmt: skip
+            raise OSError(errno.ENOSPC, f"no space left on the device while writing {path}; free some space "
+                                        f"(or use --out on another disk) and run the same command again: finished "
+                                        f"work is kept") from None  # fmt: skip
         raise
 
 
 def save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` atomically, with a checksum sidecar."""
-    _write_then_rename(Path(path), lambda tmp: torch.save(obj, tmp))
+    """``torch.save`` atomically, with a checksum sidecar (the ``checkpoint`` fault point)."""
+    with atomic(path, checksum=True, fault="checkpoint") as tmp:
+        torch.save(obj, tmp)
 
 
-def write_text(path: str | Path, text: str) -> None:
-    """A text file, atomically, with a checksum sidecar."""
-    _write_then_rename(Path(path), lambda tmp: tmp.write_text(text))
+def write_text(path: str | Path, text: str, checksum: bool = False) -> None:
+    """A text file, atomically; a sidecar only if asked (json and csv files other tools read have none)."""
+    with atomic(path, checksum=checksum) as tmp:
+        tmp.write_text(text)
 
 
 def verify(path: str | Path) -> None:

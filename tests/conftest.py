@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from ssl_bench.data.dataset import DataInfo
+from ssl_bench.data.types import DataInfo
 
 TINY = "resnet18-w0.25"
 

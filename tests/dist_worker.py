@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.data.batch import collate
-from ssl_bench.data.dataset import DataInfo
+from ssl_bench.data.types import DataInfo
 from ssl_bench.methods import get_method
 
 TINY = "resnet18-w0.25"

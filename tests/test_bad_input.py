@@ -17,13 +17,14 @@ from PIL import Image
 from ssl_bench.backbone import Backbone
 from one_error import cli, wide_console  # noqa: F401 (wide_console: autouse fixture)
 from ssl_bench.cli import main
-from ssl_bench.config import ConfigError, parse_set, requested_keys, resolve
-from ssl_bench.data.dataset import DataInfo
+from ssl_bench.config import ConfigError
+from ssl_bench.run_config import parse_set, requested_keys, load
+from ssl_bench.data.types import DataInfo
 from ssl_bench.data.voc import write_annotation
 from ssl_bench.methods import available_methods
 from ssl_bench.methods.jigsaw import JigsawConfig
 from ssl_bench.methods.pirl import PIRL
-from ssl_bench.runner import method_config
+from ssl_bench.run_config import method_config
 
 METHODS = list(available_methods())
 TINY = "resnet18-w0.25"
@@ -81,7 +82,7 @@ def test_jigsaw_crop_from_a_too_small_image_size_is_a_config_error() -> None:
 
 def test_requested_negatives_above_n_minus_1_are_refused_and_default_ones_capped() -> None:
     small = ["data.num_train=100"]
-    cfg = resolve("ci", parse_set([*small, "npidpp.num_negatives=5000", "pirl.num_negatives=99"]), METHODS)
+    cfg = load("ci", parse_set([*small, "npidpp.num_negatives=5000", "pirl.num_negatives=99"]))
     assert requested_keys(cfg, "npidpp") == {"num_negatives"}
     with pytest.raises(ConfigError, match=re.escape(
             "npidpp.num_negatives=5000 is more than this dataset allows: the memory bank has one slot per training image, "
@@ -89,7 +90,7 @@ def test_requested_negatives_above_n_minus_1_are_refused_and_default_ones_capped
         method_config("npidpp", cfg.method_params["npidpp"]).check_data(info(100), requested_keys(cfg, "npidpp"))
     method_config("pirl", cfg.method_params["pirl"]).check_data(info(100), requested_keys(cfg, "pirl"))  # 99 = N - 1 fits
 
-    preset_only = resolve("ci", parse_set(small), METHODS)  # the ci preset's 1,024 negatives: a default, capped
+    preset_only = load("ci", parse_set(small))  # the ci preset's 1,024 negatives: a default, capped
     assert requested_keys(preset_only, "pirl") == set()
     pirl_cfg = method_config("pirl", preset_only.method_params["pirl"])
     pirl_cfg.check_data(info(100), requested_keys(preset_only, "pirl"))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import csv
 from importlib import resources
 
 import pytest
 
 from ssl_bench.cli import main
-from ssl_bench.config import CHOICES
-from ssl_bench.data.datasets import DATASETS
+from ssl_bench.detection.config import DATASETS as DETECTION_DATASETS
+from ssl_bench.data.registry import DATASETS
 from ssl_bench.eval.harness import EVALS
 from ssl_bench.methods import METHODS, available_methods
 
@@ -40,6 +42,13 @@ def listed(out: str) -> dict[str, list[str]]:
     return sections
 
 
+def unset(tree: object, at: str = "") -> list[str]:
+    """The dotted keys whose value is null anywhere in a JSON tree."""
+    if isinstance(tree, dict):
+        return [key for k, v in tree.items() for key in unset(v, f"{at}{k}.")]
+    return [at.rstrip(".")] if tree is None else []
+
+
 @pytest.mark.slow
 def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path, capsys) -> None:
     out = tmp_path / "out"
@@ -56,6 +65,9 @@ def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path
     for method in ("supervised", "autoencoder"):
         run_dir = next((out / "runs").glob(f"{method}_*"))
         assert {"config.json", "metrics.jsonl", "checkpoint.pt", "backbone.pt"} <= {p.name for p in run_dir.iterdir()}
+        saved = json.loads((run_dir / "config.json").read_text())
+        assert unset(saved) == [], f"config.json of {method} leaves {unset(saved)} unresolved"
+        assert saved["run"]["train"]["lr"] == pytest.approx(saved["unit"]["method_cfg"]["lr"] * 64 / 256)  # ci: batch 64
 
     capsys.readouterr()
     assert main(args) == 0
@@ -75,7 +87,7 @@ def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path
         (["run", "--dataset", "imagenette"], 2, "unknown dataset 'imagenette'"),
         (["run", "--preset", "nope"], 2, "unknown preset 'nope'"),
         (["run", "--set", "train.epochs=-3"], 2, "train.epochs must be positive"),
-        (["run", "--set", "jigsaw.epochs=-1"], 2, "jigsaw.epochs must be >= 0 (0 = train.epochs), got -1"),
+        (["run", "--set", "jigsaw.epochs=-1"], 2, "jigsaw.epochs must be positive (leave it unset for train.epochs), got -1"),
         (["run", "--set", "autoencoder.nosie_std=1"], 2, "Did you mean 'noise_std'?"),
         (["run", "--dataset", "folder", "--data-root", "/does/not/exist"], 1, "needs --data-root pointing at an ImageFolder tree"),
     ],
@@ -97,7 +109,7 @@ def test_list_names_every_method_eval_dataset_and_preset(capsys) -> None:
     assert sorted(sections["methods"]) == sorted(available_methods())
     assert sorted(sections["evaluations"]) == sorted(EVALS)
     assert sorted(sections["datasets"]) == sorted(DATASETS)
-    assert sorted(sections["detection datasets (--set detection.dataset=NAME)"]) == sorted(CHOICES["detection.dataset"])
+    assert sorted(sections["detection datasets (--set detection.dataset=NAME)"]) == sorted(list(DETECTION_DATASETS))
     assert sorted(sections["presets"]) == sorted(presets) and {"ci", "default"} <= set(presets)
 
 

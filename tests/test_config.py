@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from ssl_bench.config import ConfigError, available_presets, config_hash, parse_set, resolve
+from ssl_bench.config import ConfigError, config_hash, unresolved
+from ssl_bench.run_config import available_presets, load, parse_set, resolve
 from ssl_bench.methods import available_methods
-from ssl_bench.runner import method_config, plan
+from ssl_bench.run_config import method_config
+from ssl_bench.runner import plan
 
 METHODS = list(available_methods())
 
@@ -14,12 +18,12 @@ def test_every_preset_resolves() -> None:
     assert {"ci", "default"} <= set(presets)
     for name, description in presets.items():
         assert description, f"preset {name} has no description"
-        cfg = resolve(name, {}, METHODS)
+        cfg = load(name, {})
         assert plan(cfg), name
 
 
 def test_overrides_are_typed() -> None:
-    cfg = resolve("ci", parse_set(["train.epochs=3", "seeds=0,1", "train.channels_last=true", "linear.lr=0.5"]), METHODS)
+    cfg = load("ci", parse_set(["train.epochs=3", "seeds=0,1", "train.channels_last=true", "linear.lr=0.5"]))
     assert cfg.train.epochs == 3 and cfg.seeds == [0, 1] and cfg.train.channels_last is True and cfg.linear.lr == 0.5
 
 
@@ -41,26 +45,26 @@ def test_overrides_are_typed() -> None:
 )
 def test_bad_keys_and_values_name_the_fix(sets: list[str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle.replace("?", r"\?").replace("(", r"\(")):
-        resolve("ci", parse_set(sets), METHODS)
+        load("ci", parse_set(sets))
 
 
 def test_unknown_preset_lists_valid_ones() -> None:
     with pytest.raises(ConfigError, match="unknown preset 'cii'. Did you mean 'ci'\\?.*Valid presets: .*default"):
-        resolve("cii", {}, METHODS)
+        load("cii", {})
 
 
 def test_unknown_method_and_eval_list_valid_choices() -> None:
     with pytest.raises(ConfigError, match="unknown method 'supervized'.*'supervised'.*Valid methods: .*autoencoder"):
-        plan(resolve("ci", {"methods": "supervized"}, METHODS))
+        plan(load("ci", {"methods": "supervized"}))
     with pytest.raises(ConfigError, match="unknown evaluation 'linaer'.*'linear'.*Valid evaluations: linear, knn"):
-        plan(resolve("ci", {"evals": "linaer"}, METHODS))
+        plan(load("ci", {"evals": "linaer"}))
 
 
 def test_method_params_are_checked_against_the_method_config() -> None:
     assert method_config("autoencoder", {"noise_std": "0.3"}).noise_std == 0.3
     with pytest.raises(ConfigError, match="unknown config key 'autoencoder.noise'.*noise_std"):
         method_config("autoencoder", {"noise": "0.3"})
-    cfg = resolve("ci", parse_set(["autoencoder.noise_std=0.2"]), METHODS)
+    cfg = load("ci", parse_set(["autoencoder.noise_std=0.2"]))
     assert cfg.method_params["autoencoder"] == {"noise_std": "0.2"}
 
 
@@ -76,27 +80,60 @@ PINNED = {
 
 @pytest.mark.parametrize("preset", sorted(PINNED))
 def test_pretraining_hashes_of_the_presets_do_not_move(preset: str) -> None:
-    assert {u.method: u.pretrain_hash for u in plan(resolve(preset, {}, METHODS))} == PINNED[preset]
+    assert {u.method: u.pretrain_hash for u in plan(load(preset, {}))} == PINNED[preset]
 
 
 def test_a_method_with_its_own_epochs_trains_them_and_shares_the_cache_of_the_same_training() -> None:
-    base = {u.method: u for u in plan(resolve("ci", {}, METHODS))}
-    own = {u.method: u for u in plan(resolve("ci", parse_set(["jigsaw.epochs=9"]), METHODS))}
-    assert own["jigsaw"].train.epochs == 9 and own["jigsaw"].method_cfg.epochs == 9
-    assert all(own[m].train == base[m].train and own[m].pretrain_hash == base[m].pretrain_hash for m in base if m != "jigsaw")
+    base = {u.method: u for u in plan(load("ci", {}))}
+    own = {u.method: u for u in plan(load("ci", parse_set(["jigsaw.epochs=9"])))}
+    assert own["jigsaw"].cfg.train.epochs == 9 and own["jigsaw"].method_cfg.epochs == 9
+    assert all(own[m].cfg.train == base[m].cfg.train and own[m].pretrain_hash == base[m].pretrain_hash for m in base if m != "jigsaw")
     assert own["jigsaw"].pretrain_hash != base["jigsaw"].pretrain_hash
-    every = {u.method: u for u in plan(resolve("ci", parse_set(["train.epochs=9"]), METHODS))}
+    every = {u.method: u for u in plan(load("ci", parse_set(["train.epochs=9"])))}
     assert own["jigsaw"].pretrain_hash == every["jigsaw"].pretrain_hash  # the same training, so the same cached backbone
-    assert own["jigsaw"].train == every["jigsaw"].train
+    assert own["jigsaw"].cfg.train == every["jigsaw"].cfg.train
 
 
 def test_hash_is_stable_and_sensitive() -> None:
-    a = resolve("ci", {}, METHODS)
-    b = resolve("ci", {}, METHODS)
+    a = load("ci", {})
+    b = load("ci", {})
     assert config_hash(a) == config_hash(b)
-    c = resolve("ci", parse_set(["train.epochs=5"]), METHODS)
+    c = load("ci", parse_set(["train.epochs=5"]))
     assert config_hash(a) != config_hash(c)
     units_a, units_c = plan(a), plan(c)
     by = lambda us: {u.method: u.pretrain_hash for u in us}  # noqa: E731
     assert by(units_a)["random"] == by(units_c)["random"]  # an untrained baseline does not depend on epochs
     assert by(units_a)["supervised"] != by(units_c)["supervised"]
+
+
+def test_every_presets_units_are_resolved_completely() -> None:
+    """run_config.resolve leaves no field unset (None) in what a unit runs with, for every preset and method."""
+    for name in available_presets():
+        for unit in plan(load(name, {})):
+            assert unresolved(unit.cfg) == [], (name, unit.method)
+            unset = [k for k, v in dataclasses.asdict(unit.method_cfg).items() if v is None]
+            assert unset in ([], ["epochs"]), (name, unit.method)  # epochs unset = train.epochs, resolved in unit.cfg
+
+
+def test_resolve_fills_the_methods_values_and_keeps_what_was_set() -> None:
+    cfg = load("ci", parse_set(["pirl.epochs=3"]))
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.detection.lr, cfg.detection.warmup_iters) == (None, None, None, None)
+    pirl, jigsaw = resolve(cfg, "pirl").run, resolve(cfg, "jigsaw").run
+    assert (pirl.train.lr, pirl.train.weight_decay, pirl.train.epochs) == (pytest.approx(0.03 * 64 / 256), 1e-4, 3)
+    assert (jigsaw.train.lr, jigsaw.train.epochs) == (pytest.approx(0.1 * 64 / 256), cfg.train.epochs)
+    assert (pirl.detection.lr, pirl.detection.warmup_iters) == (pytest.approx(0.003 * 4 / 16), 5)  # 20 iterations / 4
+    assert (jigsaw.detection.lr, jigsaw.detection.warmup_iters) == (pytest.approx(0.02 * 4 / 16), 5)
+    assert cfg.train.lr is None  # the run's own config is not changed
+    given = resolve(load("ci", parse_set(["train.lr=0.5", "detection.warmup_iters=0"])), "pirl").run
+    assert (given.train.lr, given.detection.warmup_iters) == (0.5, 0)
+    assert load("ci", parse_set(["pirl.lam=0.2", "train.epochs=2"])).overrides == ["pirl.lam", "train.epochs"]
+
+
+@pytest.mark.parametrize("key, value, meaning", [("train.lr", "0", "the method's paper rate"),
+                                                 ("train.weight_decay", "-1", "the method's paper value"),
+                                                 ("detection.warmup_iters", "-1", "the method's paper warm-up"),
+                                                 ("data.image_size", "0", "the dataset's native size")])  # fmt: skip
+def test_the_old_sentinels_are_refused_with_what_unset_means(key: str, value: str, meaning: str) -> None:
+    """0 / -1 used to mean "someone else's value"; now that is an unset key, and the error says so."""
+    with pytest.raises(ConfigError, match=rf"^{key} must be .*, got {value}.* \(leave it unset for {meaning}\)$"):
+        load("ci", parse_set([f"{key}={value}"]))

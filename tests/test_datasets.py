@@ -20,11 +20,11 @@ from torchvision.datasets import CIFAR10, STL10
 
 from one_error import cli, wide_console  # noqa: F401 (wide_console: autouse fixture)
 from ssl_bench.cli import build_parser, main, overrides_from
-from ssl_bench.config import ConfigError, DataConfig, resolve
+from ssl_bench.config import ConfigError, DataConfig
+from ssl_bench.run_config import load
 from ssl_bench.data import cifar, imagenet
-from ssl_bench.data.dataset import DataInfo, Splits
-from ssl_bench.data.datasets import DATASET_HELP, DATASETS, load_dataset
-from ssl_bench.methods import available_methods
+from ssl_bench.data.types import DataInfo, Splits
+from ssl_bench.data.registry import DATASET_HELP, DATASETS, load_dataset
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 MARK = (11, 222, 33)  # an RGB pixel written at a known place and read back
@@ -216,7 +216,7 @@ def test_download_flag_reaches_torchvisions_downloader(tmp_path, monkeypatch, pr
     args = build_parser().parse_args(["run", "--dataset", "cifar10", "--download"])
     assert overrides_from(args)["data"] == {"name": "cifar10", "download": True}
     assert "download" not in overrides_from(build_parser().parse_args(["run"])).get("data", {})  # the preset's value stands
-    cfg = resolve("ci", overrides_from(args), list(available_methods()))
+    cfg = load("ci", overrides_from(args))
     assert cfg.data.download is True
     splits = load_dataset(cfg.data, tmp_path / "out")  # root "": <out>/data
     assert calls == [(CIFAR10.url, str(tmp_path / "out" / "data"), "cifar-10-python.tar.gz", CIFAR10.tgz_md5)]
@@ -440,7 +440,7 @@ def test_folder_has_no_native_image_size(tmp_path) -> None:
 
 
 def test_native_image_size_unless_set(tmp_path) -> None:
-    assert DataConfig().image_size == 0
+    assert DataConfig().image_size is None
     synthetic = load_dataset(DataConfig(num_train=10, num_test=10), tmp_path / "out")
     assert synthetic.info.image_size == 32 and synthetic.train[0][0].shape == (3, 32, 32)
     imagenet_like = wnid_tree(tmp_path / "in", SIX[:2], {"train": 1, "val": 1})
@@ -463,10 +463,10 @@ def test_every_dataset_is_listed(capsys) -> None:
 
 
 def test_every_detection_dataset_is_listed(capsys) -> None:
-    from ssl_bench.config import CHOICES
-    from ssl_bench.eval.detection import DETECTION_DATASET_HELP
+    from ssl_bench.detection.config import DATASETS as DETECTION_DATASETS
+    from ssl_bench.detection.evaluation import DETECTION_DATASET_HELP
 
-    assert list(DETECTION_DATASET_HELP) == CHOICES["detection.dataset"]
+    assert list(DETECTION_DATASET_HELP) == list(DETECTION_DATASETS)
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "detection datasets (--set detection.dataset=NAME)" in out

@@ -7,11 +7,13 @@ import torch
 from PIL import Image
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import ConfigError, DetectionConfig, RunConfig, resolve
-from ssl_bench.data.dataset import DataInfo, Splits
+from ssl_bench.config import ConfigError
+from ssl_bench.detection.config import DetectionConfig
+from ssl_bench.run_config import RunConfig, load, resolve
+from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.data.voc import VOC_CLASSES, ConcatVOC, VOCDetection, write_annotation
 from ssl_bench.detection.detect_eval import detect_eval
-from ssl_bench.eval.detection import detection_sets, ground_truth
+from ssl_bench.detection.evaluation import detection_sets, ground_truth
 from ssl_bench.eval.harness import EvalContext, evaluate
 from ssl_bench.methods import available_methods
 
@@ -19,21 +21,23 @@ METHODS = list(available_methods())
 INFO = DataInfo("synthetic", 10, 16, 32, (0.5,) * 3, (0.25,) * 3)
 
 
-def context(tmp_path, cfg: DetectionConfig, method: str = "pirl") -> EvalContext:
+def context(tmp_path, cfg: DetectionConfig, method: str = "pirl") -> tuple[EvalContext, RunConfig]:
+    """The context and the run config resolved for ``method`` (its detection schedule), as the runner hands them."""
     run = RunConfig()
     run.detection = cfg
     run_dir = tmp_path / "runs" / method
     run_dir.mkdir(parents=True)
-    return EvalContext(Backbone("resnet18-smallstem-w0.25"), Splits([], [], INFO), run, run_dir, torch.device("cpu"), 0,
-                       method=method, out_dir=tmp_path)  # fmt: skip
+    ctx = EvalContext(Backbone("resnet18-smallstem-w0.25"), Splits([], [], INFO), run_dir, torch.device("cpu"), 0,
+                      shared=tmp_path)
+    return ctx, resolve(run, method).run
 
 
 @pytest.mark.slow
 def test_detection_rows_files_and_backbone_unchanged(tmp_path) -> None:
     cfg = DetectionConfig(synthetic_trainval=6, synthetic_test=3, synthetic_size=64, min_size=64, max_size=64,
                           iterations=2, batch_size=2)  # fmt: skip
-    ctx = context(tmp_path, cfg)
-    rows = evaluate("detection", ctx)  # evaluate() also checks the pretrained backbone came out unchanged
+    ctx, run = context(tmp_path, cfg)
+    rows = evaluate("detection", ctx, run)  # evaluate() also checks the pretrained backbone came out unchanged
     assert {(r.layer, r.protocol, r.metric) for r in rows} == {("c4", p, m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")}
     assert all(0 <= r.value <= 100 for r in rows)
     root = tmp_path / "data" / "synthetic-voc-6-3-64px"
@@ -49,12 +53,12 @@ def test_detection_rows_files_and_backbone_unchanged(tmp_path) -> None:
 
 
 def test_detection_on_a_missing_root_says_what_to_do(tmp_path) -> None:
-    ctx = context(tmp_path, DetectionConfig(dataset="voc", root=str(tmp_path / "VOC2007")))
+    ctx, run = context(tmp_path, DetectionConfig(dataset="voc", root=str(tmp_path / "VOC2007")))
     with pytest.raises(ConfigError, match="VOC2007 does not exist.*Annotations"):
-        evaluate("detection", ctx)
-    ctx.cfg.detection = DetectionConfig(dataset="voc")
+        evaluate("detection", ctx, run)
+    run.detection = resolve(RunConfig(detection=DetectionConfig(dataset="voc")), "pirl").run.detection
     with pytest.raises(ConfigError, match="needs detection.root"):
-        evaluate("detection", ctx)
+        evaluate("detection", ctx, run)
 
 
 # A tiny VOCdevkit: VOC2007 (trainval + test) and VOC2012 (trainval), 32x24 JPEGs with one or two Pascal objects each.
@@ -132,17 +136,17 @@ def test_voc07_plus_12_says_what_is_missing_and_how_to_get_it(tmp_path) -> None:
 
 
 def test_detection_dataset_choices_include_the_paper_sets() -> None:
-    assert resolve("ci", {"detection": {"dataset": "voc07+12"}}, METHODS).detection.dataset == "voc07+12"
+    assert load("ci", {"detection": {"dataset": "voc07+12"}}).detection.dataset == "voc07+12"
     with pytest.raises(ConfigError, match=r"detection.dataset='voc12' is not valid; choose one of synthetic, voc, voc07, voc07\+12"):
-        resolve("ci", {"detection": {"dataset": "voc12"}}, METHODS)
+        load("ci", {"detection": {"dataset": "voc12"}})
 
 
 @pytest.mark.slow
 def test_detection_runs_on_a_voc07_plus_12_devkit(tmp_path) -> None:
     devkit = write_devkit(tmp_path / "VOCdevkit")
-    ctx = context(tmp_path, DetectionConfig(dataset="voc07+12", root=str(devkit), min_size=64, max_size=64, iterations=2,
+    ctx, run = context(tmp_path, DetectionConfig(dataset="voc07+12", root=str(devkit), min_size=64, max_size=64, iterations=2,
                                             batch_size=2, roi_batch_size=16))  # fmt: skip
-    rows = evaluate("detection", ctx)
+    rows = evaluate("detection", ctx, run)
     assert {(r.protocol, r.metric) for r in rows} == {(p, m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")}
     (dets,) = ctx.run_dir.glob("detections-*.json")
     assert {d["image_id"] for d in json.loads(dets.read_text())} <= {"000001", "000004"}  # the VOC2007 test images

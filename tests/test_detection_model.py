@@ -11,11 +11,12 @@ from torch.utils.data import Subset
 from torchvision.ops import FrozenBatchNorm2d
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import DetectionConfig
-from ssl_bench.data.synthetic import write_voc
+from ssl_bench.detection.config import DetectionConfig
+from ssl_bench.data.synthetic_voc import write_voc
 from ssl_bench.data.voc import VOCDetection
 from ssl_bench.detection.model import Res5Head, build_detector
-from ssl_bench.detection.train import lr_factor, paper_schedule, predict, train_detector
+from ssl_bench.detection.train import lr_factor, predict, train_detector
+from ssl_bench.methods import get_method
 
 SMALL = "resnet18-smallstem-w0.25"  # layer3 at stride 4
 STANDARD = "resnet18-w0.25"  # layer3 at stride 16
@@ -206,6 +207,12 @@ def test_predict_gives_boxes_in_original_pixels(voc: VOCDetection) -> None:
     assert max(p["boxes"].max() for p in out) > SIZE / 2  # spread over the image, not squeezed into a corner
     predict(det, Subset(test, [0]), CPU)
     assert det.roi_heads.score_thresh == 0.05  # Detectron2's default
+
+
+def paper_schedule(method: str, cfg: DetectionConfig) -> tuple[float, int]:
+    """(lr, warm-up) of ``cfg`` resolved with ``method``'s detection schedule, as run_config.resolve does."""
+    out = cfg.resolved(get_method(method).detection_schedule)
+    return out.lr, out.warmup_iters
 
 
 def test_paper_schedule() -> None:

@@ -7,7 +7,7 @@ import torch
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import TrainConfig
-from ssl_bench.data.dataset import Indexed
+from ssl_bench.data.types import Indexed
 from ssl_bench.engine import FINAL_LR_RATIO, NonFiniteLoss, Trainer, lr_factor, param_groups
 from ssl_bench.methods import get_method
 
@@ -41,17 +41,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, info, m
     straight.fit(Indexed(Images(), straight.method.transform()))
 
     crashing = trainer(tmp_path / "b", info, epochs=2)
-    real_step = Trainer._step
+    real_step = Trainer.step
 
     def crash_in_epoch_two(self, batch, optimizer, epoch, step):
         if epoch == 1:
             raise KeyboardInterrupt  # killed during epoch 2, after epoch 1's checkpoint
         return real_step(self, batch, optimizer, epoch, step)
 
-    monkeypatch.setattr(Trainer, "_step", crash_in_epoch_two)
+    monkeypatch.setattr(Trainer, "step", crash_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         crashing.fit(Indexed(Images(), crashing.method.transform()))
-    monkeypatch.setattr(Trainer, "_step", real_step)
+    monkeypatch.setattr(Trainer, "step", real_step)
 
     resumed = trainer(tmp_path / "b", info, epochs=2)  # a fresh process: same run dir, picks up checkpoint.pt
     resumed.fit(Indexed(Images(), resumed.method.transform()))

@@ -23,7 +23,7 @@ CHANGES = [
      ["methods.jigsaw"], "methods.jigsaw.steps."),
     ("RotNet all four rotations -> one", "methods/rotnet.py", "all_rotations: bool = True", "all_rotations: bool = False",
      ["methods.rotnet"], "methods.rotnet.steps."),
-    ("linear-probe weight decay 5e-4 -> 1e-4", "ssl_bench/config.py", "lr: float = 0.1\n    weight_decay: float = 5e-4",
+    ("linear-probe weight decay 5e-4 -> 1e-4", "ssl_bench/eval/linear_probe.py", "lr: float = 0.1\n    weight_decay: float = 5e-4",
      "lr: float = 0.1\n    weight_decay: float = 1e-4", ["evaluations.linear"], "evaluations.linear."),
     ("voc07 IoU threshold > -> >=", "ssl_bench/detection/voc07.py", "hit = ovmax > threshold", "hit = ovmax >= threshold",
      ["evaluations.detection"], "evaluations.detection.voc07."),

@@ -5,8 +5,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import RunConfig
-from ssl_bench.data.dataset import DataInfo, Splits
+from ssl_bench.run_config import RunConfig
+from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.eval import harness
 from ssl_bench.eval.harness import EvalContext, evaluate
 
@@ -24,19 +24,21 @@ class Tiny(Dataset):
         return self.x[i], self.targets[i]
 
 
+CFG = RunConfig()
+CFG.linear.epochs, CFG.linear.max_dims, CFG.knn.k = 2, 512, 5
+
+
 @pytest.fixture
 def ctx(tmp_path) -> EvalContext:
-    cfg = RunConfig()
-    cfg.linear.epochs, cfg.linear.max_dims, cfg.knn.k = 2, 512, 5
     info = DataInfo("tiny", 4, 24, 32, (0.5,) * 3, (0.25,) * 3)
     backbone = Backbone("resnet18-w0.25")
     backbone.train()  # the harness must switch BN to eval itself
-    return EvalContext(backbone, Splits(Tiny(24, 0), Tiny(12, 1), info), cfg, tmp_path, torch.device("cpu"), seed=0)
+    return EvalContext(backbone, Splits(Tiny(24, 0), Tiny(12, 1), info), tmp_path, torch.device("cpu"), seed=0)
 
 
 def test_linear_probe_covers_every_stage_and_leaves_the_backbone_unchanged(ctx) -> None:
     before = {k: v.clone() for k, v in ctx.backbone.state_dict().items()}
-    rows = evaluate("linear", ctx)
+    rows = evaluate("linear", ctx, CFG)
     assert {r.layer for r in rows} == set(ctx.backbone.stage_names)
     assert {r.metric for r in rows} == {"top1", "top5"}
     assert all(0 <= r.value <= 100 for r in rows)
@@ -46,34 +48,34 @@ def test_linear_probe_covers_every_stage_and_leaves_the_backbone_unchanged(ctx) 
 
 
 def test_features_are_cached_and_reused(ctx, monkeypatch) -> None:
-    evaluate("knn", ctx)
+    evaluate("knn", ctx, CFG)
     monkeypatch.setattr(harness, "extract", lambda *a, **k: pytest.fail("features were extracted again"))
-    rows = evaluate("linear", ctx)
+    rows = evaluate("linear", ctx, CFG)
     assert rows
 
 
 def test_an_evaluation_that_trains_the_backbone_is_refused(ctx, monkeypatch) -> None:
-    def sneaky(c: EvalContext):
+    def sneaky(c: EvalContext, cfg: object):
         with torch.no_grad():
             next(c.backbone.parameters()).add_(1.0)
         return []
 
-    monkeypatch.setitem(harness.EVALS, "linear", sneaky)
+    monkeypatch.setitem(harness.EVALS, "linear", harness.Evaluation(sneaky, ("linear",), ""))
     with pytest.raises(RuntimeError, match="changed backbone weights"):
-        evaluate("linear", ctx)
+        evaluate("linear", ctx, CFG)
 
 
 def test_corrupt_feature_cache_is_redone_with_a_warning(ctx) -> None:
-    evaluate("knn", ctx)
+    evaluate("knn", ctx, CFG)
     path = ctx.run_dir / "features-train-d512.pt"
     good = path.read_bytes()
     path.write_bytes(good[:100])  # truncated
     with pytest.warns(UserWarning, match="does not match its checksum.*redone"):
-        evaluate("knn", ctx)
+        evaluate("knn", ctx, CFG)
     assert path.read_bytes() == good and (path.parent / (path.name + ".corrupt")).exists()
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 1  # one bit flipped inside the tensor data: still loads, the checksum catches it
     path.write_bytes(bytes(flipped))
     with pytest.warns(UserWarning, match="does not match its checksum"):
-        evaluate("knn", ctx)
+        evaluate("knn", ctx, CFG)
     assert path.read_bytes() == good

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import math
 
 import numpy as np
@@ -8,8 +10,9 @@ import torch
 from torch import nn
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import InvarianceConfig, RunConfig
-from ssl_bench.data.dataset import DataInfo, Splits
+from ssl_bench.eval.invariance import InvarianceConfig
+from ssl_bench.run_config import RunConfig
+from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.eval import invariance as inv
 from ssl_bench.eval.harness import EvalContext, evaluate
 from ssl_bench.methods import get_method
@@ -78,9 +81,11 @@ def test_invariance_eval_rows_raw_file_and_pirl_heads(tmp_path) -> None:
     pirl_cfg = PIRLConfig(num_negatives=8)
     method = get_method("pirl")(backbone, pirl_cfg, INFO)
     torch.save({"method": method.state_dict()}, tmp_path / "checkpoint.pt")
-    ctx = EvalContext(backbone, Splits(tiny(16, 0), tiny(8, 1), INFO), cfg, tmp_path, torch.device("cpu"), seed=0,
-                      method="pirl", method_cfg=pirl_cfg)  # fmt: skip
-    rows = evaluate("invariance", ctx)
+    trained = get_method("pirl")(copy.deepcopy(backbone), pirl_cfg, INFO)
+    trained.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["method"])
+    ctx = EvalContext(backbone, Splits(tiny(16, 0), tiny(8, 1), INFO), tmp_path, torch.device("cpu"), seed=0,
+                      embeddings=lambda: trained.eval().embeddings())  # what the runner hands down for PIRL
+    rows = evaluate("invariance", ctx, cfg)
     keys = {(r.protocol, r.layer) for r in rows}
     assert keys == {("jigsaw", "pooled"), ("rotation", "pooled"), ("jigsaw", "head")}
     assert {r.metric for r in rows} == {"mean", "std", "q05", "q25", "q50", "q75", "q95"}

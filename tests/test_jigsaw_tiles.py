@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssl_bench.modules.jigsaw import JigsawView, TileGeometry, assemble_tiles, extract_tiles, normalize_tiles, shuffle_tiles
+from ssl_bench.data.jigsaw import JigsawView, TileGeometry, assemble_tiles, extract_tiles, normalize_tiles, shuffle_tiles
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -148,7 +148,7 @@ def test_view_checks_its_arguments() -> None:
 def test_hsv_round_trip_and_hue_matches_torchvision() -> None:
     from torchvision.transforms.v2 import functional as TF
 
-    from ssl_bench.modules.jigsaw import _hsv_to_rgb, _rgb_to_hsv, jitter_tiles
+    from ssl_bench.data.jigsaw import _hsv_to_rgb, _rgb_to_hsv, jitter_tiles
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(9, 3, 8, 8, generator=g)
@@ -164,7 +164,7 @@ def test_hsv_round_trip_and_hue_matches_torchvision() -> None:
 
 
 def test_tile_jitter_draws_independently_per_tile() -> None:
-    from ssl_bench.modules.jigsaw import jitter_tiles
+    from ssl_bench.data.jigsaw import jitter_tiles
 
     same = torch.full((9, 3, 8, 8), 0.5)
     out = jitter_tiles(same, gray_p=0.0, generator=torch.Generator().manual_seed(0))

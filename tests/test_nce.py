@@ -45,12 +45,16 @@ def test_nce_matches_reference_and_estimates_z_once() -> None:
     module = NCELoss(num_data=n, temperature=tau)
     assert float(module.z) == -1.0 and not module.estimated
     pos1, neg1 = cosines(6, seed=0), cosines(6, 9, seed=1)
+    with pytest.raises(RuntimeError, match="call fix_z"):
+        module(pos1, neg1)  # no loss before Z is estimated: the method says from which scores
+    module.fix_z(pos1, neg1)
     loss1 = module(pos1, neg1)
     z1 = z_reference(pos1, neg1, tau, n)
     assert float(module.z) == pytest.approx(z1, rel=1e-5)
     assert float(loss1) == pytest.approx(nce_reference(pos1, neg1, tau, z1, n), rel=1e-5)
 
     pos2, neg2 = cosines(6, seed=2) * 0.5, cosines(6, 9, seed=3) * 0.5  # a different batch: Z must not move
+    module.fix_z(pos2, neg2)
     loss2 = module(pos2, neg2)
     assert float(module.z) == pytest.approx(z1, rel=1e-5)
     assert float(loss2) == pytest.approx(nce_reference(pos2, neg2, tau, z1, n), rel=1e-5)
@@ -77,6 +81,7 @@ def test_losses_are_float32_under_bf16_autocast() -> None:
     pos, neg = cosines(4, seed=8).bfloat16(), cosines(4, 7, seed=9).bfloat16()
     module = NCELoss(100, 0.07)
     with torch.autocast("cpu", dtype=torch.bfloat16):
+        module.fix_z(pos, neg)
         nce, info = module(pos, neg), InfoNCELoss(0.07)(pos, neg)
     assert nce.dtype == info.dtype == module.z.dtype == torch.float32
     z = z_reference(pos.double(), neg.double(), 0.07, 100)
@@ -98,7 +103,7 @@ def test_nce_gradient_matches_float64_autograd() -> None:
 
 def test_z_is_state_and_round_trips(tmp_path) -> None:
     module = NCELoss(500, 0.07)
-    module(cosines(4, seed=12), cosines(4, 8, seed=13))
+    module.fix_z(cosines(4, seed=12), cosines(4, 8, seed=13))
     torch.save(module.state_dict(), tmp_path / "nce.pt")
     fresh = NCELoss(500, 0.07)
     fresh.load_state_dict(torch.load(tmp_path / "nce.pt", weights_only=True), strict=True)

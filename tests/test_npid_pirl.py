@@ -9,7 +9,7 @@ import torch
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.data.batch import Batch, collate
-from ssl_bench.data.dataset import DataInfo
+from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method
 from ssl_bench.methods.npid import NPIDConfig, NPIDpp
 from ssl_bench.methods.pirl import PIRL, PIRLConfig

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_bench.modules import permutations as P
-from ssl_bench.modules.permutations import cache_file_name, hamming, permutation_set
+from ssl_bench.data import permutations as P
+from ssl_bench.data.permutations import cache_file_name, hamming, permutation_set
 
 
 def min_and_mean_distance(perms: torch.Tensor) -> tuple[int, float]:

@@ -11,24 +11,24 @@ import torch
 from torch import nn
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import DetectionConfig, available_presets, resolve
-from ssl_bench.data.datasets import DATASETS
-from ssl_bench.detection.train import paper_schedule
+from ssl_bench.detection.config import DetectionConfig
+from ssl_bench.run_config import available_presets, load, method_config, resolve
+from ssl_bench.data.registry import DATASETS
 from ssl_bench.engine import lr_factor, optimisation
 from ssl_bench.methods import available_methods
-from ssl_bench.runner import eval_hash, method_config, plan
+from ssl_bench.runner import eval_hash, plan
 
 PRESETS = available_presets()
 METHODS = list(available_methods())
 
 
 def units(name: str) -> dict:
-    return {u.method: u for u in plan(resolve(name, {}, METHODS))}
+    return {u.method: u for u in plan(load(name, {}))}
 
 
 def peak_lr(method: str, params: dict, name: str) -> float:
     """The peak rate the engine gives ``method`` under preset ``name`` (its paper rate x batch / 256)."""
-    cfg = resolve(name, {}, METHODS)
+    cfg = load(name, {})
     return optimisation(SimpleNamespace(cfg=method_config(method, params)), cfg.train).lr  # type: ignore[arg-type]
 
 
@@ -38,7 +38,7 @@ def test_the_new_presets_ship() -> None:
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_resolves_plans_and_says_what_it_shrinks(name: str) -> None:
-    cfg = resolve(name, {}, METHODS)
+    cfg = load(name, {})
     assert PRESETS[name], f"preset {name} has no description"
     assert cfg.preset == name
     assert len(plan(cfg)) == len(cfg.methods) * len(cfg.backbones) * len(cfg.seeds)
@@ -49,16 +49,16 @@ def test_preset_resolves_plans_and_says_what_it_shrinks(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_dataset_is_registered(name: str) -> None:
-    dataset = resolve(name, {}, METHODS).data.name
+    dataset = load(name, {}).data.name
     assert dataset in DATASETS, f"preset {name} names dataset {dataset!r}, not one of {sorted(DATASETS)}"
 
 
 def test_imagenet_paper_pretraining_is_the_papers() -> None:
-    cfg = resolve("imagenet-paper", {}, METHODS)
+    cfg = load("imagenet-paper", {})
     assert cfg.backbones == ["resnet50"] and (cfg.data.name, cfg.data.image_size) == ("imagenet", 224)
     assert (cfg.data.num_train, cfg.data.num_test) == (0, 0)  # all of ImageNet
     assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.lr, cfg.train.weight_decay, cfg.train.warmup_epochs) == \
-        (1024, 800, 0.0, -1.0, 0.0)
+        (1024, 800, None, None, 0.0)  # unset: each method's paper values (run_config.resolve)
     got = units("imagenet-paper")
     assert set(got) == {"random", "supervised", "rotnet", "jigsaw", "npidpp", "pirl"}
     pirl, npid = got["pirl"].method_cfg, got["npidpp"].method_cfg
@@ -80,7 +80,7 @@ def test_imagenet_paper_pretraining_is_the_papers() -> None:
 
 
 def test_imagenet_paper_evaluations_are_the_papers() -> None:
-    cfg = resolve("imagenet-paper", {}, METHODS)
+    cfg = load("imagenet-paper", {})
     assert cfg.evals == ["linear", "knn", "semisup", "detection"]
     assert (cfg.linear.layers, cfg.linear.max_dims, cfg.linear.epochs, cfg.linear.lr, cfg.linear.weight_decay) == \
         (["all"], 9216, 28, 0.01, 5e-4)
@@ -89,11 +89,12 @@ def test_imagenet_paper_evaluations_are_the_papers() -> None:
     paper = DetectionConfig()
     assert cfg.detection == DetectionConfig(dataset="voc07+12")  # everything else is the paper's default schedule
     assert (paper.iterations, paper.batch_size, paper.head, paper.freeze_bn, paper.steps) == (25000, 16, "c4", True, [0.68])
-    assert paper_schedule("pirl", cfg.detection) == (0.003, 1000) and paper_schedule("jigsaw", cfg.detection) == (0.02, 100)
+    schedule = {m: (d.lr, d.warmup_iters) for m in ("pirl", "jigsaw") for d in [resolve(cfg, m).run.detection]}
+    assert schedule == {"pirl": (0.003, 1000), "jigsaw": (0.02, 100)}
 
 
 def test_voc07_plus_12_is_the_detection_of_imagenet_paper() -> None:
-    cfg, paper = resolve("voc07+12", {}, METHODS), resolve("imagenet-paper", {}, METHODS)
+    cfg, paper = load("voc07+12", {}), load("imagenet-paper", {})
     assert cfg.evals == ["detection"]
     assert cfg.detection == DetectionConfig(dataset="voc07+12") == paper.detection
     mine, theirs = units("voc07+12"), units("imagenet-paper")
@@ -106,8 +107,8 @@ def test_voc07_plus_12_is_the_detection_of_imagenet_paper() -> None:
 
 @pytest.mark.parametrize("name, images", [("cifar10", 32), ("stl10", 96)])
 def test_small_scale_presets_use_each_methods_paper_rate(name: str, images: int) -> None:
-    cfg = resolve(name, {}, METHODS)
-    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (200, 256, 0.0)
+    cfg = load(name, {})
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (200, 256, None)
     assert (cfg.data.name, cfg.data.image_size, cfg.data.num_train, cfg.data.num_test) == (name, images, 0, 0)
     assert cfg.knn.k == 200 and cfg.linear.max_dims == 9216
     assert set(cfg.methods) == set(METHODS) & {"random", "supervised", "autoencoder", "rotnet", "jigsaw", "npidpp", "pirl"}
@@ -118,7 +119,7 @@ def test_small_scale_presets_use_each_methods_paper_rate(name: str, images: int)
 
 
 def test_cifar10_uses_the_small_image_stem() -> None:
-    (spec,) = resolve("cifar10", {}, METHODS).backbones
+    (spec,) = load("cifar10", {}).backbones
     model = Backbone(spec).model
     assert (model.conv1.kernel_size, model.conv1.stride) == ((3, 3), (1, 1)) and isinstance(model.maxpool, nn.Identity)
     with torch.no_grad():
@@ -126,7 +127,7 @@ def test_cifar10_uses_the_small_image_stem() -> None:
 
 
 def test_stl10_uses_the_standard_stem_at_96_px() -> None:
-    (spec,) = resolve("stl10", {}, METHODS).backbones
+    (spec,) = load("stl10", {}).backbones
     backbone = Backbone(spec).eval()
     assert (backbone.model.conv1.kernel_size, backbone.model.conv1.stride) == ((7, 7), (2, 2))
     assert isinstance(backbone.model.maxpool, nn.MaxPool2d)

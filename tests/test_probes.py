@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from ssl_bench.config import LinearConfig
+from ssl_bench.eval.linear_probe import LinearConfig
 from ssl_bench.eval.features import grid_size
 from ssl_bench.eval.knn import knn_scores
 from ssl_bench.eval.linear_probe import probe, topk_accuracy

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ssl_bench.report.labels import PAPER_LAYERS
+from ssl_bench.report.tables import PAPER_LAYERS
 from ssl_bench.report.published import COLUMNS, default_path, is_imagenet, linear_points, load_published, show_published
 
 R50 = 25_600_000

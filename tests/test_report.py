@@ -14,9 +14,9 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from rich.console import Console
 
-from ssl_bench.report import ReportFiles, make_report, plots, tables
+from ssl_bench.report import ReportFiles, figures, make_report, results, tables
 
-COLUMNS = list(tables.REQUIRED_COLUMNS)
+COLUMNS = list(results.REQUIRED_COLUMNS)
 PARAMS = {"resnet18-w0.5": 2_800_000, "resnet18": 11_200_000}
 # (method, backbone, layer) -> top1 for seeds (0, 1). Linear probe on three layers.
 LINEAR = {
@@ -175,14 +175,14 @@ def plotted(fig: Figure) -> list[tuple[str, float, float]]:
     for ax in fig.axes:
         for line in ax.get_lines():
             gid = line.get_gid() or ""
-            if gid.startswith(plots.POINTS_GID + ":"):
+            if gid.startswith(figures.POINTS_GID + ":"):
                 method = gid.split(":", 1)[1]
                 points += [(method, float(x), float(y)) for x, y in zip(line.get_xdata(), line.get_ydata())]
     return points
 
 
 def test_plot_one_point_per_method_and_backbone(report: ReportFiles) -> None:
-    fig = plots.accuracy_vs_params(report.summary)
+    fig = figures.accuracy_vs_params(report.summary)
     points = plotted(fig)
     expected = {
         (m, round(PARAMS[b] / 1e6, 6), round((LINEAR[(m, b, layer)][0] + LINEAR[(m, b, layer)][1]) / 2, 6))
@@ -206,7 +206,7 @@ def test_plot_one_point_per_method_and_backbone(report: ReportFiles) -> None:
 
 
 def test_plot_error_bars_are_std_over_seeds(report: ReportFiles) -> None:
-    fig = plots.accuracy_vs_params(report.summary)
+    fig = figures.accuracy_vs_params(report.summary)
     segments = [seg for ax in fig.axes for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments()]
     assert len(segments) == 6
     spans = {(round(seg[0][0], 3), round(min(seg[0][1], seg[1][1]), 3), round(max(seg[0][1], seg[1][1]), 3)) for seg in segments}
@@ -216,7 +216,7 @@ def test_plot_error_bars_are_std_over_seeds(report: ReportFiles) -> None:
 
 def test_single_backbone_single_seed(tmp_path: Path) -> None:
     files = make_report(write_csv(tmp_path, fixture_rows(seeds=(1,), backbones=("resnet18",))))
-    points = plotted(plots.accuracy_vs_params(files.summary))
+    points = plotted(figures.accuracy_vs_params(files.summary))
     assert sorted(m for m, _, _ in points) == ["pirl", "random", "rotnet"]
     assert {round(x, 6) for _, x, _ in points} == {11.2}
     text = files.summary_md.read_text()
@@ -227,7 +227,7 @@ def test_single_backbone_single_seed(tmp_path: Path) -> None:
     assert "One seed: no error bars / intervals." in text
     assert "One seed: ranked by value; without intervals only equal values tie." in text
     assert files.summary["linear_top1_std"].isna().all()
-    fig = plots.accuracy_vs_params(files.summary)
+    fig = figures.accuracy_vs_params(files.summary)
     assert not [c for ax in fig.axes for c in ax.collections if isinstance(c, LineCollection)]  # no error bars
     assert sorted(t.get_text() for ax in fig.axes for t in ax.texts) == ["PIRL", "Random", "RotNet"]
 
@@ -235,7 +235,7 @@ def test_single_backbone_single_seed(tmp_path: Path) -> None:
 def test_one_panel_per_dataset(tmp_path: Path) -> None:
     rows = fixture_rows() + [r | {"dataset": "stl10"} for r in fixture_rows(backbones=("resnet18",))]
     files = make_report(write_csv(tmp_path, rows))
-    fig = plots.accuracy_vs_params(files.summary)
+    fig = figures.accuracy_vs_params(files.summary)
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
     assert sorted(ax.get_title() for ax in panels) == ["cifar10", "stl10"]
     assert len(plotted(fig)) == 6 + 3
@@ -309,7 +309,7 @@ def test_no_knn_rows(tmp_path: Path) -> None:
 def test_backbone_without_params_is_left_out_of_the_plot(tmp_path: Path) -> None:
     rows = [r | {"params": ""} if r["backbone"] == "resnet18" else r for r in fixture_rows()]
     files = make_report(write_csv(tmp_path, rows))
-    assert len(plotted(plots.accuracy_vs_params(files.summary))) == 3
+    assert len(plotted(figures.accuracy_vs_params(files.summary))) == 3
     assert "no parameter count for backbone(s) resnet18: left out of the plot" in files.summary_md.read_text()
 
 
@@ -321,10 +321,10 @@ def test_missing_columns_are_named(tmp_path: Path) -> None:
 
 
 def test_method_and_layer_order() -> None:
-    assert tables.ordered_methods(["zeta", "pirl", "alpha", "random", "supervised", "npidpp"]) == [
+    assert results.ordered_methods(["zeta", "pirl", "alpha", "random", "supervised", "npidpp"]) == [
         "random", "supervised", "npidpp", "pirl", "alpha", "zeta",
     ]  # fmt: skip
-    assert tables.ordered_layers(["layer4", "pooled", "stem", "layer1", "blocks.3"]) == [
+    assert results.ordered_layers(["layer4", "pooled", "stem", "layer1", "blocks.3"]) == [
         "stem", "layer1", "layer4", "pooled", "blocks.3",
     ]  # fmt: skip
 
@@ -335,7 +335,7 @@ def test_best_layer_tie_takes_the_earlier_layer() -> None:
         "protocol": [""] * 2, "layer": ["layer4", "layer3"], "metric": ["top1"] * 2, "mean": [50.0, 50.0],
         "std": [1.0, 2.0], "n": [2, 2],
     })  # fmt: skip
-    assert tables.best_layers(tables.layer_table(agg))["layer"].tolist() == ["layer3"]
+    assert results.best_layers(results.layer_table(agg))["layer"].tolist() == ["layer3"]
 
 
 def test_cell_and_seed_note_formats() -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from ssl_bench.cli import build_parser, main
-from ssl_bench.report import tables
+from ssl_bench.report import results
 
 
 def write(out: Path, dataset: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(tables.REQUIRED_COLUMNS))
+        writer = csv.DictWriter(f, fieldnames=list(results.REQUIRED_COLUMNS))
         writer.writeheader()
         for method, value in (("random", 10.0), ("pirl", 50.0)):
             writer.writerow({"method": method, "backbone": "resnet18", "params": 11_000_000, "dataset": dataset, "preset": "p",

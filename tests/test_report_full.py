@@ -15,10 +15,10 @@ import pytest
 import torch
 from rich.console import Console
 
-from ssl_bench.report import ReportFiles, make_report, plots, tables
-from ssl_bench.report.layerwise_plot import layerwise
+from ssl_bench.report import ReportFiles, figures, make_report, results
+from ssl_bench.report.figures import layerwise
 
-COLUMNS = list(tables.REQUIRED_COLUMNS)
+COLUMNS = list(results.REQUIRED_COLUMNS)
 BACKBONE, PARAMS, DATASET = "resnet18-smallstem", 11_173_962, "synthetic"
 METHODS = ("random", "supervised", "jigsaw", "npidpp", "pirl")
 LEVEL = {"random": 20.0, "supervised": 70.0, "jigsaw": 40.0, "npidpp": 50.0, "pirl": 55.0}  # best-layer linear top-1
@@ -239,7 +239,7 @@ def test_published_only_when_asked(tmp_path: Path) -> None:
 
 def test_published_points_in_figures_only_when_asked(tmp_path: Path) -> None:
     from ssl_bench.report import published as refs
-    from ssl_bench.report.tables import aggregate, backbone_params, clean, headline, read_results
+    from ssl_bench.report.results import aggregate, backbone_params, clean, headline, read_results
 
     out = full_fixture(tmp_path)
     df, _ = clean(read_results(out / "results.csv"))
@@ -250,16 +250,17 @@ def test_published_points_in_figures_only_when_asked(tmp_path: Path) -> None:
     def gids(fig) -> set[str]:  # noqa: ANN001
         return {line.get_gid() or "" for ax in fig.axes for line in ax.get_lines()}
 
-    plain, marked = plots.accuracy_vs_params(summary), plots.accuracy_vs_params(summary, points)
-    assert not any(g.startswith(plots.PUBLISHED_GID) for g in gids(plain))
-    published = {g.split(":", 1)[1] for g in gids(marked) if g.startswith(plots.PUBLISHED_GID)}
+    plain, marked = figures.accuracy_vs_params(summary), figures.accuracy_vs_params(summary, points)
+    assert not any(g.startswith(figures.PUBLISHED_GID) for g in gids(plain))
+    published = {g.split(":", 1)[1] for g in gids(marked) if g.startswith(figures.PUBLISHED_GID)}
     assert {"pirl", "CMC", "AMDIM", "PIRL-c2x"} <= published
     for ax in marked.axes:
         for line in ax.get_lines():
-            if (line.get_gid() or "").startswith(plots.PUBLISHED_GID):
+            if (line.get_gid() or "").startswith(figures.PUBLISHED_GID):
                 assert line.get_markerfacecolor() == "none" and line.get_linestyle() == "None"  # hollow, not joined
     legend = [t.get_text() for t in marked.legends[0].get_texts()]
-    assert legend[-1] == plots.PUBLISHED_LABEL and plots.PUBLISHED_LABEL not in [t.get_text() for t in plain.legends[0].get_texts()]
+    assert legend[-1] == figures.PUBLISHED_LABEL
+    assert figures.PUBLISHED_LABEL not in [t.get_text() for t in plain.legends[0].get_texts()]
     paper = refs.select(refs.load_published(), "linear", "")
     fig = layerwise(agg, paper[paper["layer"] != "best"])
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]

@@ -7,9 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from ssl_bench.report import tables
-from ssl_bench.report.ranking import rank_with_ties
-from ssl_bench.report.stats import Estimate, estimate, overlap, t_half_width, with_intervals
+from ssl_bench.report import results
+from ssl_bench.report.stats import Estimate, estimate, overlap, rank_with_ties, t_half_width, with_intervals
 
 # Student-t 0.975 quantiles from a printed table: 1, 2 and 4 degrees of freedom.
 T1, T2, T4 = 12.7062047, 4.3026527, 2.7764451
@@ -42,7 +41,7 @@ def test_intervals_on_the_aggregate_table() -> None:
         "dataset": "d", "preset": "p", "backbone": "b", "method": ["m", "m", "m", "k"], "eval": "linear", "protocol": "",
         "layer": "layer4", "metric": "top1", "value": [70.0, 72.0, 74.0, 50.0], "seed": [0, 1, 2, 0],
     })  # fmt: skip
-    agg = tables.aggregate(df).set_index("method")
+    agg = results.aggregate(df).set_index("method")
     assert agg.at["m", "ci_low"] == pytest.approx(72.0 - T2 * 2.0 / math.sqrt(3), abs=1e-6)
     assert agg.at["m", "ci_high"] == pytest.approx(72.0 + T2 * 2.0 / math.sqrt(3), abs=1e-6)
     assert math.isnan(agg.at["k", "ci_low"]) and agg.at["k", "n"] == 1

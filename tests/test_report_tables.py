@@ -8,9 +8,9 @@ import math
 import pandas as pd
 import pytest
 
-from ssl_bench.report import detection_table, semisup_table, tables
-from ssl_bench.report.html import markdown_to_html
-from ssl_bench.report.labels import DISPLAY_NAMES, display_name
+from ssl_bench.report import results, tables
+from ssl_bench.report.page import markdown_to_html
+from ssl_bench.report.tables import DISPLAY_NAMES, display_name
 from ssl_bench.report.published import load_published
 
 T1 = 12.7062047  # t quantile 0.975, 1 degree of freedom
@@ -29,11 +29,11 @@ def detection_agg(protocol: str = "voc07") -> pd.DataFrame:
          "layer": head, "metric": metric, "value": float(v), "seed": seed}
         for (m, head), metrics in DETECTION.items() for metric, values in metrics.items() for seed, v in enumerate(values)
     ]  # fmt: skip
-    return tables.aggregate(pd.DataFrame(rows))
+    return results.aggregate(pd.DataFrame(rows))
 
 
 def test_detection_markdown_with_delta_ap75() -> None:
-    md = detection_table.to_markdown(detection_table.detection_tables(detection_agg()))
+    md = tables.detection_markdown(tables.detection_tables(detection_agg()))
     assert "### Detection voc07 · c4 head" in md and "### Detection voc07 · fpn head" in md
     assert md.index("c4 head") < md.index("fpn head")
     assert "| Method | Network | AP^all | AP50 | AP75 | ΔAP75 |" in md
@@ -49,7 +49,7 @@ def test_detection_markdown_with_delta_ap75() -> None:
 
 
 def test_detection_csv_numbers() -> None:
-    frame = pd.read_csv(io.StringIO(detection_table.to_csv(detection_table.detection_tables(detection_agg()))))
+    frame = pd.read_csv(io.StringIO(tables.detection_csv(tables.detection_tables(detection_agg()))))
     assert list(frame.columns[:9]) == ["protocol", "head", "source", "dataset", "preset", "method", "method_name", "network", "seeds"]
     pirl = frame[(frame["method"] == "pirl") & (frame["head"] == "c4")].iloc[0]
     assert pirl["AP"] == pytest.approx(54.0) and pirl["AP_std"] == pytest.approx(math.sqrt(2), rel=1e-3)
@@ -62,7 +62,7 @@ def test_detection_csv_numbers() -> None:
 
 
 def test_detection_latex() -> None:
-    tex = detection_table.to_latex(detection_table.detection_tables(detection_agg()))
+    tex = tables.detection_latex(tables.detection_tables(detection_agg()))
     assert tex.count("\\begin{table}") == 2 and tex.count("\\end{tabular}") == 2
     assert "Method & Network & AP$^{\\mathrm{all}}$ & AP$_{50}$ & AP$_{75}$ & $\\Delta$AP$_{75}$ \\\\" in tex
     assert "Supervised & r18 & 51.0 $\\pm$ 1.4 & 81.0 $\\pm$ 1.4 & 56.0 $\\pm$ 1.4 &  \\\\" in tex
@@ -73,33 +73,33 @@ def test_detection_latex() -> None:
 
 
 def test_detection_published_block_has_its_own_reference() -> None:
-    det = detection_table.detection_tables(detection_agg(), load_published())
+    det = tables.detection_tables(detection_agg(), load_published())
     c4, fpn = det
     assert [block[0].split(", ")[-1] for block in c4.published] == ["Table 1", "VOC07 train only"]
     assert fpn.published == []  # the paper's detector is C4 only
-    md = detection_table.to_markdown(det)
+    md = tables.detection_markdown(det)
     assert "| PIRL (published) | ResNet-50 | 54.0 | 80.7 | 59.7 | +2.3 |" in md
     assert "| MoCo (published; BN fine-tuned, not frozen) | ResNet-50 | 55.2 | 81.4 | 61.2 | +3.8 |" in md
     assert "| PIRL (published) | ResNet-50 | 44.7 | 73.4 | 47.0 | +1.1 |" in md
     assert "Protocol: VOC07+12 trainval -> VOC07 test, Faster R-CNN R50-C4, frozen BN, ImageNet pretraining." in md
-    tex = detection_table.to_latex(det)
+    tex = tables.detection_latex(det)
     assert "\\emph{Published:" in tex and "MoCo (BN fine-tuned, not frozen) & ResNet-50 & 55.2 & 81.4 & 61.2 & +3.8" in tex
-    frame = pd.read_csv(io.StringIO(detection_table.to_csv(det)))
+    frame = pd.read_csv(io.StringIO(tables.detection_csv(det)))
     published = frame[frame["source"] != "ours"]
     assert len(published) == 9 and published["seeds"].isna().all()
 
 
 def test_coco_comes_after_voc07() -> None:
     agg = pd.concat([detection_agg("coco"), detection_agg("voc07")], ignore_index=True)
-    assert [(t.protocol, t.head) for t in detection_table.detection_tables(agg)] == [
+    assert [(t.protocol, t.head) for t in tables.detection_tables(agg)] == [
         ("voc07", "c4"), ("voc07", "fpn"), ("coco", "c4"), ("coco", "fpn"),
     ]  # fmt: skip
 
 
 def test_semisup_fractions_and_no_rows() -> None:
     agg = pd.DataFrame({"eval": "semisup", "protocol": ["finetune-10%", "linear-2.5%", "finetune-1%", "other"]})
-    assert semisup_table.fractions(agg) == ["1%", "2.5%", "10%"]
-    assert semisup_table.to_markdown(tables.aggregate(pd.DataFrame(columns=[*tables.UNIT, "value", "seed"]))) == ""
+    assert tables.semisup_fractions(agg) == ["1%", "2.5%", "10%"]
+    assert tables.semisup_markdown(results.aggregate(pd.DataFrame(columns=[*results.UNIT, "value", "seed"]))) == ""
 
 
 def test_html_converter() -> None:
@@ -127,6 +127,6 @@ def test_display_names_agree_with_the_methods() -> None:
 
 
 def test_delta_that_rounds_to_zero_prints_without_a_minus_sign():
-    from ssl_bench.report.detection_table import _delta, _tex_delta
+    from ssl_bench.report.tables import _delta, _tex_delta
     assert _delta(-0.04) == "+0.0" and _delta(-0.06) == "-0.1" and _delta(2.0) == "+2.0"
     assert _tex_delta(-0.04) == "+0.0" and _tex_delta(-1.25) == "$-$1.2"

@@ -27,8 +27,7 @@ import torch
 
 from ssl_bench import storage
 from ssl_bench.cli import build_parser, overrides_from
-from ssl_bench.config import resolve
-from ssl_bench.methods import available_methods
+from ssl_bench.run_config import load
 from ssl_bench.runner import plan
 
 # npidpp: memory bank, Z-free InfoNCE negatives drawn from the global generator in every step; 5 steps an epoch
@@ -63,12 +62,10 @@ def temp_files(out: Path) -> set[str]:
     return {re.sub(r"tmp\d+$", "tmp<pid>", p.name) for p in out.rglob("*.tmp*")}
 
 
-def resumed_cleanly(out: Path, left_by_kill: set[str]) -> None:
-    """The resumed run left no temporary file of its own; those of the killed write are a known defect (xfail)."""
-    stale = temp_files(out)
-    assert stale <= left_by_kill, f"temporary files left by the resumed run: {sorted(stale - left_by_kill)}"
-    if stale:
-        pytest.xfail(f"ssl_bench never removes a killed write's temporary files: {sorted(stale)} (see storage.py)")
+def resumed_cleanly(out: Path) -> None:
+    """No temporary file is left: none of the resumed run's, and the killed write's were removed by the next write
+    of the same file (storage.atomic: their pid no longer runs)."""
+    assert temp_files(out) == set()
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +100,7 @@ def test_run_killed_while_pretraining_resumes_from_its_last_checkpoint_to_the_sa
     assert files(tmp_path, "backbone.pt")[0].read_bytes() == files(reference, "backbone.pt")[0].read_bytes()
     epochs = files(tmp_path, "metrics.jsonl")[0].read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in epochs] == [1, 2]  # each epoch logged once
-    resumed_cleanly(tmp_path, left_by_kill)
+    resumed_cleanly(tmp_path)
 
 
 @pytest.mark.slow
@@ -131,7 +128,7 @@ def test_run_killed_while_evaluating_resumes_to_the_same_numbers(
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     expected = numbers(reference, evals)
     assert {r[1] for r in expected} == set(evals.split(",")) and numbers(tmp_path, evals) == expected
-    resumed_cleanly(tmp_path, left_by_kill)
+    resumed_cleanly(tmp_path)
 
 
 @pytest.mark.slow
@@ -188,7 +185,7 @@ def test_two_runs_at_once_lose_no_rows_and_do_no_unit_twice(tmp_path) -> None:
     unit it waited for, both at once, then waits for the other's unit and finds it done."""
     methods, evals = ["random,supervised", "supervised,random"], "linear,knn"
     args = build_parser().parse_args(argv(tmp_path, methods[0], evals))
-    units = {u.method: u.run_id for u in plan(resolve(args.preset, overrides_from(args), list(available_methods())))}
+    units = {u.method: u.run_id for u in plan(load(args.preset, overrides_from(args)))}
     held = [storage.Claim(tmp_path / "runs" / run_id / ".claim") for run_id in units.values()]
     assert all(claim.try_acquire() for claim in held)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -11,11 +11,11 @@ import torch
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch, collate
-from ssl_bench.data.dataset import DataInfo
+from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.jigsaw import Jigsaw, JigsawConfig
 from ssl_bench.methods.rotnet import RotNet, RotNetConfig, RotationViews
-from ssl_bench.modules.jigsaw import JigsawView
-from ssl_bench.modules.permutations import cache_file_name, permutation_set
+from ssl_bench.data.jigsaw import JigsawView
+from ssl_bench.data.permutations import cache_file_name, permutation_set
 
 TINY = "resnet18-w0.25"
 INFO = DataInfo(name="t", num_classes=10, num_train=8, image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3)

@@ -8,8 +8,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import ConfigError, RunConfig, SemisupConfig
-from ssl_bench.data.dataset import DataInfo, Splits
+from ssl_bench.config import ConfigError
+from ssl_bench.eval.semisup import SemisupConfig
+from ssl_bench.run_config import RunConfig
+from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.eval.harness import EvalContext, evaluate
 from ssl_bench.eval.semisup import balanced_subset, finetune, lowshot_linear, subset_ids
 
@@ -79,8 +81,8 @@ def test_semisup_rows_and_shared_subsets(tmp_path) -> None:
     for method in ("random", "supervised"):
         run_dir = tmp_path / "out" / "runs" / method
         run_dir.mkdir(parents=True)
-        ctx = EvalContext(Backbone("resnet18-w0.25"), splits, cfg, run_dir, torch.device("cpu"), seed=0)
-        rows_by_method[method] = evaluate("semisup", ctx)  # also checks the backbone came out unchanged
+        ctx = EvalContext(Backbone("resnet18-w0.25"), splits, run_dir, torch.device("cpu"), seed=0)
+        rows_by_method[method] = evaluate("semisup", ctx, cfg)  # also checks the backbone came out unchanged
     rows = rows_by_method["random"]
     assert {r.protocol for r in rows} == {"finetune-25%", "finetune-50%", "linear-25%", "linear-50%"}
     assert {r.layer for r in rows if r.protocol.startswith("finetune")} == {"all"}

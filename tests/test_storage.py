@@ -173,12 +173,58 @@ def test_a_damaged_file_is_a_corrupt_file(damage, tmp_path) -> None:
 
 def test_a_damaged_text_file_is_a_corrupt_file(tmp_path) -> None:
     path = tmp_path / "config.json"
-    storage.write_text(path, '{"epochs": 2}')
+    storage.write_text(path, '{"epochs": 2}', checksum=True)
     storage.verify(path)
     assert path.read_text() == '{"epochs": 2}'
     path.write_text('{"epochs": 3}')
     with pytest.raises(CorruptFile, match="config.json does not match its checksum"):
         storage.verify(path)
+
+
+def test_text_files_get_no_sidecar_unless_asked_and_go_through_the_same_temporary_file(tmp_path, monkeypatch) -> None:
+    path, renames, replace = tmp_path / "results.json", [], os.replace
+
+    def recorded(src, dst) -> None:
+        renames.append((Path(src).name, Path(dst).name))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recorded)
+    storage.write_text(path, "[]")
+    assert names(tmp_path) == ["results.json"] and path.read_text() == "[]"
+    assert renames == [(f".results.json.tmp{os.getpid()}", "results.json")]
+
+
+def test_a_failed_block_of_atomic_keeps_the_old_file(tmp_path) -> None:
+    path = tmp_path / "table.csv"
+    storage.write_text(path, "old\n")
+    with pytest.raises(ValueError, match="half-way"):
+        with storage.atomic(path) as tmp, tmp.open("w") as f:
+            f.write("new, half")
+            raise ValueError("half-way")
+    assert names(tmp_path) == ["table.csv"] and path.read_text() == "old\n"
+
+
+def dead_pid() -> int:
+    """The pid of a child that has exited and been reaped (not reused this soon)."""
+    child = FORK.Process(target=sys.exit)
+    child.start()
+    child.join(30)
+    return child.pid
+
+
+@pytest.mark.parametrize("checksum", [True, False])
+def test_the_next_write_removes_the_temporary_files_of_a_killed_write_only(checksum, tmp_path) -> None:
+    path, dead, alive = tmp_path / "checkpoint.pt", dead_pid(), os.getppid()
+    left = [f".checkpoint.pt.tmp{dead}", f".checkpoint.pt.sha256.tmp{dead}"]  # as SIGKILL at "checkpoint" leaves them
+    live = [f".checkpoint.pt.tmp{alive}", ".checkpoint.pt.tmpfoo", ".other.pt.tmp" + str(dead)]  # not ours to remove
+    for name in left + live:
+        (tmp_path / name).write_bytes(b"half a file")
+    if checksum:
+        storage.save(NEW, path)
+        assert names(tmp_path) == sorted(["checkpoint.pt", "checkpoint.pt.sha256", *live])
+    else:
+        storage.write_text(path, "text")
+        assert names(tmp_path) == sorted(["checkpoint.pt", left[1], *live])  # no sidecar written: its temp is kept
 
 
 def test_load_or_discard_moves_a_corrupt_checkpoint_aside_and_asks_for_the_work_again(tmp_path) -> None:

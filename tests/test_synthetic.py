@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ssl_bench.data import synthetic
-from ssl_bench.data.synthetic import CLASSES, SyntheticImages, channel_stats, generate, save_grid
+from ssl_bench.data import render, synthetic
+from ssl_bench.data.render import CLASSES, generate
+from ssl_bench.data.synthetic import SyntheticImages, channel_stats, save_grid
 
 
 def test_generate_is_deterministic_balanced_and_typed() -> None:
@@ -56,12 +57,12 @@ def test_objects_are_lit_from_above() -> None:
     """A plain one-colour object is brighter in its top half than in its bottom half (dark details aside)."""
     rng = np.random.default_rng(0)
     cls = np.arange(10)
-    objects = synthetic._draw_objects(rng, cls, np.full(10, 0.5))
+    objects = render._draw_objects(rng, cls, np.full(10, 0.5))
     objects.texture[:, 0] = 0  # plain surface
     objects.c2[:] = objects.c1
-    u, v = synthetic._grid(64)
+    u, v = render._grid(64)
     img = np.full((10, 64, 64, 3), 0.5, np.float32)
-    masks = synthetic._paint_objects(img, u, v, objects)
+    masks = render._paint_objects(img, u, v, objects)
     for k in range(10):
         rows = np.flatnonzero(masks[k].any(1))
         mid = (rows[0] + rows[-1]) // 2
@@ -113,7 +114,7 @@ def test_corrupt_cache_is_regenerated_with_a_warning(tmp_path, damage: str) -> N
 
 def test_cache_of_another_version_is_regenerated(tmp_path) -> None:
     fresh = SyntheticImages(tmp_path, "train", 10, image_size=16)
-    np.savez(fresh.path, version=np.int64(synthetic.VERSION - 1), images=np.zeros((10, 16, 16, 3), np.uint8),
+    np.savez(fresh.path, version=np.int64(render.VERSION - 1), images=np.zeros((10, 16, 16, 3), np.uint8),
              labels=np.zeros(10, np.int64))  # fmt: skip
     with pytest.warns(UserWarning, match="regenerating"):
         again = SyntheticImages(tmp_path, "train", 10, image_size=16)

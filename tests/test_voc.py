@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ssl_bench.data.synthetic import CLASSES, VOC_MARKER, _visible_box, write_voc
+from ssl_bench.data.render import CLASSES
+from ssl_bench.data.synthetic_voc import VOC_MARKER, _visible_box, write_voc
 from ssl_bench.data.voc import VOC_CLASSES, ConcatVOC, VOCDetection, write_annotation
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd-voc" / "BCCD"

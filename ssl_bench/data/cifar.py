@@ -19,7 +19,7 @@ from pathlib import Path
 from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 
 from ssl_bench.config import DataConfig
-from ssl_bench.data.dataset import DataInfo, Splits, data_root
+from ssl_bench.data.types import DataInfo, Splits, data_root
 from ssl_bench.data.folder import balanced_subset, channel_stats_of, image_folder
 
 NATIVE_SIZE = 32

@@ -22,7 +22,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
 from ssl_bench.config import ConfigError, DataConfig
-from ssl_bench.data.dataset import DataInfo, Splits, labels_of
+from ssl_bench.data.types import DataInfo, Splits, labels_of
 
 LAYOUT = "<root>/train/<class>/<image> and <root>/test/<class>/<image> (or val/ instead of test/)"
 HOW = ("Make one by saving a labelled dataset's images one folder per class (e.g. CIFAR-10 as PNGs), "
@@ -128,7 +128,7 @@ def load_folder(cfg: DataConfig, out_dir: Path) -> Splits:
     if root is None or not root.is_dir():
         got = "nothing" if root is None else f"{root}, which is a file" if root.exists() else f"{root}, which does not exist"
         raise FileNotFoundError(f"dataset 'folder' needs --data-root pointing at an ImageFolder tree: {LAYOUT}; got {got}. {HOW}")
-    if cfg.image_size == 0:
+    if cfg.image_size is None:
         raise ConfigError("dataset 'folder' has no native image size: set data.image_size, e.g. 32 for CIFAR-sized images, "
                           "96 or 224 for photos")  # fmt: skip
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)

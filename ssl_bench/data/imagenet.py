@@ -15,7 +15,7 @@ from pathlib import Path
 from torchvision.datasets import ImageFolder
 
 from ssl_bench.config import ConfigError, DataConfig
-from ssl_bench.data.dataset import DataInfo, Splits
+from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.data.folder import balanced_subset, image_files, image_folder
 
 NATIVE_SIZE = 224

@@ -13,7 +13,7 @@ from pathlib import Path
 from torchvision.datasets import STL10
 
 from ssl_bench.config import DataConfig
-from ssl_bench.data.dataset import DataInfo, Splits, data_root
+from ssl_bench.data.types import DataInfo, Splits, data_root
 from ssl_bench.data.folder import balanced_subset, channel_stats_of
 
 NATIVE_SIZE = 96

@@ -24,6 +24,8 @@ from PIL import Image
 from torchvision.datasets import VOCDetection as TorchvisionVOC
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from ssl_bench.config import ConfigError
+
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
@@ -253,3 +255,40 @@ def write_annotation(path: str | Path, filename: str, width: int, height: int, o
             ET.SubElement(box, tag).text = str(value)
     ET.indent(root, "\t")
     ET.ElementTree(root).write(path, encoding="unicode")
+
+
+DEVKIT_SETS = {"voc07": (("2007",), "2007"), "voc07+12": (("2007", "2012"), "2007")}  # (train years, test year)
+
+
+def devkit_root(dataset: str, root_dir: str, train_split: str, test_split: str) -> Path:
+    """The VOCdevkit directory ``root_dir`` for ``dataset`` (voc07 / voc07+12, ``detection.*`` settings), checked to
+    hold every year and split it reads."""
+    train_years, test_year = DEVKIT_SETS[dataset]
+    years = sorted({*train_years, test_year})
+    need = " and ".join(f"VOC{y}/" for y in years)
+    about = f"{'; '.join(VOC_YEARS[y] for y in years)}. Each VOC<year>/ holds {LAYOUT.replace('<root>', 'VOC<year>')}"
+    if not root_dir:
+        raise ConfigError(f"detection.dataset={dataset} needs detection.root=<VOCdevkit dir> holding {need}: {about}. "
+                          f"{GET_DEVKIT}")  # fmt: skip
+    root = Path(root_dir).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"detection.root {root} does not exist; for detection.dataset={dataset} it should be a "
+                          f"VOCdevkit directory holding {need}: {about}. {GET_DEVKIT}")  # fmt: skip
+    if not (root / "VOC2007").is_dir() and (root / "VOCdevkit").is_dir():
+        root = root / "VOCdevkit"  # the directory given to torchvision's downloader
+    if (root / "Annotations").is_dir():
+        raise ConfigError(f"detection.root {root} is one year's VOC-layout directory; detection.dataset={dataset} "
+                          f"needs its parent, the VOCdevkit directory holding {need} (or use detection.dataset=voc "
+                          f"for this directory alone)")  # fmt: skip
+    missing = [f"VOC{y}/" for y in years if not (root / f"VOC{y}").is_dir()]
+    if missing:
+        raise ConfigError(f"detection.dataset={dataset}: {root} has no {' or '.join(missing)}; it should be a VOCdevkit "
+                          f"directory holding {need}: {about}. {GET_DEVKIT}")  # fmt: skip
+    for year, split in [(y, train_split) for y in train_years] + [(test_year, test_split)]:
+        path = root / f"VOC{year}" / "ImageSets" / "Main" / f"{split}.txt"
+        if not path.is_file():
+            own = (" (VOC2007's test set is a download of its own: VOCtest_06-Nov-2007.tar, or torchvision's year='2007', "
+                   "image_set='test')") if (year, split) == ("2007", "test") else ""  # fmt: skip
+            raise ConfigError(f"detection.dataset={dataset} reads split {split!r} of VOC{year}, but {path} is "
+                              f"missing{own}. {GET_DEVKIT}")  # fmt: skip
+    return root

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from ssl_bench import storage
 from ssl_bench.detection.coco import coco_eval
 from ssl_bench.detection.records import Detections, GroundTruth, check_detections, load_detections, load_gt
 from ssl_bench.detection.voc07 import voc07_eval
@@ -38,4 +39,4 @@ def write_coco_results(path: str | Path, gt: GroundTruth, dets: Detections) -> N
                 "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": score}
                for i, label, b, score in zip(dets.image_index.tolist(), dets.labels.tolist(), dets.boxes.tolist(),
                                              dets.scores.tolist())]  # fmt: skip
-    Path(path).write_text(json.dumps(results))
+    storage.write_text(path, json.dumps(results))

@@ -1,15 +1,15 @@
-"""Fine-tune and run a Faster R-CNN: the PIRL paper's per-method schedule, an SGD loop and batched inference.
+"""Fine-tune and run a Faster R-CNN: Detectron2's solver as an SGD loop, and batched inference.
 
 PIRL, 2020, arXiv:1912.01991 (Table 1 and appendix) fine-tunes with Detectron2's solver: SGD with momentum, linear
-warm-up from 0.001 x lr, lr x0.1 at the steps; lr 0.02 with 100 warm-up iterations for supervised and Jigsaw
-pretraining, 0.003 with 1000 for NPID++ and PIRL (their features have a different scale), at batch 16.
+warm-up from 0.001 x lr, lr x0.1 at the steps. The rate and warm-up depend on the pretraining (0.02 with 100
+iterations for supervised and Jigsaw, 0.003 with 1000 for NPID++ and PIRL): each method offers its own as
+``Method.detection_schedule`` and ``DetectionConfig.resolved`` puts it in the config before anything runs.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +22,15 @@ from torchvision import tv_tensors
 from torchvision.models.detection import FasterRCNN
 from torchvision.transforms.v2 import functional as F
 
-from ssl_bench import faults, storage
-from ssl_bench.config import CheckpointConfig, DetectionConfig
-from ssl_bench.interrupt import Interrupted, stop_requests
+from ssl_bench import faults
+from ssl_bench.checkpointer import Checkpointer
+from ssl_bench.config import CheckpointConfig
+from ssl_bench.detection.config import DetectionConfig
 
-PAPER_RATES = {"npidpp": (0.003, 1000), "pirl": (0.003, 1000)}  # (lr, warm-up iterations) at batch 16
-DEFAULT_RATE = (0.02, 100)  # supervised, jigsaw and every other method
-PAPER_BATCH = 16
 WARMUP_FACTOR = 0.001  # Detectron2 SOLVER.WARMUP_FACTOR
 GAMMA = 0.1
 SCORE_THRESH = 0.05  # Detectron2 MODEL.ROI_HEADS.SCORE_THRESH_TEST, unchanged by its VOC configs
 DETECTIONS_PER_IMAGE = 100  # Detectron2 TEST.DETECTIONS_PER_IMAGE
-
-
-def paper_schedule(method: str, cfg: DetectionConfig) -> tuple[float, int]:
-    """(lr, warm-up iterations) for fine-tuning a backbone pretrained by ``method``.
-
-    The paper's rate is scaled with cfg.batch_size / 16 (linear scaling); an explicit ``cfg.lr > 0`` is used as
-    given. The paper's warm-up is clipped to a quarter of cfg.iterations so short schedules still reach the full
-    rate; an explicit ``cfg.warmup_iters >= 0`` is used as given.
-    """
-    lr, warmup = PAPER_RATES.get(method, DEFAULT_RATE)
-    lr = cfg.lr if cfg.lr > 0 else lr * cfg.batch_size / PAPER_BATCH
-    warmup = cfg.warmup_iters if cfg.warmup_iters >= 0 else min(warmup, cfg.iterations // 4)
-    return lr, warmup
 
 
 def lr_factor(iteration: int, warmup_iters: int, milestones: list[int]) -> float:
@@ -92,7 +77,6 @@ def train_detector(model: FasterRCNN, dataset: Dataset, cfg: DetectionConfig, lr
     """
     if len(dataset) == 0:
         raise ValueError(f"{task_name}: the training set is empty")
-    every = every or CheckpointConfig()
     model.to(device).train()
     torch.manual_seed(seed)  # torchvision's RPN / RoI samplers draw from the global generator
     g = torch.Generator().manual_seed(seed)
@@ -101,7 +85,8 @@ def train_detector(model: FasterRCNN, dataset: Dataset, cfg: DetectionConfig, lr
     order: list[int] = []
     logs: list[dict[str, float]] = []
     start = 0
-    state = storage.load_or_discard(checkpoint, f"{task_name} fine-tuning") if checkpoint is not None else None
+    saver = Checkpointer(checkpoint, task_name, every)
+    state = saver.load(f"{task_name} fine-tuning")
     if state is not None:
         model.load_state_dict(state["model"], strict=True)
         opt.load_state_dict(state["optimizer"])
@@ -109,13 +94,12 @@ def train_detector(model: FasterRCNN, dataset: Dataset, cfg: DetectionConfig, lr
         torch.set_rng_state(state["rng"])
         start, order, logs = int(state["iteration"]), list(state["order"]), list(state["logs"])
 
-    def save(iteration: int) -> None:
-        storage.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler_rng": g.get_state(),
-                      "rng": torch.get_rng_state(), "iteration": iteration, "order": order, "logs": logs}, checkpoint)  # fmt: skip
+    def snapshot(iteration: int) -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler_rng": g.get_state(),
+                "rng": torch.get_rng_state(), "iteration": iteration, "order": order, "logs": logs}  # fmt: skip
 
     task = progress.add_task(task_name, total=cfg.iterations, completed=start) if progress is not None else None
-    saved_at = time.monotonic()
-    with stop_requests() as stop:
+    with saver.stop_requests():
         for it in range(start, cfg.iterations):
             while len(order) < cfg.batch_size:
                 order += torch.randperm(len(dataset), generator=g).tolist()
@@ -137,15 +121,8 @@ def train_detector(model: FasterRCNN, dataset: Dataset, cfg: DetectionConfig, lr
             faults.point("detection-step")
             if progress is not None and task is not None:
                 progress.update(task, advance=1, description=f"{task_name} it {it + 1}/{cfg.iterations} loss {row['loss']:.3f}")
-            if checkpoint is not None and it + 1 < cfg.iterations:
-                if stop.requested:
-                    save(it + 1)
-                    raise Interrupted(f"{task_name}: stopped by {stop.requested} at iteration {it + 1} of "
-                                      f"{cfg.iterations}; checkpoint saved to {checkpoint}")  # fmt: skip
-                if (every.every_steps and (it + 1) % every.every_steps == 0) or (
-                        every.minutes > 0 and time.monotonic() - saved_at >= every.minutes * 60):  # fmt: skip
-                    save(it + 1)
-                    saved_at = time.monotonic()
+            if it + 1 < cfg.iterations:  # after the last one the loop ends: nothing to save
+                saver.after_step(it + 1, lambda: snapshot(it + 1), f"iteration {it + 1} of {cfg.iterations}")
     if progress is not None and task is not None:
         progress.remove_task(task)
     return logs

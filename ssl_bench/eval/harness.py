@@ -1,49 +1,55 @@
 """The evaluation harness shared by every method: named evaluations on a frozen backbone.
 
-Each evaluation takes an ``EvalContext`` and returns rows (layer, metric, value). The harness checks that
-no backbone weight changed during an evaluation: a probe that trains its backbone is a bug, not a result.
+An evaluation is a function of (frozen backbone and data: an ``EvalContext``; its own config sections) -> rows
+(layer, metric, value, protocol), like MoCo's ``main_lincls.py``. It never sees the pretraining method: what an
+evaluation may use of the method's own heads (PIRL's f and g, for invariance) arrives as plain embedding functions,
+``ctx.embeddings()``, handed down by the runner. The harness checks that no backbone weight changed during an
+evaluation: a probe that trains its backbone is a bug, not a result.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import CheckpointConfig, RunConfig, config_hash, unknown
-from ssl_bench.data.dataset import Splits, labels_of
-from ssl_bench.engine import load_checkpoint, save_atomic
+from ssl_bench.config import CheckpointConfig, unknown
+from ssl_bench.data.types import Splits, labels_of
+from ssl_bench.detection.evaluation import run_detection
 from ssl_bench.eval import invariance as inv
-from ssl_bench.eval.detection import run_detection
 from ssl_bench.eval.features import POOLED, cached, extract
-from ssl_bench.eval.knn import knn
-from ssl_bench.eval.linear_probe import probe
-from ssl_bench.eval.semisup import finetune, lowshot_linear, percent, subset_ids
-from ssl_bench.methods import get_method
+from ssl_bench.eval.invariance import InvarianceConfig
+from ssl_bench.eval.knn import KNNConfig, knn
+from ssl_bench.eval.linear_probe import LinearConfig, probe
+from ssl_bench.eval.semisup import SemisupConfig, finetune, lowshot_linear, percent, subset_ids
+from ssl_bench.storage import save
+
+Embeddings = dict[str, Callable[[Tensor], Tensor]]  # input kind ("image", "jigsaw", "rotation") -> embedding function
 
 
 @dataclass
 class EvalContext:
+    """What every evaluation may use: the frozen backbone, the data, where to write, and how to compute."""
+
     backbone: Backbone
     splits: Splits
-    cfg: RunConfig
     run_dir: Path
     device: torch.device
     seed: int
     dtype: torch.dtype | None = None
-    method: str = ""  # the pretraining method's name and config (evaluations that need its heads rebuild it)
-    method_cfg: Any = None
-    out_dir: Path | None = None  # the run's output directory (shared files such as the label subsets), else run_dir/../..
+    shared: Path | None = None  # files shared by every unit (label subsets, generated data); default run_dir/../..
     checkpoint: CheckpointConfig | None = None  # how often long evaluations (detection) save where they are
+    workers: int = 0  # DataLoader workers (data.num_workers)
+    embeddings: Callable[[], Embeddings] = field(default=dict)  # the trained method's heads, built on first call
 
     @property
     def shared_dir(self) -> Path:
-        return self.out_dir or self.run_dir.parent.parent
+        return self.shared or self.run_dir.parent.parent
 
 
 @dataclass(frozen=True)
@@ -54,45 +60,46 @@ class Row:
     protocol: str = ""
 
 
-def features(ctx: EvalContext, split: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def features(ctx: EvalContext, split: str, max_dims: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """All stages + pooled features of one split, cached in the run directory."""
-    info, dims = ctx.splits.info, ctx.cfg.linear.max_dims
+    info = ctx.splits.info
     dataset = ctx.splits.train if split == "train" else ctx.splits.test
     layers = [*ctx.backbone.stage_names, POOLED]
-    path = ctx.run_dir / f"features-{split}-d{dims}.pt"
+    path = ctx.run_dir / f"features-{split}-d{max_dims}.pt"
     return cached(path, lambda: extract(ctx.backbone, dataset, layers, info.image_size, info.mean, info.std, ctx.device,
-                                        max_dims=dims, workers=ctx.cfg.data.num_workers, dtype=ctx.dtype))  # fmt: skip
+                                        max_dims=max_dims, workers=ctx.workers, dtype=ctx.dtype))  # fmt: skip
 
 
-def probe_layers(ctx: EvalContext) -> list[str]:
-    layers = ctx.cfg.linear.layers
-    if layers == ["all"]:
+def probe_layers(ctx: EvalContext, cfg: LinearConfig) -> list[str]:
+    if cfg.layers == ["all"]:
         return list(ctx.backbone.stage_names)
     valid = [*ctx.backbone.stage_names, POOLED]
-    for layer in layers:
+    for layer in cfg.layers:
         if layer not in valid:
             raise unknown("layer", layer, valid)
-    return layers
+    return cfg.layers
 
 
-def linear(ctx: EvalContext) -> list[Row]:
-    (train_x, train_y), (test_x, test_y) = features(ctx, "train"), features(ctx, "test")
+def linear(ctx: EvalContext, cfg: LinearConfig) -> list[Row]:
+    (train_x, train_y), (test_x, test_y) = features(ctx, "train", cfg.max_dims), features(ctx, "test", cfg.max_dims)
     rows = []
-    for layer in probe_layers(ctx):
-        scores = probe(train_x[layer], train_y, test_x[layer], test_y, ctx.splits.info.num_classes, ctx.cfg.linear, ctx.seed)
+    for layer in probe_layers(ctx, cfg):
+        scores = probe(train_x[layer], train_y, test_x[layer], test_y, ctx.splits.info.num_classes, cfg, ctx.seed)
         rows += [Row(layer, metric, value) for metric, value in scores.items()]
     return rows
 
 
-def knn_eval(ctx: EvalContext) -> list[Row]:
-    (train_x, train_y), (test_x, test_y) = features(ctx, "train"), features(ctx, "test")
-    scores = knn(train_x[POOLED], train_y, test_x[POOLED], test_y, ctx.splits.info.num_classes, ctx.cfg.knn.k, ctx.cfg.knn.temperature)
+def knn_eval(ctx: EvalContext, cfg: KNNConfig, linear: LinearConfig) -> list[Row]:
+    """On the pooled features of the probes' cache (``linear.max_dims`` names the cache file; pooled is not reduced)."""
+    (train_x, train_y) = features(ctx, "train", linear.max_dims)
+    (test_x, test_y) = features(ctx, "test", linear.max_dims)
+    scores = knn(train_x[POOLED], train_y, test_x[POOLED], test_y, ctx.splits.info.num_classes, cfg.k, cfg.temperature)
     return [Row(POOLED, metric, value) for metric, value in scores.items()]
 
 
-def semisup(ctx: EvalContext) -> list[Row]:
+def semisup(ctx: EvalContext, cfg: SemisupConfig, linear: LinearConfig) -> list[Row]:
     """1% / 10% labels: fine-tuned network (layer "all") and low-shot linear probe per stage; protocol e.g. "finetune-1%"."""
-    cfg, info = ctx.cfg.semisup, ctx.splits.info
+    info = ctx.splits.info
     labels = labels_of(ctx.splits.train)
     rows = []
     for fraction in cfg.fractions:
@@ -100,37 +107,31 @@ def semisup(ctx: EvalContext) -> list[Row]:
         tag = percent(fraction)
         if "finetune" in cfg.modes:
             scores = finetune(ctx.backbone, ctx.splits.train, ids, ctx.splits.test, info, cfg, ctx.device, ctx.seed,
-                              ctx.dtype, ctx.cfg.data.num_workers)  # fmt: skip
+                              ctx.dtype, ctx.workers)  # fmt: skip
             rows += [Row("all", metric, value, f"finetune-{tag}") for metric, value in scores.items()]
         if "linear" in cfg.modes:
-            (train_x, train_y), (test_x, test_y) = features(ctx, "train"), features(ctx, "test")
+            (train_x, train_y) = features(ctx, "train", linear.max_dims)
+            (test_x, test_y) = features(ctx, "test", linear.max_dims)
             idx = torch.tensor(ids)
-            lcfg = lowshot_linear(ctx.cfg.linear, len(ids))
-            for layer in probe_layers(ctx):
+            lcfg = lowshot_linear(linear, len(ids))
+            for layer in probe_layers(ctx, linear):
                 scores = probe(train_x[layer][idx], train_y[idx], test_x[layer], test_y, info.num_classes, lcfg, ctx.seed)
                 rows += [Row(layer, metric, value, f"linear-{tag}") for metric, value in scores.items()]
     return rows
 
 
-def trained_method(ctx: EvalContext):
-    """The pretraining method with its heads, rebuilt from the run's last checkpoint (None if it has none)."""
-    path = ctx.run_dir / "checkpoint.pt"
-    if not ctx.method or not path.exists():
-        return None
-    method = get_method(ctx.method)(copy.deepcopy(ctx.backbone), ctx.method_cfg, ctx.splits.info)
-    method.load_state_dict(load_checkpoint(path)["method"], strict=True)
-    return method.to(ctx.device)
+def invariance(ctx: EvalContext, cfg: InvarianceConfig) -> list[Row]:
+    """Distances between an image's representation and its transformed versions: summary rows, raw in the run dir.
 
-
-def invariance(ctx: EvalContext) -> list[Row]:
-    """Distances between an image's representation and its transformed versions: summary rows, raw in the run dir."""
-    cfg = ctx.cfg.invariance
+    Pooled backbone features for every transform; and, where the trained method offers an embedding of the image
+    and one of a transform's input (PIRL: f and g), f(v_I) vs g(v_I^t), the quantity of the paper's Fig. 4."""
     views = inv.test_views(ctx.splits.test, ctx.splits.info, cfg.num_images)
     raw = {f"{t}/{POOLED}": inv.backbone_distances(ctx.backbone, views, t, cfg, ctx.device) for t in cfg.transforms}
-    method = trained_method(ctx) if ctx.method == "pirl" else None
-    if method is not None:  # PIRL: its own f(v_I) vs g(v_I^t), the quantity of the paper's Fig. 4
-        raw[f"{method.cfg.transform}/head"] = inv.pirl_distances(method, views, cfg, ctx.device)
-    save_atomic(raw, ctx.run_dir / "invariance.pt")
+    heads = ctx.embeddings()
+    for transform in inv.TRANSFORMS:
+        if "image" in heads and transform in heads:
+            raw[f"{transform}/head"] = inv.head_distances(heads["image"], heads[transform], transform, views, cfg, ctx.device)
+    save(raw, ctx.run_dir / "invariance.pt")
     rows = []
     for key, distances in raw.items():
         transform, layer = key.split("/")
@@ -138,34 +139,48 @@ def invariance(ctx: EvalContext) -> list[Row]:
     return rows
 
 
-def detection(ctx: EvalContext) -> list[Row]:
-    """Faster R-CNN fine-tuned from the backbone (a copy): AP, AP50, AP75 per protocol; layer = the head (c4 | fpn)."""
-    tag = config_hash(asdict(ctx.cfg.detection))[:8]
-    return [Row(*row) for row in run_detection(ctx, tag)]
+def detection(ctx: EvalContext, cfg: Any) -> list[Row]:
+    """Faster R-CNN fine-tuned from the backbone (a copy): AP, AP50, AP75 per protocol; layer = the head (c4 | fpn).
+
+    ``cfg``: the resolved DetectionConfig (lr and warm-up set: the pretraining method's schedule)."""
+    return [Row(*row) for row in run_detection(ctx, cfg)]
 
 
-EVALS: dict[str, Callable[[EvalContext], list[Row]]] = {
-    "linear": linear, "knn": knn_eval, "semisup": semisup, "detection": detection, "invariance": invariance,
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluation: its function, the config sections it reads (in its argument order) and a line of help."""
+
+    run: Callable[..., list[Row]]
+    sections: tuple[str, ...]
+    help: str
+
+
+EVALS: dict[str, Evaluation] = {
+    "linear": Evaluation(linear, ("linear",),
+                         "linear probe on frozen features of every stage (Goyal et al. 2019 protocol): top-1/top-5"),
+    "knn": Evaluation(knn_eval, ("knn", "linear"),
+                      "weighted kNN on pooled features (NPID: cosine, k=200, exp(s/0.07)): top-1/top-5"),
+    "semisup": Evaluation(semisup, ("semisup", "linear"), "1%/10% of the labels (class-balanced, saved ids): fine-tuned "
+                          "network and low-shot linear probe: top-1/top-5"),
+    "detection": Evaluation(detection, ("detection",), "Faster R-CNN (C4 or FPN, frozen BN) fine-tuned on VOC-layout "
+                            "trainval: AP, AP50, AP75 (voc07, coco)"),
+    "invariance": Evaluation(invariance, ("invariance",), "L2 distance of unit representations of an image and its "
+                             "jigsaw/rotation versions (PIRL Fig. 4)"),
 }  # fmt: skip
-EVAL_HELP = {
-    "linear": "linear probe on frozen features of every stage (Goyal et al. 2019 protocol): top-1/top-5",
-    "knn": "weighted kNN on pooled features (NPID: cosine, k=200, exp(s/0.07)): top-1/top-5",
-    "semisup": "1%/10% of the labels (class-balanced, saved ids): fine-tuned network and low-shot linear probe: top-1/top-5",
-    "detection": "Faster R-CNN (C4 or FPN, frozen BN) fine-tuned on VOC-layout trainval: AP, AP50, AP75 (voc07, coco)",
-    "invariance": "L2 distance of unit representations of an image and its jigsaw/rotation versions (PIRL Fig. 4)",
-}
+EVAL_HELP = {name: e.help for name, e in EVALS.items()}
+# The sections each result's hash covers, in the shape the hashes were first written in (kNN's is its own section
+# alone, although it reads the probes' feature cache; the pooled features it uses do not depend on linear.max_dims).
+HASH_SECTIONS = {"linear": None, "knn": None, "semisup": ("semisup", "linear"), "detection": ("detection",),
+                 "invariance": ("invariance",)}  # fmt: skip
 
 
-def eval_settings(name: str, cfg: RunConfig) -> dict[str, Any]:
-    """The part of the run config an evaluation's result depends on (goes into its hash)."""
-    settings = {
-        "linear": asdict(cfg.linear),
-        "knn": asdict(cfg.knn),
-        "semisup": {"semisup": asdict(cfg.semisup), "linear": asdict(cfg.linear)},
-        "detection": {"detection": asdict(cfg.detection)},
-        "invariance": {"invariance": asdict(cfg.invariance)},
-    }
-    return settings.get(name, {})
+def eval_settings(name: str, sections: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """The part of the run config an evaluation's result depends on (goes into its hash); ``sections(name)`` gives
+    a section as a dict (as asked, not resolved)."""
+    if name not in HASH_SECTIONS:
+        return {}
+    nested = HASH_SECTIONS[name]
+    return sections(name) if nested is None else {s: sections(s) for s in nested}
 
 
 def check_evals(names: list[str]) -> None:
@@ -174,11 +189,13 @@ def check_evals(names: list[str]) -> None:
             raise unknown("evaluation", name, list(EVALS))
 
 
-def evaluate(name: str, ctx: EvalContext) -> list[Row]:
-    """Run one evaluation and check that the backbone came out unchanged."""
+def evaluate(name: str, ctx: EvalContext, cfg: Any) -> list[Row]:
+    """Run one evaluation with its sections of ``cfg`` (a resolved RunConfig) and check that the backbone came out
+    unchanged."""
     check_evals([name])
+    evaluation = EVALS[name]
     before = {k: v.detach().clone() for k, v in ctx.backbone.state_dict().items()}
-    rows = EVALS[name](ctx)
+    rows = evaluation.run(ctx, *(getattr(cfg, section) for section in evaluation.sections))
     after = ctx.backbone.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
     if changed:

@@ -4,16 +4,19 @@ For a fixed set of test images (the first ``num_images`` of the test split, cent
 transformed versions of each, the L2 distance between the unit-normalised representation of the image and of
 its transformed version (0 = invariant, sqrt(2) = orthogonal, 2 = opposite):
 
-* ``jigsaw``: the 3x3 tiles of the view (the geometry of ``modules.jigsaw``, tiles centred in their cells) laid
+* ``jigsaw``: the 3x3 tiles of the view (the geometry of ``data.jigsaw``, tiles centred in their cells) laid
   out in their own order vs. the same tiles in a random permutation; representation = pooled backbone features.
 * ``rotation``: the view vs. the view turned by 90, 180 or 270 degrees (cycled over the repeats).
-* for PIRL also its own heads, as in the paper's figure: f(v_I) vs. g(v_I^t), with v_I^t the shuffled tiles (or
-  the rotated view for PIRL-rotation); layer ``head``.
+* for a method whose heads embed both the image and a transform's input (PIRL's f and g, as in the paper's figure):
+  f(v_I) vs. g(v_I^t), with v_I^t the shuffled tiles (or the rotated view for PIRL-rotation); layer ``head``.
 
 Every image, repeat and permutation is drawn from ``InvarianceConfig.seed``: all methods see the same inputs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +24,27 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import InvarianceConfig
-from ssl_bench.data.dataset import DataInfo
+from ssl_bench.config import each_of, positive
+from ssl_bench.data.types import DataInfo
 from ssl_bench.data.transforms import eval_view
-from ssl_bench.modules.jigsaw import TileGeometry, assemble_tiles, extract_tiles
+from ssl_bench.data.jigsaw import TileGeometry, assemble_tiles, extract_tiles
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+TRANSFORMS = ("jigsaw", "rotation")
+
+
+@dataclass
+class InvarianceConfig:
+    """PIRL Fig. 4: L2 distance between unit-normalised representations of an image and its transformed versions."""
+
+    num_images: int = 500  # a fixed set: the first images of the test split
+    transforms: list[str] = field(default_factory=lambda: ["jigsaw", "rotation"])
+    repeats: int = 4  # transformed versions per image (different permutations / rotations)
+    seed: int = 0
+
+    def check(self) -> None:
+        positive("invariance", self, "num_images", "repeats")
+        each_of("invariance", self, "transforms", TRANSFORMS)
 
 
 def distance(a: Tensor, b: Tensor) -> Tensor:
@@ -94,22 +112,20 @@ def backbone_distances(backbone: Backbone, views: Tensor, transform: str, cfg: I
 
 
 @torch.no_grad()
-def pirl_distances(method, views: Tensor, cfg: InvarianceConfig, device: torch.device) -> Tensor:
-    """(repeats * N,) distances between PIRL's f(v_I) and g(v_I^t) over many permutations (or rotations)."""
-    method.eval()
+def head_distances(f: Callable[[Tensor], Tensor], g: Callable[[Tensor], Tensor], transform: str, views: Tensor,
+                   cfg: InvarianceConfig, device: torch.device) -> Tensor:  # fmt: skip
+    """(repeats * N,) distances between f(v_I) and g(v_I^t) over many permutations (or rotations).
 
-    def f(x: Tensor) -> Tensor:
-        return method.head(method.backbone(x.to(device))).float().cpu()
-
+    ``f`` embeds views (B, 3, S, S); ``g`` embeds the transform's input: shuffled tiles (B, 9, 3, t, t) for jigsaw,
+    rotated views for rotation (a trained method's ``embeddings()``, e.g. PIRL's two heads)."""
     orders, turns = draws(cfg, len(views))
-    base = _batched(f, views)
+    base = _batched(lambda x: f(x.to(device)).float().cpu(), views)
     out = []
     for order, k in zip(orders, turns):
-        if method.cfg.transform == "jigsaw":
+        if transform == "jigsaw":
             tiles = shuffled(canonical_tiles(views), order)
-            g = _batched(lambda t: method.embed_transformed({"tiles": t.to(device)}).float().cpu(), tiles)
+            other = _batched(lambda t: g(t.to(device)).float().cpu(), tiles)
         else:
-            g = _batched(lambda x: method.embed_transformed({"rotated": x.to(device)}).float().cpu(),
-                         torch.rot90(views, int(k[0]), dims=(2, 3)))  # fmt: skip
-        out.append(distance(base, g))
+            other = _batched(lambda x: g(x.to(device)).float().cpu(), torch.rot90(views, int(k[0]), dims=(2, 3)))
+        out.append(distance(base, other))
     return torch.cat(out)

@@ -6,11 +6,25 @@ with weight exp(s / T) (k = 200, T = 0.07 in the paper).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ssl_bench.config import positive
 from ssl_bench.eval.linear_probe import topk_accuracy
+
+
+@dataclass
+class KNNConfig:
+    """Weighted kNN of NPID (Wu et al. 2018): cosine similarity, k neighbours weighted by exp(s / T)."""
+
+    k: int = 200
+    temperature: float = 0.07
+
+    def check(self) -> None:
+        positive("knn", self, "k")
 
 
 @torch.no_grad()

@@ -8,14 +8,33 @@ stretched or shrunk to the configured number of epochs). Reports top-1 and top-5
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ssl_bench import faults
-from ssl_bench.config import LinearConfig
+from ssl_bench.config import non_negative, positive
 
 MILESTONES = (8 / 28, 16 / 28, 24 / 28)
+
+
+@dataclass
+class LinearConfig:
+    """Linear probe on frozen, cached features (Goyal et al. 2019 protocol, shrunk: see `epochs`)."""
+
+    layers: list[str] = field(default_factory=lambda: ["all"])  # stage names, or "all"
+    max_dims: int = 9216  # each stage average-pooled to at most this many dims (Goyal et al.: ~9k)
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+
+    def check(self) -> None:
+        positive("linear", self, "epochs", "batch_size", "max_dims")
+        non_negative("linear", self, "lr", "weight_decay")
 
 
 def topk_accuracy(logits: Tensor, target: Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:

@@ -17,8 +17,8 @@ import copy
 import hashlib
 import json
 import math
-import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +26,42 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from ssl_bench import storage
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import ConfigError, LinearConfig, SemisupConfig
-from ssl_bench.data.dataset import DataInfo
+from ssl_bench.config import ConfigError, each_of, positive
+from ssl_bench.data.types import DataInfo
 from ssl_bench.data.transforms import eval_view, light_crop
-from ssl_bench.eval.linear_probe import topk_accuracy
+from ssl_bench.eval.linear_probe import LinearConfig, topk_accuracy
+
+MODES = ("finetune", "linear")
+
+
+@dataclass
+class SemisupConfig:
+    """Semi-supervised transfer (PIRL Table 3): class-balanced 1% / 10% label subsets, saved as id files.
+
+    Two modes on the same subsets: ``finetune`` (whole network + fresh linear head) and ``linear`` (frozen
+    encoder, low-shot linear probe on the cached pooled features).
+    """
+
+    fractions: list[float] = field(default_factory=lambda: [0.01, 0.1])
+    subset_seed: int = 0  # the subsets depend on this and the dataset only: every method uses the same images
+    modes: list[str] = field(default_factory=lambda: ["finetune", "linear"])
+    epochs: int = 30  # fine-tuning epochs over the labelled subset (at least `min_steps` steps)
+    min_steps: int = 200
+    batch_size: int = 256
+    lr: float = 0.01  # backbone rate at batch 256 (scaled with batch size); the fresh head uses `head_lr_mult` x
+    head_lr_mult: float = 10.0
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+
+    def check(self) -> None:
+        positive("semisup", self, "epochs", "batch_size", "lr")
+        each_of("semisup", self, "modes", MODES)
+        for value in self.fractions:
+            if not 0 < value <= 1:
+                raise ConfigError(f"semisup.fractions: {value} is not a fraction in (0, 1]; e.g. 0.01,0.1 for 1% and 10%")
+
 
 
 def balanced_subset(labels: Sequence[int], fraction: float, seed: int) -> list[int]:
@@ -69,9 +100,7 @@ def subset_ids(directory: Path, dataset: str, labels: Sequence[int], fraction: f
     directory.mkdir(parents=True, exist_ok=True)
     record = {"dataset": dataset, "fraction": fraction, "seed": seed, "num_train": len(labels),
               "labels_sha256": digest, "ids": ids}  # fmt: skip
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+    storage.write_text(path, json.dumps(record))
     return ids
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 
 from ssl_bench import distributed
 from ssl_bench.config import ConfigError
+from ssl_bench.modules.nce import contrast_loss
 
 
 def cap_negatives(k: int, size: int) -> int:
@@ -174,3 +176,11 @@ class MemoryBank(nn.Module):
         out = self._gathered.view(n, self.dim)
         torch.index_select(self.memory, 0, idx.view(-1), out=out)
         return Negatives(idx, out.view(*idx.shape, self.dim))
+
+
+def bank_and_loss(cfg: Any, num_data: int) -> tuple[MemoryBank, nn.Module, int]:
+    """The memory-bank setup NPID++ and PIRL share: (bank, contrastive loss, K) for a method config with
+    ``embedding_dim``, ``bank_momentum``, ``loss``, ``temperature`` and ``num_negatives``; K capped at N - 1."""
+    bank = MemoryBank(num_data, cfg.embedding_dim, cfg.bank_momentum)
+    criterion = contrast_loss(cfg.loss, num_data, cfg.temperature)  # NCE holds Z in a buffer
+    return bank, criterion, cap_negatives(cfg.num_negatives, num_data)

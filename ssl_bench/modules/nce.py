@@ -10,7 +10,9 @@ the data, and
 Written as binary logistic regression with logit x = s/τ - log Z - log(K/N), log h = logsigmoid(x) and
 log(1 - h) = logsigmoid(-x): the same numbers without NPID's ε = 1.2e-7 inside the logs, and stable.
 Z is estimated once, from the first batch, as N · mean(exp(s/τ)) over its positives and negatives (NPID's
-NCEAverage), then fixed; it lives in a buffer so checkpoints keep it.
+NCEAverage), then fixed; it lives in a buffer so checkpoints keep it. The estimate is an explicit call,
+``fix_z(pos, neg)``, made by the method on the scores it chooses (PIRL: the image term's); the loss refuses to run
+before it. Both losses take the call, so a method holds either behind one interface.
 
 InfoNCE (van den Oord et al. 2018, arXiv:1807.03748) is softmax cross-entropy over [pos, negatives]/τ.
 Both compute in float32, also under bf16 autocast.
@@ -55,7 +57,7 @@ def info_nce_loss(pos: Tensor, neg: Tensor, temperature: float) -> Tensor:
 
 
 class NCELoss(nn.Module):
-    """``nce_loss`` with Z held in a buffer: -1 until the first call estimates it, then fixed."""
+    """``nce_loss`` with Z held in a buffer: -1 until ``fix_z`` estimates it on the first batch, then fixed."""
 
     z: Tensor
 
@@ -69,11 +71,18 @@ class NCELoss(nn.Module):
     def estimated(self) -> bool:
         return bool(self.z > 0)
 
+    @torch.no_grad()
+    def fix_z(self, pos: Tensor, neg: Tensor) -> None:
+        """Estimate Z from these scores if it is not fixed yet (the first batch); afterwards, nothing."""
+        if not self.estimated:
+            # under torch.distributed: the mean over every rank's (equal-sized) batch, the same Z everywhere
+            self.z.copy_(distributed.mean(estimate_z(pos, neg, self.temperature, self.num_data)))
+
     def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
+        if not self.estimated:
+            raise RuntimeError("NCE's normaliser Z is not estimated yet: call fix_z(pos, neg) with the first batch's "
+                               "scores before the loss")  # fmt: skip
         with torch.autocast(pos.device.type, enabled=False):
-            if not self.estimated:
-                # under torch.distributed: the mean over every rank's (equal-sized) batch, the same Z everywhere
-                self.z.copy_(distributed.mean(estimate_z(pos, neg, self.temperature, self.num_data)))
             return nce_loss(pos, neg, self.temperature, self.z, self.num_data)
 
 
@@ -93,6 +102,9 @@ class InfoNCELoss(nn.Module):
     def __init__(self, temperature: float = 0.07) -> None:
         super().__init__()
         self.temperature = temperature
+
+    def fix_z(self, pos: Tensor, neg: Tensor) -> None:
+        """InfoNCE has no normaliser to estimate."""
 
     def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
         with torch.autocast(pos.device.type, enabled=False):

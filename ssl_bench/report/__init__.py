@@ -20,14 +20,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from rich.console import Console
 
-from ssl_bench.report import detection_table, invariance, plots, semisup_table, tables
 from ssl_bench.report import published as refs
-from ssl_bench.report.console import print_headline
-from ssl_bench.report.html import markdown_to_html
-from ssl_bench.report.invariance_plot import invariance_histograms
-from ssl_bench.report.layerwise_plot import layer_points, layerwise
-from ssl_bench.report.overview import missing_messages
-from ssl_bench.report.summary import Sections, render_summary
+from ssl_bench.report import results, tables
+from ssl_bench.report.figures import accuracy_vs_params, invariance_histograms, layer_points, layerwise, plot_points
+from ssl_bench.report.page import Sections, markdown_to_html, missing_messages, print_headline, render_summary
 
 __all__ = ["ReportFiles", "make_report"]
 
@@ -47,13 +43,14 @@ DPI = 150
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """What `make_report` wrote; a path is None (or absent from ``tables``) when its input was missing (see ``notes``)."""
+    """What `make_report` wrote; a path is None (or absent from ``tables``) when its input was missing (see
+    ``notes``)."""
 
     directory: Path
     summary_md: Path
     plot_png: Path | None
     plot_svg: Path | None
-    summary: pd.DataFrame = field(repr=False)  # one row per model: see `tables.headline`
+    summary: pd.DataFrame = field(repr=False)  # one row per model: see `results.headline`
     notes: tuple[str, ...] = ()  # what is missing or was skipped, in the words of summary.md
     index_html: Path | None = None
     layerwise_png: Path | None = None
@@ -63,7 +60,9 @@ class ReportFiles:
 
     @property
     def written(self) -> list[Path]:
-        paths = (self.summary_md, self.index_html, self.plot_png, self.plot_svg, self.layerwise_png, self.invariance_png)
+        paths = (
+            self.summary_md, self.index_html, self.plot_png, self.plot_svg, self.layerwise_png, self.invariance_png,
+        )  # fmt: skip
         return [p for p in (*paths, *self.tables) if p is not None]
 
 
@@ -75,12 +74,12 @@ def make_report(out_dir: str | Path, console: Console | None = None, published: 
     empty or partial table still gives a summary.md and index.html that say what is missing.
     """
     out = Path(out_dir)
-    raw = tables.read_results(out / "results.csv")
-    df, notes = tables.clean(raw)
+    raw = results.read_results(out / "results.csv")
+    df, notes = results.clean(raw)
     notes = [*missing_messages(df), *notes]
-    agg = tables.aggregate(df)
-    params = tables.backbone_params(df)
-    summary = tables.headline(agg, params)
+    agg = results.aggregate(df)
+    params = results.backbone_params(df)
+    summary = results.headline(agg, params)
     datasets = sorted(df["dataset"].unique())
     show = refs.show_published(datasets, published)
     references = refs.load_published() if show else None
@@ -89,12 +88,15 @@ def make_report(out_dir: str | Path, console: Console | None = None, published: 
     figures: dict[str, str] = {}
 
     png = svg = None
-    if plots.plot_points(summary).empty:
-        reason = "no linear-probe rows" if not (df["eval"] == "linear").any() else "no linear-probe top1 row with a parameter count"
+    if plot_points(summary).empty:
+        reason = (
+            "no linear-probe rows" if not (df["eval"] == "linear").any()
+            else "no linear-probe top1 row with a parameter count"
+        )  # fmt: skip
         notes.append(f"{PLOT_NAME} plot skipped: {reason}")
     else:
         points = refs.linear_points(references) if references is not None else None
-        png, svg = _save(plots.accuracy_vs_params(summary, points), directory, PLOT_NAME, svg=True)
+        png, svg = _save(accuracy_vs_params(summary, points), directory, PLOT_NAME, svg=True)
         figures[PLOT_NAME] = png.name
 
     layer_png = None
@@ -107,7 +109,7 @@ def make_report(out_dir: str | Path, console: Console | None = None, published: 
         layer_png, _ = _save(layerwise(agg, paper), directory, LAYERWISE_NAME)
         figures[LAYERWISE_NAME] = layer_png.name
 
-    distances, invariance_notes = invariance.collect(df, out / "runs")
+    distances, invariance_notes = results.invariance_distances(df, out / "runs")
     notes += invariance_notes
     invariance_png = None
     if distances:
@@ -115,21 +117,23 @@ def make_report(out_dir: str | Path, console: Console | None = None, published: 
         figures[INVARIANCE_NAME] = invariance_png.name
 
     written_tables: list[Path] = []
-    detection = detection_table.detection_tables(agg, references, params)
-    detection_md = detection_table.to_markdown(detection)
+    detection = tables.detection_tables(agg, references, params)
+    detection_md = tables.detection_markdown(detection)
     if detection:
         title = "# Object detection (paper Table 1 format)\n\n"
         written_tables += [
             _write(directory / f"{DETECTION_NAME}.md", title + detection_md.replace("### ", "## ")),
-            _write(directory / f"{DETECTION_NAME}.csv", detection_table.to_csv(detection)),
-            _write(directory / f"{DETECTION_NAME}.tex", detection_table.to_latex(detection)),
+            _write(directory / f"{DETECTION_NAME}.csv", tables.detection_csv(detection)),
+            _write(directory / f"{DETECTION_NAME}.tex", tables.detection_latex(detection)),
         ]  # fmt: skip
-    semisup_md = semisup_table.to_markdown(agg, references, params)
+    semisup_md = tables.semisup_markdown(agg, references, params)
     if semisup_md:
         title = "# Semi-supervised learning (paper Table 3 format)\n\n"
         written_tables.append(_write(directory / SEMISUP_NAME, title + semisup_md.replace("### ", "## ")))
 
-    sections = Sections(figures, semisup_md, detection_md, invariance.to_markdown(agg, distances), references, tuple(datasets))
+    sections = Sections(
+        figures, semisup_md, detection_md, tables.invariance_markdown(agg, distances), references, tuple(datasets)
+    )
     text = render_summary(df, agg, summary, len(raw), notes, sections)
     summary_md = _write(directory / SUMMARY_NAME, text)
     index_html = _write(directory / INDEX_NAME, markdown_to_html(text))

@@ -37,7 +37,9 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
     df["params"] = pd.to_numeric(df["params"], errors="coerce")
     bad = df["value"].isna() | (df["source"].str.strip() == "") | (df["protocol"].str.strip() == "")
     if bad.any():
-        raise ValueError(f"{path}: row(s) {', '.join(str(i + 2) for i in df.index[bad])} lack a value, source or protocol")
+        raise ValueError(
+            f"{path}: row(s) {', '.join(str(i + 2) for i in df.index[bad])} lack a value, source or protocol"
+        )
     return df
 
 

@@ -1,13 +1,19 @@
-"""Statistics over seeds: mean, sample standard deviation (ddof=1) and a 95% Student-t confidence interval.
+"""Statistics over seeds: mean, sample standard deviation (ddof=1), a 95% Student-t confidence interval, and
+ranking on one number without over-claiming.
 
 With n seeds the interval is mean ± t_{0.975, n-1} · std / sqrt(n). With one seed there is no spread and
 no interval (std, low and high are NaN); the report says so rather than drawing zero-width bars.
+
+Ranking: overlapping 95% intervals are ties. A method's rank is 1 + the number of methods that are clearly
+better, i.e. whose whole interval lies above its own. Methods whose intervals overlap share a rank or sit next
+to each other and are listed as tied. With one seed there are no intervals: ranks follow the values and only
+equal values tie. Published numbers are never ranked with ours (the caller passes only our estimates).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,3 +72,33 @@ def overlap(a: Estimate, b: Estimate) -> bool:
     a_low, a_high = (a.low, a.high) if a.has_interval else (a.mean, a.mean)
     b_low, b_high = (b.low, b.high) if b.has_interval else (b.mean, b.mean)
     return a_low <= b_high and b_low <= a_high
+
+
+@dataclass(frozen=True)
+class Ranked:
+    name: str
+    estimate: Estimate
+    rank: int
+    tied_with: tuple[str, ...]  # names whose intervals overlap this one's, best first
+
+    @property
+    def label(self) -> str:
+        """'2' or '2=' when tied with another method."""
+        return f"{self.rank}=" if self.tied_with else str(self.rank)
+
+
+def rank_with_ties(estimates: Mapping[str, Estimate]) -> list[Ranked]:
+    """Rank by mean, higher is better; NaN means are left out. Ordered best first (ties keep input order)."""
+    valid = {k: e for k, e in estimates.items() if not math.isnan(e.mean)}
+    order = sorted(valid, key=lambda k: -valid[k].mean)
+    out = []
+    for name in order:
+        mine = valid[name]
+        better = sum(1 for other in order if other != name and _clearly_above(valid[other], mine))
+        tied = tuple(o for o in order if o != name and overlap(valid[o], mine))
+        out.append(Ranked(name, mine, 1 + better, tied))
+    return out
+
+
+def _clearly_above(a: Estimate, b: Estimate) -> bool:
+    return a.mean > b.mean and not overlap(a, b)

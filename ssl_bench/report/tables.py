@@ -1,237 +1,68 @@
-"""The report's tables: pure pandas functions from the long results table to aggregates and Markdown.
+"""The report's tables: how things are named, how a number over seeds is written, and the paper-format tables.
 
-Every number shown is a mean, a sample standard deviation (ddof=1) and a 95% t-interval over seeds of
-one evaluation unit (dataset, preset, backbone, method, eval, protocol, layer, metric). The headline of
-an evaluation is its top-1 (AP for detection) at the best layer, the layer with the highest mean over
-seeds (for the linear probe this is the layer-wise protocol of Goyal et al. 2019; kNN has the single
-"pooled" layer; for detection the "layer" is the detector head). Nothing here retrains, imports torch or
-knows about methods beyond their names.
+Names: method display names and the paper's layer names are kept here rather than read from
+``ssl_bench.methods`` so that the report never imports torch; a test checks that they agree with each
+method's ``display_name``. Unknown methods (third-party, or published ones such as "MoCo") are shown as they
+are spelled.
+
+Semi-supervised learning in the format of PIRL Table 3 (PIRL, 2020, arXiv:1912.01991). Columns: Method,
+Network, then top-1 and top-5 for each label fraction (1%, 10%). Two blocks: the fine-tuned rows (protocol
+``finetune-<pct>``: whole network + new linear head; the paper's protocol) and the low-shot linear probe
+(``linear-<pct>``: frozen features, per stage), shown at its best stage by top-1, the stage in parentheses and
+top-5 taken at that stage. Published rows (top-5 only) follow, marked, with their protocol.
+
+Detection in the format of PIRL Table 1: Method, Network, AP^all, AP50, AP75, ΔAP75. One table per detection
+protocol and head (``protocol``, ``layer`` of the results rows; the detection dataset is not in results.csv,
+so the pair is the key). ΔAP75 is the row's mean AP75 minus that of the supervised row of the same network
+and pretraining (a difference of means, in points), as in the paper. Published rows, when shown, follow in
+their own block with their protocol and are compared only with the published supervised row.
+
+Invariance (PIRL Fig. 4): per pretraining and backbone, the mean distance and median [q25, q75].
 """
 
 from __future__ import annotations
 
+import io
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from ssl_bench.report.stats import with_intervals
-
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "method", "backbone", "params", "dataset", "preset", "eval", "protocol", "layer",
-    "metric", "value", "seed", "config_hash", "run_id", "created",
+from ssl_bench.report import published as refs
+from ssl_bench.report.results import (
+    HEADLINE_METRIC, MODEL, Distances, best_layers, layer_table, method_rank, ordered_backbones,
 )  # fmt: skip
-MODEL: list[str] = ["dataset", "preset", "backbone", "method"]  # one trained model (over seeds)
-UNIT: list[str] = [*MODEL, "eval", "protocol", "layer", "metric"]  # one reported number (over seeds)
-METHOD_ORDER: tuple[str, ...] = ("random", "supervised", "autoencoder", "rotnet", "jigsaw", "npidpp", "pirl")
-LAYER_ORDER: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
-EVAL_ORDER: tuple[str, ...] = ("linear", "knn", "semisup", "detection", "invariance")
-HEADLINE_METRIC = "top1"
-HEADLINE_METRICS: dict[str, str] = {"detection": "AP"}  # eval -> its headline metric when not top1
-OWN_SECTION_EVALS: frozenset[str] = frozenset({"semisup", "detection", "invariance"})  # tables of their own
-RUN_KEY: list[str] = [*MODEL, "seed", "eval"]  # one evaluation of one trained model
+
+DISPLAY_NAMES: dict[str, str] = {
+    "random": "Random",
+    "supervised": "Supervised",
+    "autoencoder": "Autoencoder",
+    "rotnet": "RotNet",
+    "jigsaw": "Jigsaw",
+    "npidpp": "NPID++",
+    "pirl": "PIRL",
+}
+# Our timm stage names -> the names of PIRL's ResNet-50 tables (Goyal et al. 2019).
+PAPER_LAYERS: dict[str, str] = {"stem": "conv1", "layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}
 PERCENT_METRICS: frozenset[str] = frozenset({"top1", "top5"})
 FIXED_DECIMALS: dict[str, int] = {"distance": 3}  # metrics shown with a fixed number of decimals
 DASH = "–"
 
 
-def read_results(path: Path) -> pd.DataFrame:
-    """The results CSV as strings with exactly REQUIRED_COLUMNS; extra columns are dropped."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no results table at {path}: run `ssl-bench run --out {path.parent}` first, "
-            "then `ssl-bench report` reads the results.csv it writes"
-        )
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:  # zero-byte file, e.g. a run killed before its first row
-        return pd.DataFrame({c: pd.Series(dtype=str) for c in REQUIRED_COLUMNS})
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not a readable CSV table: {err}") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
-    if missing:
-        raise ValueError(
-            f"{path} lacks required column(s): {', '.join(missing)}. Expected columns: {', '.join(REQUIRED_COLUMNS)}"
-        )
-    return raw[list(REQUIRED_COLUMNS)]
+def display_name(method: str) -> str:
+    return DISPLAY_NAMES.get(method, method)
 
 
-def clean(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Typed rows: numeric value/params/seed, parsed time, the latest run per model, seed and evaluation, re-runs
-    of one unit and seed deduplicated (newest kept). Returns notes on what was dropped."""
-    df = raw.copy()
-    for col in ("method", "backbone", "dataset", "preset", "eval", "protocol", "layer", "metric", "config_hash", "run_id"):
-        df[col] = df[col].astype(str).str.strip()
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
-    df["params"] = pd.to_numeric(df["params"], errors="coerce")
-    df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
-    df["created"] = pd.to_datetime(df["created"], errors="coerce", utc=True, format="ISO8601")
-    notes: list[str] = []
-    bad = int(df["value"].isna().sum())
-    if bad:
-        notes.append(f"{bad} row(s) without a numeric value were ignored")
-        df = df[df["value"].notna()]
-    df, run_notes = latest_runs(df)
-    notes += run_notes
-    # A re-run of the same unit and seed replaces the older number: it is not another seed.
-    before = len(df)
-    df = df.sort_values("created", kind="stable", na_position="first")
-    df = df.drop_duplicates(subset=[*UNIT, "seed"], keep="last")
-    if len(df) < before:
-        notes.append(f"{before - len(df)} older row(s) superseded by a re-run of the same unit and seed (kept the newest)")
-    return df.reset_index(drop=True), notes
+def paper_layer(layer: str) -> str:
+    return PAPER_LAYERS.get(layer, layer)
 
 
-def latest_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Per model, seed and evaluation keep only the rows of the run (``run_id``) written last.
-
-    Two run_ids for one method, backbone and seed are two pretrainings (e.g. NCE vs. InfoNCE): averaging
-    them would mix configurations and counting them as seeds would fake a spread. Returns one note per
-    model and seed that had several runs.
-    """
-    if df.empty:
-        return df, []
-    run_time = df.groupby([*RUN_KEY, "run_id"], sort=False, dropna=False)["created"].transform("max")
-    order = df.assign(_t=run_time).sort_values("_t", kind="stable", na_position="first")
-    kept = order.drop_duplicates(RUN_KEY, keep="last")[[*RUN_KEY, "run_id", "_t"]]
-    runs = df.groupby(RUN_KEY, sort=False, dropna=False)["run_id"].nunique()
-    if (runs <= 1).all():
-        return df, []
-    marked = df.reset_index().merge(kept.rename(columns={"run_id": "_kept"}), on=RUN_KEY, how="left")
-    keep = (marked["run_id"] == marked["_kept"]).to_numpy()
-    notes = []
-    several = marked[marked.groupby(RUN_KEY, dropna=False)["run_id"].transform("nunique") > 1]
-    groups = several.groupby([*MODEL, "seed", "_kept"], sort=False, dropna=False)
-    for (dataset, preset, backbone, method, seed, run), part in groups:
-        others = sorted(set(part["run_id"]) - {run})
-        evals = ", ".join(sorted(part["eval"].unique(), key=eval_rank))
-        when = part["_t"].max()
-        stamp = f" of {when:%Y-%m-%d %H:%M} UTC" if not pd.isna(when) else ""
-        notes.append(
-            f"{method} / {backbone} / seed {seed} ({dataset}) has {len(others) + 1} runs: {evals} from the latest, "
-            f"{run}{stamp}; ignored {', '.join(others)}"
-        )
-    return df[keep].reset_index(drop=True), notes
-
-
-def method_rank(method: str) -> tuple[int, str]:
-    """The paper's order (PIRL, 2020, arXiv:1912.01991 Table 1), then other methods alphabetically."""
-    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
-
-
-def layer_rank(layer: str) -> tuple[int, str]:
-    return (LAYER_ORDER.index(layer), "") if layer in LAYER_ORDER else (len(LAYER_ORDER), layer)
-
-
-def eval_rank(name: str) -> tuple[int, str]:
-    return (EVAL_ORDER.index(name), "") if name in EVAL_ORDER else (len(EVAL_ORDER), name)
-
-
-def ordered_methods(methods: Iterable[str]) -> list[str]:
-    return sorted(set(methods), key=method_rank)
-
-
-def ordered_layers(layers: Iterable[str]) -> list[str]:
-    return sorted(set(layers), key=layer_rank)
-
-
-def backbone_params(df: pd.DataFrame) -> pd.Series:
-    """Parameter count per backbone (NaN when no row gives one)."""
-    return df.groupby("backbone", sort=False)["params"].max()
-
-
-def ordered_backbones(df: pd.DataFrame) -> list[str]:
-    params = backbone_params(df)
-    return sorted(params.index, key=lambda b: (math.isnan(params[b]), params[b] if not math.isnan(params[b]) else 0, b))
-
-
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per UNIT: mean, std (ddof=1), n (number of seeds), ci_low, ci_high (95% t; NaN for one seed)."""
-    grouped = df.groupby(UNIT, sort=False, dropna=False)["value"]
-    out = grouped.agg(mean="mean", std="std", n="count").reset_index()
-    out["n"] = out["n"].astype(int)
-    return with_intervals(out)
-
-
-def headline_metric(eval_name: str) -> str:
-    return HEADLINE_METRICS.get(eval_name, HEADLINE_METRIC)
-
-
-def layer_table(agg: pd.DataFrame, eval_name: str = "linear", protocol: str = "", metric: str | None = None) -> pd.DataFrame:
-    """One metric (default: the eval's headline metric) per layer for one evaluation, ordered by method and layer."""
-    metric = metric or headline_metric(eval_name)
-    rows = agg[(agg["eval"] == eval_name) & (agg["protocol"] == protocol) & (agg["metric"] == metric)]
-    keys = rows.assign(_m=rows["method"].map(method_rank), _l=rows["layer"].map(layer_rank))
-    return keys.sort_values(["_m", "_l"], kind="stable").drop(columns=["_m", "_l"]).reset_index(drop=True)
-
-
-def best_layers(per_layer: pd.DataFrame) -> pd.DataFrame:
-    """Per model, the layer row with the highest mean (ties: the earlier layer)."""
-    if per_layer.empty:
-        return per_layer.copy()
-    ranked = per_layer.assign(_l=per_layer["layer"].map(layer_rank)).sort_values("_l", kind="stable")
-    best = ranked.groupby(MODEL, sort=False, dropna=False)["mean"].idxmax()
-    return per_layer.loc[best.to_numpy()].reset_index(drop=True)
-
-
-def headline_evals(agg: pd.DataFrame) -> list[tuple[str, str]]:
-    """The (eval, protocol) pairs with their headline metric: linear and knn always, then any other present."""
-    present = {(e, p) for e, p, m in zip(agg["eval"], agg["protocol"], agg["metric"]) if m == headline_metric(e)}
-    pairs = present | {("linear", ""), ("knn", "")}
-    return sorted(pairs, key=lambda ep: (eval_rank(ep[0]), ep[1]))
-
-
-def column_prefix(eval_name: str, protocol: str) -> str:
-    return eval_name if not protocol else f"{eval_name}_{protocol}"
-
-
-def headline(agg: pd.DataFrame, params: pd.Series) -> pd.DataFrame:
-    """The summary frame: one row per model, for each headline eval its best-layer headline metric.
-
-    Columns: dataset, preset, backbone, params, method, then per headline eval ``<eval>_<metric>`` (mean),
-    ``<eval>_<metric>_std``, ``<eval>_<metric>_low``/``_high`` (95% t-interval), ``<eval>_seeds`` and
-    ``<eval>_layer``, with ``<eval>_<protocol>`` when a protocol is set and metric top1 (AP for detection).
-    """
-    models = agg[MODEL].drop_duplicates()
-    out = models.copy()
-    for eval_name, protocol in headline_evals(agg):
-        prefix = column_prefix(eval_name, protocol)
-        value = f"{prefix}_{headline_metric(eval_name)}"
-        best = best_layers(layer_table(agg, eval_name, protocol))[[*MODEL, "mean", "std", "ci_low", "ci_high", "n", "layer"]]
-        best = best.rename(columns={
-            "mean": value, "std": f"{value}_std", "ci_low": f"{value}_low", "ci_high": f"{value}_high",
-            "n": f"{prefix}_seeds", "layer": f"{prefix}_layer",
-        })  # fmt: skip
-        out = out.merge(best, on=MODEL, how="left")
-        out[f"{prefix}_seeds"] = out[f"{prefix}_seeds"].astype("Int64")
-    out.insert(3, "params", out["backbone"].map(params).astype(float))
-    keys = out.assign(
-        _d=out["dataset"], _p=out["preset"], _n=out["params"].fillna(math.inf), _b=out["backbone"],
-        _m=out["method"].map(method_rank),
-    )  # fmt: skip
-    keys = keys.sort_values(["_d", "_p", "_n", "_b", "_m"], kind="stable")
-    return keys.drop(columns=["_d", "_p", "_n", "_b", "_m"]).reset_index(drop=True)
-
-
-def other_numbers(agg: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """Every aggregate not in the headline or per-layer tables (top-5, losses, AP, ...).
-
-    For a headline eval the other metrics are kept at each model's best top-1 layer only, flagged
-    by ``at_best`` (True) so that methods with different best layers share one table row.
-    """
-    rest = agg[~agg["eval"].isin(OWN_SECTION_EVALS) & (agg["metric"] != agg["eval"].map(headline_metric))]
-    best = [
-        summary[MODEL].assign(eval=e, protocol=p, best_layer=summary[f"{column_prefix(e, p)}_layer"])
-        for e, p in headline_evals(agg)
-        if f"{column_prefix(e, p)}_layer" in summary.columns and e not in OWN_SECTION_EVALS
-    ]
-    if rest.empty or not best:
-        return rest.assign(at_best=pd.Series(dtype=bool))
-    merged = rest.merge(pd.concat(best, ignore_index=True), on=[*MODEL, "eval", "protocol"], how="left")
-    at_best = merged["best_layer"].notna()
-    keep = ~at_best | (merged["best_layer"] == merged["layer"])
-    return merged[keep].assign(at_best=at_best[keep]).drop(columns=["best_layer"]).reset_index(drop=True)
+def published_name(method: str, note: str = "") -> str:
+    """'PIRL (published)' or 'MoCo (published; BN fine-tuned, not frozen)'."""
+    return f"{display_name(method)} (published{'; ' + note if note else ''})"
 
 
 def is_percent(metric: str) -> bool:
@@ -296,3 +127,365 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+# Semi-supervised learning, paper Table 3 format.
+FINETUNE = "finetune"
+LINEAR = "linear"
+SEMISUP_METRICS: tuple[str, ...] = ("top1", "top5")
+FINETUNE_TEXT = ("Fine-tuned: the whole network and a new linear head, trained on the labelled fraction "
+                 "(the paper's protocol).")  # fmt: skip
+LINEAR_TEXT = ("Low-shot linear probe (not in the paper): a linear classifier on frozen features of each stage, "
+               "trained on the labelled fraction; best stage by top-1 in parentheses, top-5 at that "
+               "stage.")  # fmt: skip
+
+
+def semisup_fractions(agg: pd.DataFrame) -> list[str]:
+    """The label fractions present ('1%', '10%', ...), smallest first."""
+    found = set()
+    for protocol in agg.loc[agg["eval"] == "semisup", "protocol"]:
+        match = re.fullmatch(r"(?:finetune|linear)-(.+%)", protocol)
+        if match:
+            found.add(match.group(1))
+    return sorted(found, key=lambda f: float(f.rstrip("%")) if f.rstrip("%").replace(".", "", 1).isdigit() else 1e9)
+
+
+def semisup_header(fracs: list[str]) -> list[str]:
+    return ["Method", "Network", *[f"Top-1 {f}" for f in fracs], *[f"Top-5 {f}" for f in fracs]]
+
+
+def _semisup_block(
+    agg: pd.DataFrame, models: pd.DataFrame, kind: str, fracs: list[str]
+) -> tuple[list[list[str]], list[int]]:
+    """Rows of one block (fine-tuned or linear) for the given models, and the seed counts of its cells."""
+    cells: dict[tuple, dict[str, str]] = {}
+    counts: list[int] = []
+    for frac in fracs:
+        protocol = f"{kind}-{frac}"
+        best = best_layers(layer_table(agg, "semisup", protocol, "top1"))
+        top5 = layer_table(agg, "semisup", protocol, "top5").set_index([*MODEL, "layer"])
+        for _, r in best.iterrows():
+            key = tuple(r[c] for c in MODEL)
+            layer = r["layer"] if kind == LINEAR else None
+            cells.setdefault(key, {})[f"top1 {frac}"] = cell_of(r, "top1", layer)
+            counts.append(int(r["n"]))
+            if (*key, r["layer"]) in top5.index:
+                r5 = top5.loc[(*key, r["layer"])]
+                cells[key][f"top5 {frac}"] = cell_of(r5, "top5")
+    body = []
+    for _, m in models.iterrows():
+        key = tuple(m[c] for c in MODEL)
+        if key not in cells:
+            continue
+        mine = cells[key]
+        body.append([
+            display_name(m["method"]), str(m["backbone"]),
+            *[mine.get(f"top1 {f}", DASH) for f in fracs], *[mine.get(f"top5 {f}", DASH) for f in fracs],
+        ])  # fmt: skip
+    return body, counts
+
+
+def semisup_markdown(
+    agg: pd.DataFrame, published: pd.DataFrame | None = None, params: pd.Series | None = None, heading: str = "###"
+) -> str:
+    """The semi-supervised tables, one per pretraining dataset and preset; empty string without semisup rows."""
+    rows = agg[agg["eval"] == "semisup"]
+    fracs = semisup_fractions(agg)
+    if rows.empty or not fracs:
+        return ""
+    models = rows[MODEL].drop_duplicates()
+    sizes = models["backbone"].map(params) if params is not None else pd.Series(0, index=models.index)
+    models = models.assign(_n=sizes.fillna(float("inf")), _m=models["method"].map(method_rank))
+    models = models.sort_values(["dataset", "preset", "_n", "backbone", "_m"], kind="stable")
+    out: list[str] = []
+    for (dataset, preset), part in models.groupby(["dataset", "preset"], sort=False):
+        title = f"{dataset} (preset {preset})" if preset else str(dataset)
+        out += [f"{heading} Semi-supervised: {title}", ""]
+        all_counts: list[int] = []
+        for kind, text in ((FINETUNE, FINETUNE_TEXT), (LINEAR, LINEAR_TEXT)):
+            body, counts = _semisup_block(agg, part, kind, fracs)
+            all_counts += counts
+            if body:
+                out += [text, "", markdown_table(semisup_header(fracs), body), ""]
+        out += [seeds_note(all_counts), ""]
+        if published is not None:
+            out += _published_semisup(published, fracs)
+    return "\n".join(out)
+
+
+def _published_semisup(published: pd.DataFrame, fracs: list[str]) -> list[str]:
+    rows = pd.concat([refs.select(published, "semisup", f"{FINETUNE}-{f}") for f in fracs], ignore_index=True)
+    if rows.empty:
+        return []
+    out = []
+    for (source, table, text), part in rows.groupby(["source", "table", "protocol"], sort=False):
+        body = []
+        for (method, backbone), mine in part.groupby(["method", "backbone"], sort=False):
+            values = {(r["metric"], r["eval_protocol"]): r["value"] for _, r in mine.iterrows()}
+            body.append([
+                published_name(method), str(backbone),
+                *[_semisup_value(values, m, f) for m in SEMISUP_METRICS for f in fracs],
+            ])  # fmt: skip
+        out += [f"Published: {source}, {table}. Protocol: {text}.", "", markdown_table(semisup_header(fracs), body), ""]
+    return out
+
+
+def _semisup_value(values: dict[tuple[str, str], float], metric: str, frac: str) -> str:
+    v = values.get((metric, f"{FINETUNE}-{frac}"))
+    return DASH if v is None or pd.isna(v) else f"{v:.1f}"
+
+
+# Detection, paper Table 1 format.
+DETECTION_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75")
+DETECTION_HEADER: tuple[str, ...] = ("Method", "Network", "AP^all", "AP50", "AP75", "ΔAP75")
+HEAD_ORDER: tuple[str, ...] = ("c4", "fpn")
+PROTOCOL_ORDER: tuple[str, ...] = ("voc07", "coco")  # the paper's first
+REFERENCE = "supervised"
+DELTA_NOTE = "ΔAP75: AP75 minus the supervised row's AP75 (same network and pretraining; difference of means, points)."
+
+
+@dataclass(frozen=True)
+class DetectionTable:
+    protocol: str
+    head: str
+    ours: pd.DataFrame  # one row per model: MODEL, n, <metric>_mean/_std/_low/_high, dAP75
+    # (source and table, protocol text, rows: method, backbone, AP.., dAP75)
+    published: list[tuple[str, str, pd.DataFrame]]
+
+    @property
+    def title(self) -> str:
+        return f"{self.protocol} · {self.head} head"
+
+
+def detection_tables(
+    agg: pd.DataFrame, published: pd.DataFrame | None = None, params: pd.Series | None = None
+) -> list[DetectionTable]:
+    """One table per (protocol, head) present in ``agg``; ``published`` adds the matching paper rows.
+
+    ``params`` (backbone -> parameter count) orders the networks from small to large.
+    """
+    rows = agg[(agg["eval"] == "detection") & agg["metric"].isin(DETECTION_METRICS)]
+    keys = sorted({(p, h) for p, h in zip(rows["protocol"], rows["layer"])}, key=_key_rank)
+    out = []
+    for protocol, head in keys:
+        part = rows[(rows["protocol"] == protocol) & (rows["layer"] == head)]
+        ours = _wide(part, params)
+        blocks = _published_detection(published, protocol, head) if published is not None else []
+        out.append(DetectionTable(protocol, head, ours, blocks))
+    return out
+
+
+def _key_rank(key: tuple[str, str]) -> tuple[int, str, int, str]:
+    protocol, head = key
+    p = PROTOCOL_ORDER.index(protocol) if protocol in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
+    return (p, protocol, HEAD_ORDER.index(head) if head in HEAD_ORDER else len(HEAD_ORDER), head)
+
+
+def _wide(part: pd.DataFrame, params: pd.Series | None) -> pd.DataFrame:
+    """Long aggregate rows -> one row per model with mean/std/low/high per metric and ΔAP75."""
+    models = part[MODEL].drop_duplicates().reset_index(drop=True)
+    out = models.copy()
+    n = part.groupby(MODEL, sort=False)["n"].max().rename("n").reset_index()
+    out = out.merge(n, on=MODEL, how="left")
+    for metric in DETECTION_METRICS:
+        m = part[part["metric"] == metric][[*MODEL, "mean", "std", "ci_low", "ci_high"]]
+        names = {"mean": "mean", "std": "std", "ci_low": "low", "ci_high": "high"}
+        m = m.rename(columns={k: f"{metric}_{v}" for k, v in names.items()})
+        out = out.merge(m, on=MODEL, how="left")
+    ref = out.loc[out["method"] == REFERENCE, ["dataset", "preset", "backbone", "AP75_mean"]].rename(
+        columns={"AP75_mean": "_ref"}
+    )
+    out = out.merge(ref, on=["dataset", "preset", "backbone"], how="left")
+    out["dAP75"] = (out["AP75_mean"] - out["_ref"]).where(out["method"] != REFERENCE)
+    sizes = part["backbone"].map(params) if params is not None else math.nan
+    order = {b: i for i, b in enumerate(ordered_backbones(part.assign(params=sizes)))}
+    out = out.assign(_b=out["backbone"].map(order), _m=out["method"].map(method_rank))
+    out = out.sort_values(["dataset", "preset", "_b", "_m"], kind="stable")
+    return out.drop(columns=["_ref", "_b", "_m"]).reset_index(drop=True)
+
+
+def _published_detection(published: pd.DataFrame, protocol: str, head: str) -> list[tuple[str, str, pd.DataFrame]]:
+    rows = refs.select(published, "detection", protocol, head)
+    blocks = []
+    for (source, table, text), part in rows.groupby(["source", "table", "protocol"], sort=False):
+        wide = part.pivot_table(index=["method", "backbone", "note"], columns="metric", values="value", sort=False)
+        wide = wide.reset_index()
+        for metric in DETECTION_METRICS:
+            if metric not in wide.columns:
+                wide[metric] = math.nan
+        ref = wide.loc[wide["method"] == REFERENCE, "AP75"]
+        wide["dAP75"] = (wide["AP75"] - (ref.iloc[0] if len(ref) else math.nan)).where(wide["method"] != REFERENCE)
+        blocks.append((f"{source}, {table}", str(text), wide))
+    return blocks
+
+
+def _no_negative_zero(value: float) -> float:
+    """-0.04 prints as "-0.0"; round first so a difference that rounds to zero reads "+0.0"."""
+    return round(value, 1) + 0.0
+
+
+def _delta(value: float) -> str:
+    return DASH if pd.isna(value) else f"{_no_negative_zero(value):+.1f}"
+
+
+def _several_pretrainings(ours: pd.DataFrame) -> bool:
+    return len(ours[["dataset", "preset"]].drop_duplicates()) > 1
+
+
+def _network(row: pd.Series, several: bool) -> str:
+    return f"{row['backbone']} ({row['dataset']}, {row['preset']})" if several else str(row["backbone"])
+
+
+def detection_markdown(tables: list[DetectionTable], heading: str = "###") -> str:
+    """All tables as Markdown, each with its seed note and, when shown, the published block(s)."""
+    if not tables:
+        return ""
+    out: list[str] = []
+    for t in tables:
+        several = _several_pretrainings(t.ours)
+        body = [
+            [display_name(r["method"]), _network(r, several),
+             *[cell(r[f"{m}_mean"], r[f"{m}_std"], int(r["n"]), m, ci=(r[f"{m}_low"], r[f"{m}_high"]))
+               for m in DETECTION_METRICS],
+             _delta(r["dAP75"])]
+            for _, r in t.ours.iterrows()
+        ]  # fmt: skip
+        out += [f"{heading} Detection {t.title}", "", markdown_table(DETECTION_HEADER, body), "",
+                seeds_note(t.ours["n"]) + " " + DELTA_NOTE]  # fmt: skip
+        if REFERENCE not in set(t.ours["method"]):
+            out += ["", "No supervised row: ΔAP75 not computed (run with --methods supervised)."]
+        for source, text, rows in t.published:
+            pub = [
+                [published_name(r["method"], r["note"]), str(r["backbone"]),
+                 *[DASH if pd.isna(r[m]) else f"{r[m]:.1f}" for m in DETECTION_METRICS], _delta(r["dAP75"])]
+                for _, r in rows.iterrows()
+            ]  # fmt: skip
+            out += ["", f"Published: {source}. Protocol: {text}.", "", markdown_table(DETECTION_HEADER, pub)]
+        out.append("")
+    return "\n".join(out)
+
+
+def detection_frame(tables: list[DetectionTable]) -> pd.DataFrame:
+    """The CSV's rows: ours (source 'ours', with std and interval per metric) then published (value only)."""
+    records = []
+    for t in tables:
+        key = {"protocol": t.protocol, "head": t.head}
+        for _, r in t.ours.iterrows():
+            rec = key | {"source": "ours", "dataset": r["dataset"], "preset": r["preset"], "method": r["method"],
+                         "method_name": display_name(r["method"]), "network": r["backbone"],
+                         "seeds": int(r["n"])}  # fmt: skip
+            for m in DETECTION_METRICS:
+                rec |= {m: r[f"{m}_mean"], f"{m}_std": r[f"{m}_std"], f"{m}_ci95_low": r[f"{m}_low"],
+                        f"{m}_ci95_high": r[f"{m}_high"]}  # fmt: skip
+            records.append(rec | {"dAP75": r["dAP75"], "published_protocol": "", "note": ""})
+        for source, text, rows in t.published:
+            for _, r in rows.iterrows():
+                rec = key | {"source": source, "dataset": "imagenet", "preset": "", "method": r["method"],
+                             "method_name": display_name(r["method"]), "network": r["backbone"],
+                             "seeds": math.nan}  # fmt: skip
+                rec |= {m: r[m] for m in DETECTION_METRICS}
+                records.append(rec | {"dAP75": r["dAP75"], "published_protocol": text, "note": r["note"]})
+    columns = ["protocol", "head", "source", "dataset", "preset", "method", "method_name", "network", "seeds"]
+    for m in DETECTION_METRICS:
+        columns += [m, f"{m}_std", f"{m}_ci95_low", f"{m}_ci95_high"]
+    return pd.DataFrame.from_records(records, columns=[*columns, "dAP75", "published_protocol", "note"])
+
+
+def detection_csv(tables: list[DetectionTable]) -> str:
+    buffer = io.StringIO()
+    detection_frame(tables).to_csv(buffer, index=False, float_format="%.4g")
+    return buffer.getvalue()
+
+
+TEX_ESCAPES: tuple[tuple[str, str], ...] = (
+    ("\\", r"\textbackslash "), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"), ("$", r"\$"),
+    ("{", r"\{"), ("}", r"\}"), ("^", r"\^{}"), ("->", r"$\rightarrow$"), ("±", r"$\pm$"), ("Δ", r"$\Delta$"),
+)  # in this order: later replacements add characters the earlier ones escape
+
+
+def _tex(text: str) -> str:
+    for char, escaped in TEX_ESCAPES:
+        text = text.replace(char, escaped)
+    return text
+
+
+def _tex_cell(mean: float, std: float, n: int) -> str:
+    if pd.isna(mean):
+        return "--"
+    return f"{mean:.1f} $\\pm$ {std:.1f}" if n > 1 and not pd.isna(std) else f"{mean:.1f}"
+
+
+def _tex_delta(value: float) -> str:
+    return "" if pd.isna(value) else f"{_no_negative_zero(value):+.1f}".replace("-", "$-$")
+
+
+def detection_latex(tables: list[DetectionTable]) -> str:
+    """One booktabs ``table`` per protocol and head (needs \\usepackage{booktabs}); mean ± std over seeds."""
+    out = ["% Generated by `ssl-bench report` from results.csv; needs \\usepackage{booktabs}."]
+    for t in tables:
+        several = _several_pretrainings(t.ours)
+        n_seeds = seeds_note(t.ours["n"]).replace(" [95% t-interval]", "")
+        out += [
+            "\\begin{table}[t]", "\\centering", "\\begin{tabular}{llcccc}", "\\toprule",
+            "Method & Network & AP$^{\\mathrm{all}}$ & AP$_{50}$ & AP$_{75}$ & $\\Delta$AP$_{75}$ \\\\", "\\midrule",
+        ]  # fmt: skip
+        for _, r in t.ours.iterrows():
+            cells = [_tex_cell(r[f"{m}_mean"], r[f"{m}_std"], int(r["n"])) for m in DETECTION_METRICS]
+            delta = _tex_delta(r["dAP75"])
+            out.append(
+                " & ".join([_tex(display_name(r["method"])), _tex(_network(r, several)), *cells, delta]) + " \\\\"
+            )
+        for source, text, rows in t.published:
+            heading = f"\\emph{{Published: {_tex(source)}; {_tex(text)}}}"
+            out += ["\\midrule", f"\\multicolumn{{6}}{{p{{0.9\\linewidth}}}}{{{heading}}} \\\\"]
+            for _, r in rows.iterrows():
+                cells = ["--" if pd.isna(r[m]) else f"{r[m]:.1f}" for m in DETECTION_METRICS]
+                delta = _tex_delta(r["dAP75"])
+                name = display_name(r["method"]) + (f" ({r['note']})" if r["note"] else "")
+                out.append(" & ".join([_tex(name), _tex(str(r["backbone"])), *cells, delta]) + " \\\\")
+        out += [
+            "\\bottomrule", "\\end{tabular}",
+            f"\\caption{{Detection, protocol {_tex(t.protocol)}, {_tex(t.head)} head. "
+            f"{_tex(n_seeds)} {_tex(DELTA_NOTE)}}}",
+            "\\end{table}", "",
+        ]  # fmt: skip
+    return "\n".join(out)
+
+
+# Invariance, paper Fig. 4.
+LAYER_TEXT: dict[str, str] = {"pooled": "pooled backbone features", "head": "heads f(v_I) vs. g(v_I^t)"}
+
+
+def invariance_markdown(agg: pd.DataFrame, distances: list[Distances]) -> str:
+    """Per pretraining and backbone: mean distance (over seeds) and median [q25, q75] per protocol, lower = more
+    invariant."""
+    rows = agg[(agg["eval"] == "invariance") & (agg["metric"] == "mean")]
+    if rows.empty:
+        return ""
+    out = []
+    protocols = sorted(rows["protocol"].unique())
+    for (dataset, preset, backbone), part in rows.groupby(["dataset", "preset", "backbone"], sort=False):
+        header = ["Method", "Features", *[f"{p}: mean" for p in protocols],
+                  *[f"{p}: median [q25, q75]" for p in protocols]]  # fmt: skip
+        body = []
+        keys = part[["method", "layer"]].drop_duplicates()
+        keys = keys.assign(_m=keys["method"].map(method_rank), _l=keys["layer"] != "pooled").sort_values(["_m", "_l"])
+        for method, layer in zip(keys["method"], keys["layer"]):
+            mine = part[(part["method"] == method) & (part["layer"] == layer)].set_index("protocol")
+            means = [cell_of(mine.loc[p], "distance") if p in mine.index else DASH for p in protocols]
+            spreads = [_quartiles(distances, (dataset, preset, backbone, method, p, layer)) for p in protocols]
+            body.append([display_name(method), LAYER_TEXT.get(layer, layer), *means, *spreads])
+        out += [f"{backbone} ({dataset}, preset {preset}):" if preset else f"{backbone} ({dataset}):", "",
+                markdown_table(header, body), "", seeds_note(part["n"]), ""]  # fmt: skip
+    return "\n".join(out)
+
+
+def _quartiles(distances: list[Distances], key: tuple[str, ...]) -> str:
+    for d in distances:
+        if (d.dataset, d.preset, d.backbone, d.method, d.protocol, d.layer) == key:
+            if d.raw is not None and len(d.raw):
+                q25, q50, q75 = np.quantile(d.raw, [0.25, 0.5, 0.75])
+            else:
+                q25, q50, q75 = (d.quantiles.get(p, math.nan) for p in (0.25, 0.5, 0.75))
+            return f"{q50:.3f} [{q25:.3f}, {q75:.3f}]"
+    return DASH

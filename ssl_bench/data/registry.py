@@ -6,13 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ssl_bench.config import ConfigError, DataConfig, unknown
+from ssl_bench.data import cifar, imagenet, stl10, synthetic
 from ssl_bench.data.cifar import load_cifar
-from ssl_bench.data.dataset import Splits
+from ssl_bench.data.types import Splits
 from ssl_bench.data.folder import load_folder
 from ssl_bench.data.imagenet import HOW as IMAGENET_HOW
 from ssl_bench.data.imagenet import load_imagenet
 from ssl_bench.data.stl10 import load_stl10
-from ssl_bench.data.synthetic_splits import load_synthetic
+from ssl_bench.data.synthetic import load_synthetic
 
 DATASETS: dict[str, Callable[[DataConfig, Path], Splits]] = {
     "synthetic": load_synthetic,
@@ -36,6 +37,13 @@ DATASET_HELP = {
     "imagenet100": "the ImageNet tree restricted to data.classes (a file of wnids; default CMC's ImageNet-100 list)",
 }  # fmt: skip
 DOWNLOADABLE = ("cifar10", "cifar100", "stl10")
+NATIVE_SIZES = {"synthetic": synthetic.NATIVE_SIZE, "cifar10": cifar.NATIVE_SIZE, "cifar100": cifar.NATIVE_SIZE,
+                "stl10": stl10.NATIVE_SIZE, "imagenet": imagenet.NATIVE_SIZE, "imagenet100": imagenet.NATIVE_SIZE}  # fmt: skip
+
+
+def native_size(name: str) -> int | None:
+    """The px a dataset's images have (what an unset data.image_size means); None for a folder of any images."""
+    return NATIVE_SIZES.get(name)
 
 
 def load_dataset(cfg: DataConfig, out_dir: Path) -> Splits:

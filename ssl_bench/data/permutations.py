@@ -21,13 +21,14 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ssl_bench import storage
 
 VARIANTS = ("maxavg", "maxmin")
 ALGORITHM_VERSION = 1  # bump when the selection rule or the tie-breaking changes: old cache files are then ignored
@@ -121,22 +122,8 @@ def permutation_set(
             warnings.warn(f"permutation cache {path} is unreadable ({err}); regenerating it", stacklevel=2)
     perms = greedy_permutations(size, variant, seed, grid)
     try:
-        _atomic_save(path, perms)
+        with storage.atomic(path) as tmp, tmp.open("wb") as f:  # readers never see a partial file
+            np.save(f, perms, allow_pickle=False)
     except OSError as err:
         warnings.warn(f"could not write the permutation cache {path} ({err}); continuing without it", stacklevel=2)
     return torch.from_numpy(perms.astype(np.int64))
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    """Write to a temporary file in the same directory, then rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

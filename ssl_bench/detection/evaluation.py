@@ -12,18 +12,20 @@ COCO results json (re-score them with ``ssl-bench detect-eval``), with the train
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ssl_bench import storage
-from ssl_bench.config import ConfigError, DetectionConfig
-from ssl_bench.data.synthetic import write_voc
-from ssl_bench.data.voc import GET_DEVKIT, GET_VOC, LAYOUT, VOC_CLASSES, VOC_YEARS, ConcatVOC, VOCDetection
+from ssl_bench.config import ConfigError, config_hash
+from ssl_bench.detection.config import DetectionConfig
+from ssl_bench.data.synthetic_voc import write_voc
+from ssl_bench.data.voc import DEVKIT_SETS, GET_VOC, LAYOUT, VOC_CLASSES, ConcatVOC, VOCDetection, devkit_root
 from ssl_bench.detection.detect_eval import PROTOCOLS, write_coco_results
 from ssl_bench.detection.model import build_detector
 from ssl_bench.detection.records import Detections, GroundTruth, ImageRecord
-from ssl_bench.detection.train import paper_schedule, predict, train_detector
+from ssl_bench.detection.train import predict, train_detector
 
 METRICS = ("AP", "AP50", "AP75")
 
@@ -41,7 +43,6 @@ def detection_root(cfg: DetectionConfig, shared_dir: Path) -> Path:
     return root
 
 
-DEVKIT_SETS = {"voc07": (("2007",), "2007"), "voc07+12": (("2007", "2012"), "2007")}  # (train years, test year)
 DETECTION_DATASET_HELP = {
     "synthetic": "built-in VOC-layout scenes of the synthetic objects, generated under <out>/data (the default)",
     "voc": "any VOC-layout root (detection.root=<dir> with Annotations/, ImageSets/Main/, JPEGImages/), e.g. BCCD; "
@@ -51,45 +52,12 @@ DETECTION_DATASET_HELP = {
 }  # fmt: skip
 
 
-def devkit_root(cfg: DetectionConfig) -> Path:
-    """The VOCdevkit directory of ``cfg.root`` for voc07 / voc07+12, checked to hold every year and split they read."""
-    train_years, test_year = DEVKIT_SETS[cfg.dataset]
-    years = sorted({*train_years, test_year})
-    need = " and ".join(f"VOC{y}/" for y in years)
-    about = f"{'; '.join(VOC_YEARS[y] for y in years)}. Each VOC<year>/ holds {LAYOUT.replace('<root>', 'VOC<year>')}"
-    if not cfg.root:
-        raise ConfigError(f"detection.dataset={cfg.dataset} needs detection.root=<VOCdevkit dir> holding {need}: {about}. "
-                          f"{GET_DEVKIT}")  # fmt: skip
-    root = Path(cfg.root).expanduser()
-    if not root.is_dir():
-        raise ConfigError(f"detection.root {root} does not exist; for detection.dataset={cfg.dataset} it should be a "
-                          f"VOCdevkit directory holding {need}: {about}. {GET_DEVKIT}")  # fmt: skip
-    if not (root / "VOC2007").is_dir() and (root / "VOCdevkit").is_dir():
-        root = root / "VOCdevkit"  # the directory given to torchvision's downloader
-    if (root / "Annotations").is_dir():
-        raise ConfigError(f"detection.root {root} is one year's VOC-layout directory; detection.dataset={cfg.dataset} "
-                          f"needs its parent, the VOCdevkit directory holding {need} (or use detection.dataset=voc "
-                          f"for this directory alone)")  # fmt: skip
-    missing = [f"VOC{y}/" for y in years if not (root / f"VOC{y}").is_dir()]
-    if missing:
-        raise ConfigError(f"detection.dataset={cfg.dataset}: {root} has no {' or '.join(missing)}; it should be a VOCdevkit "
-                          f"directory holding {need}: {about}. {GET_DEVKIT}")  # fmt: skip
-    for year, split in [(y, cfg.train_split) for y in train_years] + [(test_year, cfg.test_split)]:
-        path = root / f"VOC{year}" / "ImageSets" / "Main" / f"{split}.txt"
-        if not path.is_file():
-            own = (" (VOC2007's test set is a download of its own: VOCtest_06-Nov-2007.tar, or torchvision's year='2007', "
-                   "image_set='test')") if (year, split) == ("2007", "test") else ""  # fmt: skip
-            raise ConfigError(f"detection.dataset={cfg.dataset} reads split {split!r} of VOC{year}, but {path} is "
-                              f"missing{own}. {GET_DEVKIT}")  # fmt: skip
-    return root
-
-
 def detection_sets(cfg: DetectionConfig, shared_dir: Path) -> tuple[VOCDetection | ConcatVOC, VOCDetection]:
     """(train, test) of ``cfg.dataset``. voc07 / voc07+12 use the 20 Pascal VOC classes, in their standard order, for
     every year; the other datasets take the class list found in the root's annotations."""
     if cfg.dataset in DEVKIT_SETS:
         train_years, test_year = DEVKIT_SETS[cfg.dataset]
-        root = devkit_root(cfg)
+        root = devkit_root(cfg.dataset, cfg.root, cfg.train_split, cfg.test_split)
 
         def read(year: str, split: str) -> VOCDetection:
             return VOCDetection(root / f"VOC{year}", split, classes=VOC_CLASSES, clip_boxes=cfg.clip_boxes)
@@ -118,17 +86,21 @@ def as_detections(predictions: list[dict[str, np.ndarray]]) -> Detections:
                       cat("boxes", np.zeros((0, 4))), cat("scores", np.zeros(0)))  # fmt: skip
 
 
-def run_detection(ctx, tag: str) -> list[tuple[str, str, float, str]]:
-    """Train, detect and score ``ctx`` (an EvalContext): (layer = the head, metric, value, protocol) for AP, AP50,
-    AP75 under each protocol. ``tag`` names the files written to the run directory."""
-    cfg, info = ctx.cfg.detection, ctx.splits.info
+def run_detection(ctx, cfg: DetectionConfig) -> list[tuple[str, str, float, str]]:
+    """Train, detect and score on ``ctx`` (an EvalContext: backbone, data, run directory) with ``cfg`` resolved (its
+    lr and warm-up set): (layer = the head, metric, value, protocol) for AP, AP50, AP75 under each protocol. The
+    files written to the run directory are named by the hash of ``cfg``."""
+    if cfg.lr is None or cfg.warmup_iters is None:
+        raise ValueError("detection: lr and warmup_iters are unset; resolve the config first (run_config.resolve)")
+    info = ctx.splits.info
+    tag = config_hash(asdict(cfg))[:8]
     train, test = detection_sets(cfg, ctx.shared_dir)
     model = build_detector(ctx.backbone, len(train.classes), cfg.head, cfg.freeze_bn, cfg.min_size, cfg.max_size,
                            image_mean=info.mean, image_std=info.std, roi_batch_size=cfg.roi_batch_size)  # fmt: skip
-    lr, warmup = paper_schedule(ctx.method, cfg)
+    lr, warmup = cfg.lr, cfg.warmup_iters
     logs = train_detector(model, train, cfg, lr, warmup, ctx.device, ctx.seed, task_name=f"detection {cfg.head}",
                           checkpoint=ctx.run_dir / f"detection-{tag}.ckpt.pt", every=ctx.checkpoint)  # fmt: skip
-    (ctx.run_dir / f"detection-{tag}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in logs))
+    storage.write_text(ctx.run_dir / f"detection-{tag}.jsonl", "".join(json.dumps(row) + "\n" for row in logs))
     (ctx.run_dir / f"detection-{tag}.ckpt.pt").unlink(missing_ok=True)  # the finished model is not kept (see the detections json)
     storage.sidecar(ctx.run_dir / f"detection-{tag}.ckpt.pt").unlink(missing_ok=True)
     gt, dets = ground_truth(test), as_detections(predict(model, test, ctx.device))

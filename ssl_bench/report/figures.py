@@ -1,9 +1,21 @@
-"""Accuracy against backbone size, in the style of PIRL Fig. 2 (PIRL, 2020, arXiv:1912.01991).
+"""The report's figures, built on the Agg canvas directly, without pyplot, so no display and no global state.
 
-One marker per (method, backbone): x is the parameter count in millions (log scale), y the linear
-probe top-1 at the best layer (mean over seeds, error bar = std when there are several seeds).
-Published points (optional) are hollow markers with their names in italics, never joined to ours.
-Figures are built on the Agg canvas directly, without pyplot, so no display and no global state.
+Accuracy against backbone size, in the style of PIRL Fig. 2 (PIRL, 2020, arXiv:1912.01991): one marker per
+(method, backbone); x is the parameter count in millions (log scale), y the linear probe top-1 at the best
+layer (mean over seeds, error bar = std when there are several seeds). Published points (optional) are hollow
+markers with their names in italics, never joined to ours.
+
+Linear-probe accuracy per stage, one line per method, in the style of PIRL Fig. 5: one panel per (dataset,
+preset, backbone): x the stages (stem .. layer4), y the top-1 mean over seeds with error bars of one sample std
+when there are several seeds. The published curves (ImageNet, ResNet-50, paper layers conv1 .. res5) get a
+panel of their own, hollow markers and dashed lines: they are a different protocol and never share axes with
+ours.
+
+Histograms of invariance distances, in the style of PIRL Fig. 4: one column per transform (jigsaw, rotation),
+one row per method (and backbone): the distribution of L2 distances between unit-normalised features of an
+image and of its transformed version, pooled backbone features filled, PIRL's heads f vs. g as a dashed
+outline. Further left = more invariant. A histogram drawn from quantiles (no raw file) covers the central 90%
+and says so in its panel.
 """
 
 from __future__ import annotations
@@ -18,12 +30,13 @@ from matplotlib.backend_bases import RendererBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.text import Annotation, Text
 from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
-from ssl_bench.report.labels import display_name
-from ssl_bench.report.tables import ordered_methods
+from ssl_bench.report.results import Distances, layer_table, ordered_layers, ordered_methods
+from ssl_bench.report.tables import display_name, paper_layer
 
 POINTS_GID = "ssl-bench-points"  # gid prefix of the data lines: f"{POINTS_GID}:{method}"
 PUBLISHED_GID = "ssl-bench-published"  # gid prefix of the published markers: f"{PUBLISHED_GID}:{method}"
@@ -134,7 +147,9 @@ def _labels(pts: pd.DataFrame, published: pd.DataFrame | None) -> pd.DataFrame:
     })  # fmt: skip
     if published is None:
         return ours.reset_index(drop=True)
-    theirs = pd.DataFrame({"x": published["x"], "y": published["y"], "text": published["method"].map(display_name), "italic": True})
+    theirs = pd.DataFrame({
+        "x": published["x"], "y": published["y"], "text": published["method"].map(display_name), "italic": True,
+    })  # fmt: skip
     return pd.concat([ours, theirs], ignore_index=True)
 
 
@@ -151,13 +166,15 @@ def _draw_panel(
         )  # fmt: skip
         spread = mine[mine["yerr"].notna()]
         if not spread.empty:  # error bars only where there are several seeds
-            ax.errorbar(spread["x"], spread["y"], yerr=spread["yerr"], fmt="none", ecolor=colour, elinewidth=1, capsize=3)
+            ax.errorbar(spread["x"], spread["y"], yerr=spread["yerr"], fmt="none", ecolor=colour, elinewidth=1,
+                        capsize=3)  # fmt: skip
     if published is not None:
         pub_styles = published_styles(list(published["method"]))
         for method, mine in published.groupby("method", sort=False):
             marker, colour = pub_styles[method]
             ax.plot(mine["x"], mine["y"], marker=marker, color=colour, markerfacecolor="none", markeredgewidth=1.3,
-                    markersize=10 if marker == "*" else 7, linestyle="none", gid=f"{PUBLISHED_GID}:{method}")  # fmt: skip
+                    markersize=10 if marker == "*" else 7, linestyle="none",
+                    gid=f"{PUBLISHED_GID}:{method}")  # fmt: skip
     ax.set_xscale("log")
     sizes = pts.drop_duplicates("backbone").sort_values("x")
     xs = sizes["x"].to_numpy(dtype=float)
@@ -207,10 +224,14 @@ def _place_labels(ax: Axes, pts: pd.DataFrame, renderer: RendererBase) -> None:
         for k, (dx, dy, ha, va) in enumerate((*OFFSETS, *LEADER_OFFSETS)):
             leader = k >= len(OFFSETS)
             label = ax.annotate(
-                row["text"], (row["x"], row["y"]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=7.5,
+                row["text"], (row["x"], row["y"]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                fontsize=7.5,
                 style="italic" if row["italic"] else "normal", color=colour,
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75},
-                arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.6, "shrinkA": 0, "shrinkB": 4} if leader else None,
+                arrowprops=(
+                    {"arrowstyle": "-", "color": colour, "linewidth": 0.6, "shrinkA": 0, "shrinkB": 4}
+                    if leader else None
+                ),
             )  # fmt: skip
             box = _text_box(label, renderer)
             cost = sum(_overlap(box, other) for other in markers) + _outside(box, frame)
@@ -251,3 +272,166 @@ def _overlap(a: Bbox, b: Bbox) -> float:
 def _outside(box: Bbox, frame: Bbox) -> float:
     """Area of `box` outside `frame`, weighted so that leaving the axes is worse than touching a label."""
     return 4 * (box.width * box.height - _overlap(box, frame))
+
+
+# Linear probe top-1 per stage, paper Fig. 5 (its y label is Y_LABEL above).
+PANEL_SIZE = (4.6, 3.6)
+
+
+def layer_points(agg: pd.DataFrame) -> pd.DataFrame:
+    """The linear-probe top-1 per stage (MODEL, layer, mean, std, n), without the 'pooled' pseudo-layer."""
+    rows = layer_table(agg, "linear")
+    return rows[rows["layer"] != "pooled"].reset_index(drop=True)
+
+
+def layerwise(agg: pd.DataFrame, published: pd.DataFrame | None = None) -> Figure:
+    """The figure; ``published`` holds the paper's per-layer rows (method, layer, value).
+
+    Raises ValueError when empty.
+    """
+    points = layer_points(agg)
+    if points.empty:
+        raise ValueError("nothing to plot: no linear-probe top1 rows")
+    panels = list(points.groupby(["dataset", "preset", "backbone"], sort=False))
+    several_presets = points.groupby("dataset")["preset"].nunique().gt(1).any()
+    extra = published is not None and not published.empty
+    count = len(panels) + int(extra)
+    ncols = min(count, 3)
+    nrows = math.ceil(count / ncols)
+    methods = ordered_methods([*points["method"], *(published["method"] if extra else [])])
+    styles = method_styles(methods)
+    fig = Figure(figsize=(PANEL_SIZE[0] * ncols + 1.8, PANEL_SIZE[1] * nrows + 0.3), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, ((dataset, preset, backbone), pts) in zip(axes, panels):
+        layers = ordered_layers(pts["layer"])
+        for method in ordered_methods(pts["method"]):
+            mine = pts[pts["method"] == method].set_index("layer").reindex(layers)
+            marker, colour = styles[method]
+            xs = range(len(layers))
+            ax.plot(xs, mine["mean"], marker=marker, color=colour, markersize=8 if marker == "*" else 5.5,
+                    linewidth=1.4, label=display_name(method), gid=f"{POINTS_GID}:{method}")  # fmt: skip
+            spread = mine["n"].fillna(0).gt(1) & mine["std"].notna()
+            if spread.any():
+                x = [i for i, ok in enumerate(spread) if ok]
+                ax.errorbar(x, mine["mean"][spread], yerr=mine["std"][spread], fmt="none", ecolor=colour, elinewidth=1,
+                            capsize=3)  # fmt: skip
+        ax.set_xticks(range(len(layers)), layers)
+        title = f"{dataset} · {backbone}" + (f" · {preset}" if several_presets else "")
+        ax.set_title(title, fontsize=10)
+        _layer_axes(ax)
+    if extra:
+        ax = axes[len(panels)]
+        layers = ordered_layers(published["layer"])
+        for method in ordered_methods(published["method"]):
+            mine = published[published["method"] == method].set_index("layer").reindex(layers)
+            marker, colour = styles[method]
+            ax.plot(range(len(layers)), mine["value"], marker=marker, color=colour, markerfacecolor="none",
+                    linestyle="--", markersize=8 if marker == "*" else 5.5, linewidth=1.2,
+                    gid=f"{PUBLISHED_GID}:{method}")  # fmt: skip
+        ax.set_xticks(range(len(layers)), [paper_layer(layer) for layer in layers])
+        ax.set_title("published: PIRL paper, ImageNet, ResNet-50", fontsize=10)
+        _layer_axes(ax)
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    handles = [
+        Line2D([], [], marker=styles[m][0], color=styles[m][1], markersize=7, linewidth=1.4, label=display_name(m))
+        for m in methods
+    ]  # fmt: skip
+    if extra:
+        handles.append(
+            Line2D([], [], marker="o", color="#555555", markerfacecolor="none", linestyle="--", label="published")
+        )
+    fig.legend(handles=handles, title="method", loc="outside right upper", frameon=False)
+    return fig
+
+
+def _layer_axes(ax: Axes) -> None:
+    ax.set_xlabel("stage")
+    ax.set_ylabel(Y_LABEL)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+# Invariance histograms, paper Fig. 4.
+PROTOCOL_TEXT: dict[str, str] = {"jigsaw": "image vs. its jigsaw-shuffled tiles", "rotation": "image vs. its rotation"}
+MAX_DISTANCE = 2.0
+BINS = np.linspace(0.0, MAX_DISTANCE, 41)  # width 0.05
+INVARIANCE_X_LABEL = "L2 distance between unit-normalised features (0 = invariant)"
+ROW_HEIGHT = 1.05
+
+
+def density(d: Distances, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(heights, edges, from_raw): a normalised histogram of the raw samples, else piecewise uniform between quantiles.
+
+    Without raw samples the mass between consecutive quantiles (0.20, 0.25, 0.25, 0.20) is spread evenly over
+    their interval; the 5% tails beyond q05 and q95 are not drawn.
+    """
+    if d.raw is not None and len(d.raw):
+        heights, _ = np.histogram(np.clip(d.raw, edges[0], edges[-1]), bins=edges, density=True)
+        return heights, edges, True
+    ps = sorted(d.quantiles)
+    qs = np.array([d.quantiles[p] for p in ps])
+    if np.isnan(qs).any():
+        return np.array([]), np.array([]), False
+    qs = np.maximum.accumulate(qs)
+    widths = np.maximum(np.diff(qs), 1e-3)
+    return np.diff(ps) / widths, np.concatenate([[qs[0]], qs[0] + np.cumsum(widths)]), False
+
+
+def median(d: Distances) -> float:
+    return float(np.median(d.raw)) if d.raw is not None and len(d.raw) else d.quantiles.get(0.5, math.nan)
+
+
+def invariance_histograms(distances: list[Distances]) -> Figure:
+    """The figure; raises ValueError when there is nothing to draw."""
+    if not distances:
+        raise ValueError("nothing to plot: no invariance rows")
+    protocols = sorted({d.protocol for d in distances})
+    several = len({(d.dataset, d.preset, d.backbone) for d in distances}) > 1
+    rows = list(dict.fromkeys((d.dataset, d.preset, d.backbone, d.method) for d in distances))
+    styles = method_styles(ordered_methods(d.method for d in distances))
+    fig = Figure(figsize=(3.6 * len(protocols) + 1.4, ROW_HEIGHT * len(rows) + 1.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), len(protocols), squeeze=False, sharex=True)
+    for r, row in enumerate(rows):
+        colour = styles[row[3]][1]
+        name = display_name(row[3]) + (f"\n{row[2]}" if several else "")
+        for c, protocol in enumerate(protocols):
+            ax = axes[r, c]
+            mine = [
+                d for d in distances if (d.dataset, d.preset, d.backbone, d.method) == row and d.protocol == protocol
+            ]
+            approx = False
+            for d in sorted(mine, key=lambda d: d.layer != "pooled"):
+                heights, edges, raw = density(d, BINS)
+                if not len(heights):
+                    continue
+                approx |= not raw
+                head = d.layer == "head"
+                ax.stairs(heights, edges, fill=not head, color=colour, alpha=0.9 if head else 0.35,
+                          linestyle="--" if head else "-", linewidth=1.4 if head else 1.0)  # fmt: skip
+                ax.axvline(median(d), color=colour, linestyle="--" if head else "-", linewidth=0.9)
+            if not mine:
+                ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", va="center", color="#777777",
+                        fontsize=8)  # fmt: skip
+            if approx:
+                ax.text(0.99, 0.9, "from quantiles", transform=ax.transAxes, ha="right", va="top", fontsize=7,
+                        color="#555555")  # fmt: skip
+            ax.set_xlim(0.0, MAX_DISTANCE)
+            ax.set_yticks([])
+            ax.spines[["top", "right", "left"]].set_visible(False)
+            if r == 0:
+                ax.set_title(f"{protocol}: {PROTOCOL_TEXT.get(protocol, protocol)}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel(INVARIANCE_X_LABEL, fontsize=8)
+    handles = [
+        Patch(facecolor="#999999", alpha=0.35, edgecolor="#999999", label="pooled backbone features"),
+        Line2D([], [], color="#333333", linestyle="--", label="PIRL heads f vs. g"),
+        Line2D([], [], color="#333333", linewidth=0.9, label="median"),
+    ]
+    if not any(d.layer == "head" for d in distances):
+        handles.pop(1)
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=8)
+    return fig

@@ -1,0 +1,78 @@
+"""The ``detection`` section: Faster R-CNN transfer settings, checked next to their fields.
+
+The learning rate and warm-up are the pretraining method's (PIRL fine-tunes NPID++ / PIRL backbones more gently
+than supervised / Jigsaw ones): left ``None``, ``resolved`` fills them from the method's
+``Method.detection_schedule`` (lr, warm-up iterations at the paper's batch of 16).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ssl_bench.config import ConfigError, each_of, non_negative, one_of, positive
+
+HEADS = ("c4", "fpn")
+DATASETS = ("synthetic", "voc", "voc07", "voc07+12")
+PROTOCOL_NAMES = ("voc07", "coco")
+PAPER_BATCH = 16  # the batch the paper's rates are given at (Detectron2 IMS_PER_BATCH)
+
+
+@dataclass
+class DetectionConfig:
+    """Faster R-CNN transfer (PIRL Table 1; Detectron2 VOC07+12 R50-C4 recipe, frozen BN).
+
+    Paper schedule: VOC07+12 trainval, 25k iterations at batch 16, step at 17k, lr 0.02 with 100 warm-up
+    iterations for supervised / Jigsaw (and any other method), 0.003 with 1000 for NPID++ / PIRL; shorter side
+    480-800 (train) / 800 (test). Small presets shrink iterations, batch and image size.
+    """
+
+    # synthetic: built-in VOC-layout scenes under <out>/data; voc: one VOC-layout `root` (train_split / test_split of it);
+    # voc07+12: the paper's Table 1 data, VOC2007 + VOC2012 trainval -> VOC2007 test; voc07: VOC2007 trainval -> test.
+    dataset: str = "synthetic"
+    # voc: the directory holding Annotations/, ImageSets/Main/, JPEGImages/;
+    # voc07, voc07+12: the VOCdevkit directory holding VOC2007/ (and VOC2012/)
+    root: str = ""
+    train_split: str = "trainval"
+    test_split: str = "test"
+    clip_boxes: bool = False  # clip boxes outside the image (with a warning) instead of stopping
+    head: str = "c4"  # c4 (res5 as the RoI head, the paper's) | fpn
+    freeze_bn: bool = True
+    roi_batch_size: int = 512  # sampled RoIs per training image (Detectron2 BATCH_SIZE_PER_IMAGE); most of a C4 step's cost
+    min_size: int = 800  # shorter image side (train and test)
+    max_size: int = 1333
+    iterations: int = 25000
+    batch_size: int = 16
+    lr: float | None = None  # None = the method's paper rate at batch 16 (see above), scaled with batch_size / 16
+    warmup_iters: int | None = None  # None = the method's paper warm-up (100 or 1000), at most iterations / 4
+    steps: list[float] = field(default_factory=lambda: [17000 / 25000])  # lr x0.1 at these fractions of iterations
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    protocols: list[str] = field(default_factory=lambda: ["voc07", "coco"])
+    synthetic_trainval: int = 400  # the built-in scenes: how many, and their size in px
+    synthetic_test: int = 200
+    synthetic_size: int = 128
+
+    def check(self) -> None:
+        positive("detection", self, "min_size", "max_size", "iterations", "batch_size", "roi_batch_size", "lr",
+                 "synthetic_trainval", "synthetic_test", "synthetic_size")  # fmt: skip
+        non_negative("detection", self, "warmup_iters")
+        one_of("detection", self, "head", HEADS)
+        one_of("detection", self, "dataset", DATASETS)
+        each_of("detection", self, "protocols", PROTOCOL_NAMES)
+        for value in self.steps:
+            if not 0 < value < 1:
+                raise ConfigError(f"detection.steps: {value} is not a fraction of the iterations in (0, 1)")
+
+    def resolved(self, schedule: tuple[float, int]) -> DetectionConfig:
+        """This config with the method's paper ``schedule`` (lr, warm-up at batch 16) where lr / warm-up are unset.
+
+        The paper's rate is scaled with batch_size / 16 (linear scaling); its warm-up is clipped to a quarter of the
+        iterations so short schedules still reach the full rate. A value set in the config is used as given.
+        """
+        lr, warmup = schedule
+        return dataclasses.replace(
+            self,
+            lr=self.lr if self.lr is not None else lr * self.batch_size / PAPER_BATCH,
+            warmup_iters=self.warmup_iters if self.warmup_iters is not None else min(warmup, self.iterations // 4),
+        )
