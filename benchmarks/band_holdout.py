@@ -18,7 +18,9 @@ from ssl_bench import check
 
 
 def samples(paths: list[Path]) -> pd.DataFrame:
-    frames = [check.read_csv(p, check.RESULTS_COLUMNS, "results table", "").assign(source=i) for i, p in enumerate(paths)]
+    frames = [
+        check.read_csv(p, check.RESULTS_COLUMNS, "results table", "").assign(source=i) for i, p in enumerate(paths)
+    ]
     df = pd.concat(frames, ignore_index=True)
     df["sample"] = df["source"].astype(str) + "/seed" + df["seed"].astype(str)
     return df[df["value"].notna()]

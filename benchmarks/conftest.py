@@ -16,6 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # workloads.py and ratios.py sit beside the tests (importlib mode)
 
 import workloads  # noqa: E402
+
 from ssl_bench.data.types import Splits  # noqa: E402
 
 
@@ -64,7 +65,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Without pytest-benchmark (not installed, or -p no:benchmark) the timed tests are skipped, not errors."""
     if config.pluginmanager.hasplugin("benchmark"):
         return
-    skip = pytest.mark.skip(reason="needs pytest-benchmark (pip install -e '.[dev]'), which is not installed or disabled")
+    skip = pytest.mark.skip(
+        reason="needs pytest-benchmark (pip install -e '.[dev]'), which is not installed or disabled"
+    )
     for item in items:
         if "benchmark" in getattr(item, "fixturenames", ()):
             item.add_marker(skip)

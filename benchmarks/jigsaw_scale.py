@@ -31,12 +31,12 @@ from torch.utils.data import DataLoader
 
 from ssl_bench import storage
 from ssl_bench.backbone import Backbone
-from ssl_bench.run_config import merge, parse_set, load
+from ssl_bench.data.jigsaw import TileGeometry, extract_tiles, normalize_tiles
 from ssl_bench.data.registry import load_dataset
 from ssl_bench.data.transforms import eval_view
 from ssl_bench.eval.features import _Viewed
 from ssl_bench.eval.linear_probe import probe
-from ssl_bench.data.jigsaw import TileGeometry, extract_tiles, normalize_tiles
+from ssl_bench.run_config import load, merge, parse_set
 from ssl_bench.runner import plan
 
 STAGES = ["layer2", "layer3", "layer4"]
@@ -51,7 +51,9 @@ def tile_scale_features(backbone: Backbone, dataset, image_size: int, mean, std)
     labels = []
     for x, y in loader:
         tiles = normalize_tiles(extract_tiles(x, geometry, jitter=False))  # (B, 9, C, t, t), centre of each cell
-        small = normalize_tiles(F.interpolate(x, size=geometry.tile, mode="bilinear", antialias=True, align_corners=False))
+        small = normalize_tiles(
+            F.interpolate(x, size=geometry.tile, mode="bilinear", antialias=True, align_corners=False)
+        )
         b = x.shape[0]
         for view, batch in (("tiles", tiles.flatten(0, 1)), ("small", small)):
             for stage, fmap in backbone.stages(batch, STAGES).items():
@@ -90,12 +92,16 @@ def main() -> None:
         for stage in STAGES:
             row = {"method": unit.method, "stage": stage, "image": image.get(stage, float("nan"))}
             for view in ("tiles", "small"):
-                row[view] = probe(train[view, stage], train_y, test[view, stage], test_y, info.num_classes, cfg.linear, unit.seed)["top1"]
+                row[view] = probe(
+                    train[view, stage], train_y, test[view, stage], test_y, info.num_classes, cfg.linear, unit.seed
+                )["top1"]
             rows.append(row)
             print(row, flush=True)
     table = pd.DataFrame(rows).pivot(index="stage", columns="method", values=["image", "tiles", "small"])
-    print(f"\nlinear-probe top-1 (%) on {info.name} test, {len(splits.train)} train images; run ids: "
-          + ", ".join(u.run_id for u in units))
+    print(
+        f"\nlinear-probe top-1 (%) on {info.name} test, {len(splits.train)} train images; run ids: "
+        + ", ".join(u.run_id for u in units)
+    )
     print(table.round(1).to_string())
 
 

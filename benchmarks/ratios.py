@@ -29,10 +29,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-
 import workloads
-from ssl_bench.data.types import Splits
 from workloads import FULL_IMAGE, METHOD_NAMES, Sizes
+
+from ssl_bench.data.types import Splits
 
 README = Path(__file__).with_name("README.md")
 BEGIN, END = "<!-- table -->", "<!-- /table -->"
@@ -122,7 +122,9 @@ def measure_method(name: str, size: Sizes, splits: Splits, warmup: int, repeats:
     step_flops = workloads.count_flops(work.step)
     backbone_flops = workloads.count_flops(work.backbone_passes)
     loader = loader_images_s(work, size, min(warmup, 1), repeats)
-    return MethodResult(name, work.passes, work.images, times["step"], times["backbone"], step_flops, backbone_flops, loader)
+    return MethodResult(
+        name, work.passes, work.images, times["step"], times["backbone"], step_flops, backbone_flops, loader
+    )
 
 
 def measure_nce(size: Sizes, warmup: int, repeats: int) -> NCEResult:
@@ -132,7 +134,9 @@ def measure_nce(size: Sizes, warmup: int, repeats: int) -> NCEResult:
     if fits:
         fns["per_sample"] = lambda: work.step(shared=False)
     times = median_times(fns, warmup, repeats)
-    return NCEResult(size.nce_batch, size.bank, size.negatives, times["matmul"], times["shared"], times.get("per_sample"), note)
+    return NCEResult(
+        size.nce_batch, size.bank, size.negatives, times["matmul"], times["shared"], times.get("per_sample"), note
+    )
 
 
 def machine() -> str:
@@ -155,8 +159,10 @@ def machine() -> str:
     logical = os.cpu_count() or 0
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
     isa = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags]
-    return (f"{model}; {len(cores) or logical} physical cores, {logical} logical CPUs ({usable} usable); "
-            f"{', '.join(isa) or 'no AVX flags found'}; torch {torch.__version__}, {_threads(torch.get_num_threads())}")  # fmt: skip
+    return (
+        f"{model}; {len(cores) or logical} physical cores, {logical} logical CPUs ({usable} usable); "
+        f"{', '.join(isa) or 'no AVX flags found'}; torch {torch.__version__}, {_threads(torch.get_num_threads())}"
+    )
 
 
 def _threads(n: int) -> str:
@@ -207,40 +213,102 @@ def render(settings: Settings, methods: list[MethodResult], nce: NCEResult | Non
     rows = []
     for m in methods:
         ratio = m.step_s / m.backbone_s
-        rows.append([m.name, m.passes, ms(m.step_s), ms(m.backbone_s), f"{ratio:.2f}", f"<= {STEP_TARGET}", verdict(ratio <= STEP_TARGET)])
-    out += table("(a) Training step (engine `Trainer.step`: forward, backward, SGD) / bare backbone forward + backward on the "
-                 "same tensors", ["method", "backbone passes", "step ms", "backbone ms", "step / backbone", "target", ""],
-                 "llrrrll", rows)  # fmt: skip
+        rows.append(
+            [
+                m.name,
+                m.passes,
+                ms(m.step_s),
+                ms(m.backbone_s),
+                f"{ratio:.2f}",
+                f"<= {STEP_TARGET}",
+                verdict(ratio <= STEP_TARGET),
+            ]
+        )
+    out += table(
+        "(a) Training step (engine `Trainer.step`: forward, backward, SGD) / bare backbone forward + backward on the "
+        "same tensors",
+        ["method", "backbone passes", "step ms", "backbone ms", "step / backbone", "target", ""],
+        "llrrrll",
+        rows,
+    )
 
     rows = []
     for m in methods:
         step, bare = m.step_flops / m.step_s / 1e9, m.backbone_flops / m.backbone_s / 1e9  # GFLOP/s
-        judged = [f">= {CEILING_TARGET:.0%}", verdict(step / ceiling >= CEILING_TARGET)] if m.name in FULL_IMAGE else ["reported¹", ""]
-        rows.append([m.name, f"{m.step_flops / 1e9:,.1f}", f"{step:,.0f}", f"{step / ceiling:.0%}", f"{bare:,.0f}", f"{bare / ceiling:.0%}", *judged])
-    out += table(f"(b) Achieved GFLOP/s (FlopCounterMode on one step; ceiling {ceiling:,.0f} GFLOP/s, {s.precision} convolution, "
-                 f"{_threads(settings.threads)})",
-                 ["method", "GFLOP / step", "step GFLOP/s", "of ceiling", "backbone GFLOP/s", "of ceiling", "target", ""],
-                 "lrrrrrll", rows)  # fmt: skip
-    out += ["", "¹ Jigsaw and PIRL put 9 small tiles per image through the backbone (8 px at 32 px images): small "
-            "convolutions that cannot fill the machine; the figure is reported, not judged."]  # fmt: skip
+        judged = (
+            [f">= {CEILING_TARGET:.0%}", verdict(step / ceiling >= CEILING_TARGET)]
+            if m.name in FULL_IMAGE
+            else ["reported¹", ""]
+        )
+        rows.append(
+            [
+                m.name,
+                f"{m.step_flops / 1e9:,.1f}",
+                f"{step:,.0f}",
+                f"{step / ceiling:.0%}",
+                f"{bare:,.0f}",
+                f"{bare / ceiling:.0%}",
+                *judged,
+            ]
+        )
+    out += table(
+        f"(b) Achieved GFLOP/s (FlopCounterMode on one step; ceiling {ceiling:,.0f} GFLOP/s, {s.precision} convolution, "
+        f"{_threads(settings.threads)})",
+        ["method", "GFLOP / step", "step GFLOP/s", "of ceiling", "backbone GFLOP/s", "of ceiling", "target", ""],
+        "lrrrrrll",
+        rows,
+    )
+    out += [
+        "",
+        "¹ Jigsaw and PIRL put 9 small tiles per image through the backbone (8 px at 32 px images): small "
+        "convolutions that cannot fill the machine; the figure is reported, not judged.",
+    ]
 
     if nce is not None:
         shared = nce.shared_s / nce.matmul_s
-        per_sample = ([ms(nce.per_sample_s), f"{nce.per_sample_s / nce.matmul_s:.0f}"] if nce.per_sample_s is not None
-                      else [nce.note, ""])  # fmt: skip
-        rows = [[f"one ({nce.batch} x 128) @ (128 x {nce.k:,}) matmul", ms(nce.matmul_s), "1.00", "floor", ""],
-                ["shared negatives (default)", ms(nce.shared_s), f"{shared:.1f}", f"<= {NCE_TARGET:g}", verdict(shared <= NCE_TARGET)],
-                ["per-sample negatives (paper)", *per_sample, "reference", ""]]  # fmt: skip
-        out += table(f"(c) NCE part of an NPID++ step: N = {nce.bank:,} x 128, B = {nce.batch}, K = {nce.k:,}, float32 (draw, "
-                     "gather, scores, NCE forward + backward, bank update)", ["", "ms", "/ matmul", "target", ""], "lrrll", rows)  # fmt: skip
+        per_sample = (
+            [ms(nce.per_sample_s), f"{nce.per_sample_s / nce.matmul_s:.0f}"]
+            if nce.per_sample_s is not None
+            else [nce.note, ""]
+        )
+        rows = [
+            [f"one ({nce.batch} x 128) @ (128 x {nce.k:,}) matmul", ms(nce.matmul_s), "1.00", "floor", ""],
+            [
+                "shared negatives (default)",
+                ms(nce.shared_s),
+                f"{shared:.1f}",
+                f"<= {NCE_TARGET:g}",
+                verdict(shared <= NCE_TARGET),
+            ],
+            ["per-sample negatives (paper)", *per_sample, "reference", ""],
+        ]
+        out += table(
+            f"(c) NCE part of an NPID++ step: N = {nce.bank:,} x 128, B = {nce.batch}, K = {nce.k:,}, float32 (draw, "
+            "gather, scores, NCE forward + backward, bank update)",
+            ["", "ms", "/ matmul", "target", ""],
+            "lrrll",
+            rows,
+        )
 
     rows = []
     for m in methods:
         ratio = m.loader_images_s / m.step_images_s
-        rows.append([m.name, f"{m.loader_images_s:,.0f}", f"{m.step_images_s:,.0f}", f"{ratio:.2f}", f">= {LOADER_TARGET:g}",
-                     verdict(ratio >= LOADER_TARGET)])  # fmt: skip
-    out += table(f"(d) Data loader alone (method transform + collate, engine DataLoader, {s.workers} workers) / training step",
-                 ["method", "loader images/s", "step images/s", "loader / step", "target", ""], "lrrrll", rows)
+        rows.append(
+            [
+                m.name,
+                f"{m.loader_images_s:,.0f}",
+                f"{m.step_images_s:,.0f}",
+                f"{ratio:.2f}",
+                f">= {LOADER_TARGET:g}",
+                verdict(ratio >= LOADER_TARGET),
+            ]
+        )
+    out += table(
+        f"(d) Data loader alone (method transform + collate, engine DataLoader, {s.workers} workers) / training step",
+        ["method", "loader images/s", "step images/s", "loader / step", "target", ""],
+        "lrrrll",
+        rows,
+    )
     return "\n".join(out + ["", verdict.summary()])
 
 
@@ -254,7 +322,9 @@ def write_between_markers(path: Path, text: str) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--small", action="store_true", default=None, help="smoke sizes (as SSL_BENCH_BENCH_SMALL=1)")
     p.add_argument("--precision", choices=["bf16", "fp32"], help="autocast precision of the steps (default bf16)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default: on")
@@ -266,7 +336,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ceiling-gflops", type=float, help="convolution ceiling (default 1000 for bf16, 520 for fp32)")
     p.add_argument("--repeats", type=int, help="timed runs per measurement, median taken (default 10; --small 3)")
     p.add_argument("--warmup", type=int, help="untimed runs first (default 2; --small 1)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's, i.e. OMP_NUM_THREADS or cores)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads (default: torch's, i.e. OMP_NUM_THREADS or cores)"
+    )
     p.add_argument("--methods", default=",".join(METHOD_NAMES), help="comma-separated subset of the methods")
     p.add_argument("--no-nce", action="store_true", help="skip (c)")
     p.add_argument("--write", action="store_true", help=f"also write the table into {README.name} between the markers")
@@ -277,8 +349,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    size = workloads.sizes(small=args.small, precision=args.precision, channels_last=args.channels_last, batch=args.batch,
-                           negatives=args.k, bank=args.bank, nce_batch=args.nce_batch, workers=args.workers)  # fmt: skip
+    size = workloads.sizes(
+        small=args.small,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        batch=args.batch,
+        negatives=args.k,
+        bank=args.bank,
+        nce_batch=args.nce_batch,
+        workers=args.workers,
+    )
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     unknown = sorted(set(names) - set(METHOD_NAMES))
     if unknown:
@@ -300,9 +380,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_nce:
         log(f"NCE: bank {size.bank:,} x 128, B = {size.nce_batch}, K = {size.negatives:,} ...")
         nce = measure_nce(size, warmup, repeats)
-    settings = Settings(machine(), size, torch.get_num_threads(), args.ceiling_gflops or CEILING_GFLOPS[size.precision], repeats,
-                        warmup, splits.info.num_train, splits.info.image_size,
-                        datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))  # fmt: skip
+    settings = Settings(
+        machine(),
+        size,
+        torch.get_num_threads(),
+        args.ceiling_gflops or CEILING_GFLOPS[size.precision],
+        repeats,
+        warmup,
+        splits.info.num_train,
+        splits.info.image_size,
+        datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
     text = render(settings, results, nce)
     print(text)
     if args.write:

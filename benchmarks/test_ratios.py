@@ -8,16 +8,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-
 import ratios
+import torch
 import workloads
+
 from ssl_bench.config import ConfigError
 
 
 def settings(**kw) -> ratios.Settings:
-    base = dict(machine="test CPU", sizes=workloads.Sizes(), threads=2, ceiling_gflops=1000.0, repeats=10, warmup=2,
-                num_train=2000, image_size=32, when="now")  # fmt: skip
+    base = dict(
+        machine="test CPU",
+        sizes=workloads.Sizes(),
+        threads=2,
+        ceiling_gflops=1000.0,
+        repeats=10,
+        warmup=2,
+        num_train=2000,
+        image_size=32,
+        when="now",
+    )
     return ratios.Settings(**{**base, **kw})
 
 
@@ -35,7 +44,9 @@ def test_render_judges_each_target() -> None:
         method("rotnet", 1.2, 1.0, 600, 100),  # (a) 1.20 fail, (b) 50% fail, (d) 100/106.7 fail
         method("jigsaw", 2.0, 1.0, 100, 500),  # (a) fail, (b) not judged, (d) pass
     ]
-    nce = ratios.NCEResult(256, 1_281_167, 32_000, matmul_s=0.01, shared_s=0.019, per_sample_s=None, note="skipped: no room")
+    nce = ratios.NCEResult(
+        256, 1_281_167, 32_000, matmul_s=0.01, shared_s=0.019, per_sample_s=None, note="skipped: no room"
+    )
     text = ratios.render(settings(), methods, nce)
     supervised, rotnet, jigsaw = rows(text, "supervised"), rows(text, "rotnet"), rows(text, "jigsaw")
     assert [r.endswith("| PASS |") for r in supervised] == [True, True, True]
@@ -44,7 +55,9 @@ def test_render_judges_each_target() -> None:
     assert jigsaw[1].endswith("| reported¹ |  |")  # (b) is not judged for tiles
     assert "| shared negatives (default) | 19 | 1.9 | <= 2 | PASS |" in text
     assert "| per-sample negatives (paper) | skipped: no room |" in text
-    assert text.rstrip().endswith("5 of 9 targets met.")  # judged 3 + 2 + 1 + 3; passed: supervised x3, shared, jigsaw (d)
+    assert text.rstrip().endswith(
+        "5 of 9 targets met."
+    )  # judged 3 + 2 + 1 + 3; passed: supervised x3, shared, jigsaw (d)
     assert "Smoke sizes" not in text
 
 
@@ -74,7 +87,14 @@ def test_sizes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSL_BENCH_BENCH_K", "500")
     monkeypatch.setenv("SSL_BENCH_BENCH_CHANNELS_LAST", "0")
     s = workloads.sizes()
-    assert (s.small, s.backbone, s.batch, s.bank, s.negatives, s.channels_last) == (True, "resnet18-smallstem-w0.25", 16, 10_000, 500, False)
+    assert (s.small, s.backbone, s.batch, s.bank, s.negatives, s.channels_last) == (
+        True,
+        "resnet18-smallstem-w0.25",
+        16,
+        10_000,
+        500,
+        False,
+    )
     assert workloads.sizes(negatives=200).negatives == 200  # an explicit option wins over the environment
     monkeypatch.setenv("SSL_BENCH_BENCH_K", "10000")
     with pytest.raises(ConfigError, match="need a bank of more than K slots"):
@@ -86,13 +106,21 @@ def test_sizes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_full_sizes_are_the_issue_s() -> None:
     s = workloads.sizes(small=False)
-    assert (s.backbone, s.batch, s.bank, s.nce_batch, s.negatives) == ("resnet18-smallstem", 128, 1_281_167, 256, 32_000)
+    assert (s.backbone, s.batch, s.bank, s.nce_batch, s.negatives) == (
+        "resnet18-smallstem",
+        128,
+        1_281_167,
+        256,
+        32_000,
+    )
 
 
 @pytest.mark.parametrize("name", ["rotnet", "pirl"])
 def test_workload_times_the_right_passes(name: str) -> None:
     """The bare passes touch only the backbone; the step updates it; the inputs are what the step feeds the backbone."""
-    work = workloads.method_workload(name, workloads.sizes(small=True, batch=4, precision="fp32"), workloads.ci_splits())
+    work = workloads.method_workload(
+        name, workloads.sizes(small=True, batch=4, precision="fp32"), workloads.ci_splits()
+    )
     expected = {"rotnet": [(16, 3, 32, 32)], "pirl": [(4, 3, 32, 32), (36, 3, 8, 8)]}[name]
     assert [tuple(x.shape) for x in work.inputs] == expected
     work.backbone_passes()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 import workloads
 from workloads import METHOD_NAMES
 
@@ -57,5 +56,9 @@ def test_loader(benchmark, workload_for, sizes, rounds, method: str) -> None:
     epochs = itertools.count(1)
     benchmark.group = "loader"
     benchmark.extra_info.update(images=n * sizes.batch, workers=sizes.workers)
-    benchmark.pedantic(workloads.take, setup=lambda: ((workloads.start_loader(dataset, sizes, next(epochs)), n), {}),
-                       rounds=rounds.rounds, warmup_rounds=min(rounds.warmup, 1))  # fmt: skip
+    benchmark.pedantic(
+        workloads.take,
+        setup=lambda: ((workloads.start_loader(dataset, sizes, next(epochs)), n), {}),
+        rounds=rounds.rounds,
+        warmup_rounds=min(rounds.warmup, 1),
+    )

@@ -32,14 +32,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError, TrainConfig
-from ssl_bench.run_config import load
 from ssl_bench.data.batch import Batch
-from ssl_bench.data.types import Indexed, Splits
 from ssl_bench.data.registry import load_dataset
+from ssl_bench.data.types import Indexed, Splits
 from ssl_bench.engine import Trainer, make_loader, steps_per_epoch
 from ssl_bench.methods import Method, get_method
 from ssl_bench.modules.memory_bank import MemoryBank
 from ssl_bench.modules.nce import NCELoss
+from ssl_bench.run_config import load
 
 METHOD_NAMES = ("supervised", "autoencoder", "rotnet", "jigsaw", "npidpp", "pirl")
 FULL_IMAGE = ("supervised", "autoencoder", "rotnet", "npidpp")  # judged against the convolution ceiling

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.data.types import DataInfo
 from ssl_bench.data.batch import Batch
 from ssl_bench.data.transforms import light_crop
+from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
 
 
@@ -38,7 +38,11 @@ def decoder(in_channels: int, feature_size: int, image_size: int, min_channels: 
     c = in_channels
     for _ in range(steps):
         out = max(min_channels, c // 2)
-        layers += [nn.ConvTranspose2d(c, out, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        layers += [
+            nn.ConvTranspose2d(c, out, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(out),
+            nn.ReLU(inplace=True),
+        ]
         c = out
     layers += [nn.Conv2d(c, 3, 3, padding=1)]
     return nn.Sequential(*layers)

@@ -52,7 +52,9 @@ class Method(nn.Module):
     paper: ClassVar[str] = ""  # one line: authors, venue, arXiv id
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     trains: ClassVar[bool] = True  # False for the random-init baseline
-    needs_labels: ClassVar[bool] = False  # True: trains on the labelled train split, never on unlabelled pretraining data
+    needs_labels: ClassVar[bool] = (
+        False  # True: trains on the labelled train split, never on unlabelled pretraining data
+    )
     # Faster R-CNN fine-tuning of this method's backbone: (lr, warm-up iterations) at batch 16. PIRL Table 1 (appendix):
     # 0.02 with 100 for supervised and Jigsaw pretraining (and every method the paper does not name), 0.003 with 1000
     # for NPID++ and PIRL. The runner hands it to the detection config (``DetectionConfig.resolved``).

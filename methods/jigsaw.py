@@ -20,10 +20,10 @@ from torch import Tensor, nn
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
-from ssl_bench.data.types import DataInfo
-from ssl_bench.methods.base import Method, MethodConfig
 from ssl_bench.data.jigsaw import PAPER_TILE_RATIO, JigsawView, TileGeometry
 from ssl_bench.data.permutations import VARIANTS, permutation_set
+from ssl_bench.data.types import DataInfo
+from ssl_bench.methods.base import Method, MethodConfig
 
 GRID = 3
 
@@ -40,15 +40,21 @@ class JigsawConfig(MethodConfig):
     grayscale_p: float = 0.66  # Goyal et al. (VISSL RandomGrayscale p=0.66), on the whole crop before tiling
     tile_dim: int = 1000  # shared per-tile FC-BN-ReLU width (VISSL head: 2048 -> 1000, then 9000 -> #perms)
     crop: int = 0  # 0 = the data's image size (255 at paper scale: 85 px cells, 64 px tiles)
-    crop_scale_min: float = 0.0  # 0 = Goyal et al.: resize to 256/255 of the crop + random crop; > 0: RandomResizedCrop((min, 1))
+    crop_scale_min: float = (
+        0.0  # 0 = Goyal et al.: resize to 256/255 of the crop + random crop; > 0: RandomResizedCrop((min, 1))
+    )
 
     def check(self) -> None:
         limit = math.factorial(GRID * GRID)
         if not 1 <= self.num_permutations <= limit:
-            raise ConfigError(f"jigsaw.num_permutations must be between 1 and 9! = {limit}, got {self.num_permutations}")
+            raise ConfigError(
+                f"jigsaw.num_permutations must be between 1 and 9! = {limit}, got {self.num_permutations}"
+            )
         if self.permutation_variant not in VARIANTS:
             valid = ", ".join(VARIANTS)
-            raise ConfigError(f"jigsaw.permutation_variant {self.permutation_variant!r} is not valid; choose one of {valid}")
+            raise ConfigError(
+                f"jigsaw.permutation_variant {self.permutation_variant!r} is not valid; choose one of {valid}"
+            )
         if not 0.0 <= self.grayscale_p <= 1.0 or not 0.0 <= self.crop_scale_min <= 1.0:
             raise ConfigError("jigsaw.grayscale_p and jigsaw.crop_scale_min must be in [0, 1]")
         if self.tile_dim < 1 or self.crop < 0:
@@ -76,7 +82,9 @@ class JigsawConfig(MethodConfig):
 
 class Jigsaw(Method):
     name = "jigsaw"
-    paper = "Noroozi & Favaro, ECCV 2016, arXiv:1603.09246; ResNet-50 settings: Goyal et al., ICCV 2019, arXiv:1905.01235"
+    paper = (
+        "Noroozi & Favaro, ECCV 2016, arXiv:1603.09246; ResNet-50 settings: Goyal et al., ICCV 2019, arXiv:1905.01235"
+    )
     Config = JigsawConfig
 
     def __init__(self, backbone: Backbone, cfg: JigsawConfig, data: DataInfo) -> None:
@@ -86,14 +94,23 @@ class Jigsaw(Method):
         perms = permutation_set(cfg.num_permutations, cfg.permutation_variant, cfg.permutation_seed, GRID)  # (P, 9)
         self.register_buffer("perms", perms)  # checkpointed: the labels mean these permutations
         self.tile_head = nn.Sequential(
-            nn.Linear(backbone.num_features, cfg.tile_dim, bias=False), nn.BatchNorm1d(cfg.tile_dim), nn.ReLU(inplace=True)
+            nn.Linear(backbone.num_features, cfg.tile_dim, bias=False),
+            nn.BatchNorm1d(cfg.tile_dim),
+            nn.ReLU(inplace=True),
         )
         self.classifier = nn.Linear(GRID * GRID * cfg.tile_dim, cfg.num_permutations)
 
     def transform(self) -> Callable[[Any], dict[str, Tensor]]:
         scale = (self.cfg.crop_scale_min, 1.0) if self.cfg.crop_scale_min > 0 else None
-        return JigsawView(self.geometry.crop, self.data.mean, self.data.std, self.perms.cpu(), scale=scale,
-                          grayscale_p=self.cfg.grayscale_p, geometry=self.geometry)  # fmt: skip
+        return JigsawView(
+            self.geometry.crop,
+            self.data.mean,
+            self.data.std,
+            self.perms.cpu(),
+            scale=scale,
+            grayscale_p=self.cfg.grayscale_p,
+            geometry=self.geometry,
+        )
 
     def training_step(self, batch: Batch) -> dict[str, Tensor]:
         tiles = batch.views["tiles"]  # (B, 9, C, t, t), in shuffled order

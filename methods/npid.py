@@ -18,8 +18,8 @@ from torch import Tensor
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
-from ssl_bench.data.types import DataInfo
 from ssl_bench.data.transforms import augmented_crop
+from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
 from ssl_bench.modules.heads import LinearEmbedding
 from ssl_bench.modules.memory_bank import bank_and_loss, check_negatives

@@ -24,11 +24,11 @@ from torch import Tensor, nn
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
-from ssl_bench.data.types import DataInfo
+from ssl_bench.data.jigsaw import JigsawView
 from ssl_bench.data.transforms import augmented_crop
+from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
 from ssl_bench.modules.heads import LinearEmbedding, TileEmbedding
-from ssl_bench.data.jigsaw import JigsawView
 from ssl_bench.modules.memory_bank import bank_and_loss, check_negatives
 
 TRANSFORMS = ("jigsaw", "rotation")
@@ -73,8 +73,16 @@ class PIRLViews:
         self.kind = cfg.transform
         self.image = augmented_crop(size, mean, std, scale=(cfg.crop_scale, 1.0))
         # VISSL's PIRL colours each tile on its own (jitter, grayscale 0.2): tile_color_jitter, no image-level grayscale
-        self.jigsaw = JigsawView(size, mean, std, perms=None, scale=(cfg.tile_crop_scale, 1.0),
-                                 grayscale_p=0.0, tile_color_jitter=True, per_tile_norm=False)  # fmt: skip
+        self.jigsaw = JigsawView(
+            size,
+            mean,
+            std,
+            perms=None,
+            scale=(cfg.tile_crop_scale, 1.0),
+            grayscale_p=0.0,
+            tile_color_jitter=True,
+            per_tile_norm=False,
+        )
         self.rotated = augmented_crop(size, mean, std, scale=(cfg.crop_scale, 1.0))
 
     def __call__(self, image: Any) -> dict[str, Tensor]:
@@ -128,7 +136,9 @@ class PIRL(Method):
         index = batch.index
         f = self.head(self.backbone(batch.views["image"]))  # (B, 128)
         g = self.embed_transformed(batch.views)  # (B, 128)
-        negatives = self.bank.negatives(index, self.num_negatives, shared=self.cfg.shared_negatives)  # one draw, both terms
+        negatives = self.bank.negatives(
+            index, self.num_negatives, shared=self.cfg.shared_negatives
+        )  # one draw, both terms
         pos_f, pos_g = self.bank.positive_scores(f, index), self.bank.positive_scores(g, index)  # (B,)
         neg_f = negatives.scores(f)  # (B, K)
         self.criterion.fix_z(pos_f, neg_f)  # NCE: Z from the image term's scores of the first batch, then fixed

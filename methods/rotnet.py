@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.data.types import DataInfo
 from ssl_bench.data.batch import Batch
 from ssl_bench.data.transforms import light_crop
+from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
 
 NUM_ROTATIONS = 4
@@ -67,7 +67,9 @@ class RotNet(Method):
     def __init__(self, backbone: Backbone, cfg: RotNetConfig, data: DataInfo) -> None:
         super().__init__(backbone, cfg, data)
         f = backbone.num_features
-        hidden: list[nn.Module] = [nn.Linear(f, f, bias=False), nn.BatchNorm1d(f), nn.ReLU(inplace=True)] if cfg.mlp_head else []
+        hidden: list[nn.Module] = (
+            [nn.Linear(f, f, bias=False), nn.BatchNorm1d(f), nn.ReLU(inplace=True)] if cfg.mlp_head else []
+        )
         self.head = nn.Sequential(*hidden, nn.Linear(f, NUM_ROTATIONS))
 
     def transform(self) -> Callable[[Any], dict[str, Tensor]]:

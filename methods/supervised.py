@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.data.types import DataInfo
 from ssl_bench.data.batch import Batch
 from ssl_bench.data.transforms import light_crop
+from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
 
 

@@ -23,8 +23,10 @@ from torch import Tensor, nn
 from ssl_bench.config import ConfigError, close_match
 
 SMALL_STEM = "smallstem"
-VALID = (f"a timm model name such as resnet18, resnet34, resnet50 or resnet10t, optionally with -{SMALL_STEM} and/or "
-         f"-w<width>, e.g. resnet18-{SMALL_STEM}-w0.5 (see `ssl-bench list`)")
+VALID = (
+    f"a timm model name such as resnet18, resnet34, resnet50 or resnet10t, optionally with -{SMALL_STEM} and/or "
+    f"-w<width>, e.g. resnet18-{SMALL_STEM}-w0.5 (see `ssl-bench list`)"
+)
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ class BackboneSpec:
                 try:
                     width = float(mod[1:])
                 except ValueError:
-                    raise ConfigError(f"backbone {spec!r}: width modifier {mod!r} is not a number; use e.g. '-w0.5'") from None
+                    raise ConfigError(
+                        f"backbone {spec!r}: width modifier {mod!r} is not a number; use e.g. '-w0.5'"
+                    ) from None
                 if not 0 < width <= 8:
                     raise ConfigError(f"backbone {spec!r}: width must be in (0, 8], got {width}")
             else:
@@ -54,7 +58,9 @@ class BackboneSpec:
         models = timm.list_models()
         if model not in models:
             where = "" if model == spec else f" in {spec!r}"
-            raise ConfigError(f"unknown backbone {model!r}{where}.{close_match(model, models)} Valid backbones: {VALID}.")
+            raise ConfigError(
+                f"unknown backbone {model!r}{where}.{close_match(model, models)} Valid backbones: {VALID}."
+            )
         return cls(model, small, width)
 
 
@@ -70,7 +76,9 @@ class Backbone(nn.Module):
             base = timm.create_model(parsed.model, pretrained=False)
             if not hasattr(base, "layer1"):
                 raise ValueError(f"backbone {spec!r}: width scaling is only supported for ResNets")
-            channels = tuple(max(8, int(round(info["num_chs"] * parsed.width / _expansion(base)))) for info in base.feature_info[1:])
+            channels = tuple(
+                max(8, int(round(info["num_chs"] * parsed.width / _expansion(base)))) for info in base.feature_info[1:]
+            )
             kwargs = {"channels": channels}  # the 64-channel stem is kept: only the four stages scale
         self.model = timm.create_model(parsed.model, pretrained=False, num_classes=0, **kwargs)
         if parsed.small_stem:

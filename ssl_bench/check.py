@@ -45,10 +45,13 @@ DECIMALS = 4  # the baseline's rounding; new means are rounded the same way befo
 # between unit vectors (0..2): 0.03 is about 1.5% of their range.
 BAND_SDS = 6.0
 BAND_FLOORS: dict[str, float] = {
-    "top1": 1.0, "top5": 1.0,  # linear, knn, semisup: points of accuracy
-    "AP": 1.0, "AP50": 1.0, "AP75": 1.0,  # detection: points of AP
+    "top1": 1.0,
+    "top5": 1.0,  # linear, knn, semisup: points of accuracy
+    "AP": 1.0,
+    "AP50": 1.0,
+    "AP75": 1.0,  # detection: points of AP
     **{m: 0.03 for m in ("mean", "std", "q05", "q25", "q50", "q75", "q95")},  # invariance: distance
-}  # fmt: skip
+}
 
 OK, REGRESSION, MISSING, NEW = "ok", "REGRESSION", "missing", "new"
 FAILING = frozenset({REGRESSION, MISSING})
@@ -123,8 +126,9 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     df["created"] = pd.to_datetime(df["created"], errors="coerce", utc=True, format="ISO8601")
     df = df.sort_values("created", kind="stable", na_position="first")  # ties keep file order (appended = later)
     df = df.drop_duplicates([*KEY, "source", "seed"], keep="last")
-    out = df.groupby(KEY, sort=True).agg(preset=("preset", "last"), value=("value", "mean"), seeds=("seed", "size"),
-                                         sd=("value", "std"))  # fmt: skip
+    out = df.groupby(KEY, sort=True).agg(
+        preset=("preset", "last"), value=("value", "mean"), seeds=("seed", "size"), sd=("value", "std")
+    )
     out["value"] = out["value"].round(DECIMALS)
     out["band"] = math.nan
     return out.reset_index()[BASELINE_COLUMNS]
@@ -140,9 +144,13 @@ def with_bands(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     unknown_metric = sorted(set(out["metric"]) - set(BAND_FLOORS))
     if unknown_metric:
-        raise ValueError(f"no band floor for metric(s) {', '.join(unknown_metric)}; known: {', '.join(sorted(BAND_FLOORS))}")
+        raise ValueError(
+            f"no band floor for metric(s) {', '.join(unknown_metric)}; known: {', '.join(sorted(BAND_FLOORS))}"
+        )
     peers = ["dataset", "eval", "protocol", "layer", "metric"]
-    pooled = out.groupby(peers)["sd"].transform(lambda sd: math.sqrt((sd.dropna() ** 2).mean()) if sd.notna().any() else math.nan)
+    pooled = out.groupby(peers)["sd"].transform(
+        lambda sd: math.sqrt((sd.dropna() ** 2).mean()) if sd.notna().any() else math.nan
+    )
     spread = BAND_SDS * pd.concat([out["sd"], pooled], axis=1).max(axis=1).fillna(0.0)
     out["band"] = pd.concat([out["metric"].map(BAND_FLOORS), spread], axis=1).max(axis=1).round(DECIMALS)
     return out
@@ -167,9 +175,13 @@ def load_baseline(path: Path, results: Path) -> pd.DataFrame:
     """The baseline at ``path``; ``results`` only names the file to rebuild it from in error messages."""
     fix = f"Rewrite it on purpose with `{update_command(path, results)}`."
     if not path.is_file():
-        raise FileNotFoundError(f"no baseline at {path}. Create it from results you trust with `{update_command(path, results)}`, "
-                                "then commit it")  # fmt: skip
-    df = read_csv(path, BASELINE_COLUMNS, "baseline", fix + " A measured band needs several seeds (e.g. `--seeds 0,1,2`).")
+        raise FileNotFoundError(
+            f"no baseline at {path}. Create it from results you trust with `{update_command(path, results)}`, "
+            "then commit it"
+        )
+    df = read_csv(
+        path, BASELINE_COLUMNS, "baseline", fix + " A measured band needs several seeds (e.g. `--seeds 0,1,2`)."
+    )
     for col in ("value", "band"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
         if df[col].isna().any():
@@ -232,12 +244,17 @@ def environment_note(baseline: Path, results: Path) -> str | None:
     diffs = environment_differences(baseline)
     if diffs == []:
         return None
-    where = (f"{baseline} has no environment record ({environment_path(baseline).name})" if diffs is None
-             else f"this environment differs from the one that wrote the baseline ({'; '.join(diffs)})")  # fmt: skip
-    return (f"note: {where}. The bands were measured over seeds and the machines named in the README; a number out of its "
-            f"band here may be this machine's spread, not the code's: the fingerprint layer tells whether the code changed. "
-            f"If it passed, measure this machine's spread (`ssl-bench run --preset ci --seeds 0,1,2`) and widen the bands on "
-            f"purpose with `{update_command(baseline, results)} <the other machines' results.csv>`.")
+    where = (
+        f"{baseline} has no environment record ({environment_path(baseline).name})"
+        if diffs is None
+        else f"this environment differs from the one that wrote the baseline ({'; '.join(diffs)})"
+    )
+    return (
+        f"note: {where}. The bands were measured over seeds and the machines named in the README; a number out of its "
+        f"band here may be this machine's spread, not the code's: the fingerprint layer tells whether the code changed. "
+        f"If it passed, measure this machine's spread (`ssl-bench run --preset ci --seeds 0,1,2`) and widen the bands on "
+        f"purpose with `{update_command(baseline, results)} <the other machines' results.csv>`."
+    )
 
 
 def tolerance_number(item: str, text: str) -> float:
@@ -332,8 +349,14 @@ def render(rows: Sequence[Comparison], show_all: bool = False) -> Table | None:
     for r in shown:
         tol = "–" if r.tolerance is None else f"±{r.tolerance:g}"
         cells = [escape(getattr(r, c)) for c in columns]
-        table.add_row(*cells, number(r.baseline), number(r.now), number(r.delta, sign=True), tol,
-                      f"[{STATUS_STYLE[r.status]}]{r.status}")  # fmt: skip
+        table.add_row(
+            *cells,
+            number(r.baseline),
+            number(r.now),
+            number(r.delta, sign=True),
+            tol,
+            f"[{STATUS_STYLE[r.status]}]{r.status}",
+        )
     return table
 
 

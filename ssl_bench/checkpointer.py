@@ -28,8 +28,9 @@ class Checkpointer:
     ``ranks``: every rank of a torchrun job runs the loop (pretraining); otherwise one process does.
     """
 
-    def __init__(self, path: Path | None, name: str, every: CheckpointConfig | None = None,
-                 ranks: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, path: Path | None, name: str, every: CheckpointConfig | None = None, ranks: bool = False
+    ) -> None:
         self.path, self.name, self.every, self.ranks = path, name, every or CheckpointConfig(), ranks
         self._saved_at = time.monotonic()
         self._stop: Any = None  # the stop request of the enclosing ``stop_requests`` block

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -35,81 +36,145 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssl-bench",
         description="Pretrain self-supervised methods on one shared backbone and measure them with one evaluation harness.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="{run,report,list,detect-eval,check}")
 
-    run = sub.add_parser("run", help="pretrain and evaluate (skips everything already in <out>/results.csv)",
-                         description="Resolve a preset plus overrides, then pretrain every method x backbone x seed and run "
-                                     "every evaluation that has no result yet. Finished work is cached under --out.")  # fmt: skip
+    run = sub.add_parser(
+        "run",
+        help="pretrain and evaluate (skips everything already in <out>/results.csv)",
+        description="Resolve a preset plus overrides, then pretrain every method x backbone x seed and run "
+        "every evaluation that has no result yet. Finished work is cached under --out.",
+    )
     run.add_argument("--preset", default="default", help="named preset (see `ssl-bench list`); default: default")
     run.add_argument("--methods", help="comma-separated methods, e.g. random,supervised,autoencoder")
     run.add_argument("--evals", help="comma-separated evaluations, e.g. linear,knn")
     run.add_argument("--dataset", help="dataset name (see `ssl-bench list`)")
     run.add_argument("--data-root", help="where the dataset's files are (the built-in dataset is generated there)")
-    run.add_argument("--download", action="store_true", help="download a missing cifar10, cifar100 or stl10 into --data-root (default <out>/data)")
-    run.add_argument("--backbone", help="comma-separated backbone specs (a sweep), e.g. resnet18,resnet34,resnet18-w0.5")
+    run.add_argument(
+        "--download",
+        action="store_true",
+        help="download a missing cifar10, cifar100 or stl10 into --data-root (default <out>/data)",
+    )
+    run.add_argument(
+        "--backbone", help="comma-separated backbone specs (a sweep), e.g. resnet18,resnet34,resnet18-w0.5"
+    )
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
-    run.add_argument("--epochs", type=int, help="pretraining epochs (overrides the preset's train.epochs; a method with its "
-                                                  "own, e.g. --set jigsaw.epochs=50, keeps them)")
+    run.add_argument(
+        "--epochs",
+        type=int,
+        help="pretraining epochs (overrides the preset's train.epochs; a method with its "
+        "own, e.g. --set jigsaw.epochs=50, keeps them)",
+    )
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--threads", type=int, help="CPU threads for torch (default: one per core; the ci preset pins 2)")
-    run.add_argument("--out", default="results", help="output directory (results.csv, runs/, report/); default: results")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="any config key, e.g. train.batch_size=64, linear.epochs=10, autoencoder.noise_std=0.1")  # fmt: skip
+    run.add_argument(
+        "--out", default="results", help="output directory (results.csv, runs/, report/); default: results"
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config key, e.g. train.batch_size=64, linear.epochs=10, autoencoder.noise_std=0.1",
+    )
     run.add_argument("--no-report", action="store_true", help="do not write the report after the run")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     report = sub.add_parser("report", help="write tables and figures from <out>/results.csv (never retrains)")
-    report.add_argument("--out", default="results", help="directory holding results.csv; the report goes to <out>/report")
-    report.add_argument("--published", action=argparse.BooleanOptionalAction, default=None,
-                        help="show the PIRL paper's numbers beside ours (hollow markers, marked 'published'); "
-                             "default: on when a pretraining dataset is ImageNet, else off")  # fmt: skip
+    report.add_argument(
+        "--out", default="results", help="directory holding results.csv; the report goes to <out>/report"
+    )
+    report.add_argument(
+        "--published",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the PIRL paper's numbers beside ours (hollow markers, marked 'published'); "
+        "default: on when a pretraining dataset is ImageNet, else off",
+    )
     report.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     lst = sub.add_parser("list", help="list methods, evaluations, datasets and presets")
     lst.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    det = sub.add_parser("detect-eval", help="score detections made elsewhere (COCO results json) with our evaluators",
-                         description="Score a COCO results json (a list of {image_id, category_id or category, bbox [x, y, w, "
-                                     "h], score}) against ground truth: a COCO instances json, a directory of VOC XML files "
-                                     "(image ids = file stems) or a VOC-layout root with --split. Prints AP, AP50 and AP75.")  # fmt: skip
-    det.add_argument("--gt", required=True, help="COCO instances .json, a directory of VOC .xml files, or a VOC-layout root")
+    det = sub.add_parser(
+        "detect-eval",
+        help="score detections made elsewhere (COCO results json) with our evaluators",
+        description="Score a COCO results json (a list of {image_id, category_id or category, bbox [x, y, w, "
+        "h], score}) against ground truth: a COCO instances json, a directory of VOC XML files "
+        "(image ids = file stems) or a VOC-layout root with --split. Prints AP, AP50 and AP75.",
+    )
+    det.add_argument(
+        "--gt", required=True, help="COCO instances .json, a directory of VOC .xml files, or a VOC-layout root"
+    )
     det.add_argument("--dets", required=True, help="detections as a COCO results .json")
-    det.add_argument("--protocol", required=True, help="voc07 (VOC2007 11-point AP, difficult ignored) or coco (pycocotools COCOeval)")
+    det.add_argument(
+        "--protocol",
+        required=True,
+        help="voc07 (VOC2007 11-point AP, difficult ignored) or coco (pycocotools COCOeval)",
+    )
     det.add_argument("--split", help="image set of a VOC-layout root (ImageSets/Main/<split>.txt), e.g. test")
-    det.add_argument("--clip-boxes", action="store_true", help="clip VOC boxes that leave the image (warns; drops empty ones)")
+    det.add_argument(
+        "--clip-boxes", action="store_true", help="clip VOC boxes that leave the image (warns; drops empty ones)"
+    )
     det.add_argument("--per-class", action="store_true", help="also print voc07's per-class AP50")
     det.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    chk = sub.add_parser("check", help="CI regression gate: fingerprints (portable, tight) and the ci preset's accuracy (banded); "
-                                       "exit 1 on a regression, 2 when it cannot compare",
-                         description="Two layers. Fingerprints: a few float64 training steps of every method and every evaluation "
-                                     "on fixed inputs, computed here (about half a minute on 2 cores, no data) and compared at 1e-4 relative with "
-                                     "the committed fingerprints.json; they hold on any machine and catch any change to a loss, "
-                                     "a head, an augmentation, a default, a schedule or an evaluator. Accuracy: every number of "
-                                     "the --baseline must be in the --results (mean over seeds, latest run per seed) and within "
-                                     "its band, measured from its spread over seeds and machines; it catches a method that "
-                                     "stopped learning. With --baseline both layers run; --fingerprints runs only the first, "
-                                     "--no-fingerprints only the second. Exit 0 pass, 1 regression, 2 cannot compare.")  # fmt: skip
+    chk = sub.add_parser(
+        "check",
+        help="CI regression gate: fingerprints (portable, tight) and the ci preset's accuracy (banded); "
+        "exit 1 on a regression, 2 when it cannot compare",
+        description="Two layers. Fingerprints: a few float64 training steps of every method and every evaluation "
+        "on fixed inputs, computed here (about half a minute on 2 cores, no data) and compared at 1e-4 relative with "
+        "the committed fingerprints.json; they hold on any machine and catch any change to a loss, "
+        "a head, an augmentation, a default, a schedule or an evaluator. Accuracy: every number of "
+        "the --baseline must be in the --results (mean over seeds, latest run per seed) and within "
+        "its band, measured from its spread over seeds and machines; it catches a method that "
+        "stopped learning. With --baseline both layers run; --fingerprints runs only the first, "
+        "--no-fingerprints only the second. Exit 0 pass, 1 regression, 2 cannot compare.",
+    )
     chk.add_argument("--baseline", help="the committed accuracy baseline CSV, e.g. results/baselines/ci.csv")
-    chk.add_argument("--results", nargs="+", type=Path, default=[Path("results/results.csv")], metavar="CSV",
-                     help="results table(s) to check; with --update several (e.g. other machines') pool into the bands; "
-                          "default: results/results.csv")  # fmt: skip
+    chk.add_argument(
+        "--results",
+        nargs="+",
+        type=Path,
+        default=[Path("results/results.csv")],
+        metavar="CSV",
+        help="results table(s) to check; with --update several (e.g. other machines') pool into the bands; "
+        "default: results/results.csv",
+    )
     chk.add_argument("--fingerprints", action="store_true", help="only the fingerprint layer (no --baseline needed)")
     chk.add_argument("--no-fingerprints", action="store_true", help="only the accuracy layer")
-    chk.add_argument("--fingerprints-file", type=Path, metavar="JSON",
-                     help=f"committed fingerprints; default: fingerprints.json beside --baseline, else {FINGERPRINTS}")
-    chk.add_argument("--select", action="append", default=[], metavar="PREFIX",
-                     help="only the fingerprints under this prefix, e.g. methods.pirl or evaluations.linear (repeatable)")
-    chk.add_argument("--tolerance", action="append", default=[], metavar="METRIC=VALUE",
-                     help="replace the baseline's bands of a metric by this absolute difference, e.g. top1=2,AP=0.5 "
-                          "(repeatable); a bare number sets every metric")  # fmt: skip
+    chk.add_argument(
+        "--fingerprints-file",
+        type=Path,
+        metavar="JSON",
+        help=f"committed fingerprints; default: fingerprints.json beside --baseline, else {FINGERPRINTS}",
+    )
+    chk.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="only the fingerprints under this prefix, e.g. methods.pirl or evaluations.linear (repeatable)",
+    )
+    chk.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="replace the baseline's bands of a metric by this absolute difference, e.g. top1=2,AP=0.5 "
+        "(repeatable); a bare number sets every metric",
+    )
     chk.add_argument("--all", action="store_true", help="show every compared number, not only failures")
-    chk.add_argument("--update", action="store_true",
-                     help="rewrite the checked layers' baselines on purpose (exit 0): the fingerprints from this machine, "
-                          "the accuracy baseline and its bands from --results (give several seeds)")  # fmt: skip
+    chk.add_argument(
+        "--update",
+        action="store_true",
+        help="rewrite the checked layers' baselines on purpose (exit 0): the fingerprints from this machine, "
+        "the accuracy baseline and its bands from --results (give several seeds)",
+    )
     chk.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
@@ -118,10 +183,21 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     from ssl_bench.run_config import merge, parse_set
 
     flags: dict[str, Any] = {}
-    for flag, key in [("methods", "methods"), ("evals", "evals"), ("backbone", "backbones"), ("seeds", "seeds"), ("device", "device"), ("threads", "threads")]:
+    for flag, key in [
+        ("methods", "methods"),
+        ("evals", "evals"),
+        ("backbone", "backbones"),
+        ("seeds", "seeds"),
+        ("device", "device"),
+        ("threads", "threads"),
+    ]:
         if getattr(args, flag) is not None:
             flags[key] = getattr(args, flag)
-    data = {k: v for k, v in {"name": args.dataset, "root": args.data_root, "download": args.download or None}.items() if v is not None}
+    data = {
+        k: v
+        for k, v in {"name": args.dataset, "root": args.data_root, "download": args.download or None}.items()
+        if v is not None
+    }
     if data:
         flags["data"] = data
     if args.epochs is not None:
@@ -139,23 +215,27 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console = Console(quiet=True)
     own = {m: e for m in cfg.methods if (e := resolve(cfg, m).method_cfg.epochs) is not None}  # `<method>.epochs`
     epochs = f"{cfg.train.epochs}" + (f" ({', '.join(f'{m} {e}' for m, e in own.items())})" if own else "")
-    console.print(f"[bold]ssl-bench run[/] preset [cyan]{cfg.preset}[/]: methods {', '.join(cfg.methods)}; "
-                  f"backbones {', '.join(cfg.backbones)}; seeds {', '.join(map(str, cfg.seeds))}; epochs {epochs}; "
-                  f"evals {', '.join(cfg.evals)}; out {out}")  # fmt: skip
+    console.print(
+        f"[bold]ssl-bench run[/] preset [cyan]{cfg.preset}[/]: methods {', '.join(cfg.methods)}; "
+        f"backbones {', '.join(cfg.backbones)}; seeds {', '.join(map(str, cfg.seeds))}; epochs {epochs}; "
+        f"evals {', '.join(cfg.evals)}; out {out}"
+    )
     t0 = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, _terminate)  # a cluster's pre-emption stops like Ctrl-C: checkpoint, exit
     try:
         counts = run(cfg, out, console)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    console.print(f"{counts['evaluations']} evaluations done, {counts['cached']} of {counts['units']} units cached, "
-                  f"in {time.perf_counter() - t0:.1f} s; results in {out / 'results.csv'}")  # fmt: skip
+    console.print(
+        f"{counts['evaluations']} evaluations done, {counts['cached']} of {counts['units']} units cached, "
+        f"in {time.perf_counter() - t0:.1f} s; results in {out / 'results.csv'}"
+    )
     if not args.no_report and int(os.environ.get("RANK", "0")) == 0:
         return cmd_report(args, console)
     return 0
 
 
-def _terminate(signum, frame) -> None:
+def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
@@ -169,11 +249,11 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
-    from ssl_bench.run_config import available_presets
     from ssl_bench.data.registry import DATASET_HELP
     from ssl_bench.detection.evaluation import DETECTION_DATASET_HELP
     from ssl_bench.eval.harness import EVAL_HELP
     from ssl_bench.methods import available_methods
+    from ssl_bench.run_config import available_presets
 
     sections = [
         ("methods", {name: cls.paper for name, cls in available_methods().items()}),
@@ -181,10 +261,15 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         ("datasets", DATASET_HELP),
         ("detection datasets (--set detection.dataset=NAME)", DETECTION_DATASET_HELP),
         ("presets", available_presets()),
-        ("backbones", {"<timm name>": "any timm ResNet, e.g. resnet18, resnet34, resnet50, resnet10t",
-                       "<name>-smallstem": "3x3 stride-1 stem without max-pool, for 32 px inputs",
-                       "<name>-w<width>": "stage widths scaled, e.g. resnet18-w0.5 (for parameter sweeps)"}),
-    ]  # fmt: skip
+        (
+            "backbones",
+            {
+                "<timm name>": "any timm ResNet, e.g. resnet18, resnet34, resnet50, resnet10t",
+                "<name>-smallstem": "3x3 stride-1 stem without max-pool, for 32 px inputs",
+                "<name>-w<width>": "stage widths scaled, e.g. resnet18-w0.5 (for parameter sweeps)",
+            },
+        ),
+    ]
     for title, items in sections:
         table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
         for name, text in items.items():
@@ -215,20 +300,28 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     from ssl_bench.config import ConfigError
 
     if args.fingerprints and args.no_fingerprints:
-        raise ConfigError("--fingerprints (only the fingerprint layer) and --no-fingerprints (only the accuracy layer) exclude "
-                          "each other; drop one")  # fmt: skip
+        raise ConfigError(
+            "--fingerprints (only the fingerprint layer) and --no-fingerprints (only the accuracy layer) exclude "
+            "each other; drop one"
+        )
     accuracy = args.baseline is not None and not args.fingerprints
     fingerprint = not args.no_fingerprints
     if not accuracy and not fingerprint:
-        raise ConfigError("--no-fingerprints leaves the accuracy layer, which needs --baseline (e.g. --baseline "
-                          "results/baselines/ci.csv --results /tmp/ci/results.csv)")  # fmt: skip
+        raise ConfigError(
+            "--no-fingerprints leaves the accuracy layer, which needs --baseline (e.g. --baseline "
+            "results/baselines/ci.csv --results /tmp/ci/results.csv)"
+        )
     if args.select and not fingerprint:
         raise ConfigError("--select chooses fingerprints; it does nothing with --no-fingerprints")
     if args.update and args.select:
         raise ConfigError("--update rewrites every fingerprint; drop --select")
     if args.baseline is not None and len(args.results) > 1 and not args.update:
-        raise ConfigError("several --results are pooled only by --update (into the bands); check one results table at a time")
-    path = args.fingerprints_file or (Path(args.baseline).parent / "fingerprints.json" if args.baseline else Path(FINGERPRINTS))
+        raise ConfigError(
+            "several --results are pooled only by --update (into the bands); check one results table at a time"
+        )
+    path = args.fingerprints_file or (
+        Path(args.baseline).parent / "fingerprints.json" if args.baseline else Path(FINGERPRINTS)
+    )
     failed = []
     try:
         tables = None
@@ -249,8 +342,12 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     if not args.update:
         layers = [name for name, on in (("fingerprints", fingerprint), ("accuracy", accuracy)) if on]
         if failed:
-            console.print(f"[red]check failed:[/] the {' and '.join(failed)} layer{'s' * (len(failed) > 1)} found a regression "
-                          f"(checked: {', '.join(layers)})", highlight=False, soft_wrap=True)  # fmt: skip
+            console.print(
+                f"[red]check failed:[/] the {' and '.join(failed)} layer{'s' * (len(failed) > 1)} found a regression "
+                f"(checked: {', '.join(layers)})",
+                highlight=False,
+                soft_wrap=True,
+            )
         else:
             console.print(f"[green]check passed:[/] {', '.join(layers)}", highlight=False)
     return 1 if failed else 0
@@ -266,32 +363,53 @@ def check_fingerprints(args: argparse.Namespace, path: Path, console: Console) -
 
     if not args.update:
         expected = fingerprints.load(path)  # before the minute of computing: a missing file fails at once
-    what = f" under {', '.join(args.select)}: computing" if args.select else ": computing (about half a minute on 2 idle CPU cores)"
+    what = (
+        f" under {', '.join(args.select)}: computing"
+        if args.select
+        else ": computing (about half a minute on 2 idle CPU cores)"
+    )
     console.print(f"fingerprints{what} ...", highlight=False)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "32000 negatives requested but 16 slots": expected on fixed tiny data
+        warnings.simplefilter(
+            "ignore", UserWarning
+        )  # "32000 negatives requested but 16 slots": expected on fixed tiny data
         now = fingerprints.compute(args.select)
     if args.update:
         fingerprints.write(now, path)
-        console.print(f"wrote the fingerprints to {escape(str(path))}; commit it, and say in the message why they moved",
-                      highlight=False, soft_wrap=True)  # fmt: skip
+        console.print(
+            f"wrote the fingerprints to {escape(str(path))}; commit it, and say in the message why they moved",
+            highlight=False,
+            soft_wrap=True,
+        )
         return True
     differences, total = fingerprints.compare(expected, now, args.select)
     if not differences:
-        console.print(f"[green]fingerprints hold:[/] {total} of {total} values match {escape(str(path))} "
-                      f"(rtol {expected.get('rtol')}, atol {expected.get('atol')})", highlight=False, soft_wrap=True)  # fmt: skip
+        console.print(
+            f"[green]fingerprints hold:[/] {total} of {total} values match {escape(str(path))} "
+            f"(rtol {expected.get('rtol')}, atol {expected.get('atol')})",
+            highlight=False,
+            soft_wrap=True,
+        )
         return True
-    console.print(f"[red]fingerprints moved:[/] {len(differences)} of {total} values differ from {escape(str(path))} "
-                  f"(rtol {expected.get('rtol')}, atol {expected.get('atol')}):", highlight=False, soft_wrap=True)  # fmt: skip
+    console.print(
+        f"[red]fingerprints moved:[/] {len(differences)} of {total} values differ from {escape(str(path))} "
+        f"(rtol {expected.get('rtol')}, atol {expected.get('atol')}):",
+        highlight=False,
+        soft_wrap=True,
+    )
     shown = differences if args.all else differences[:30]
     for d in shown:
         console.print(f"  {escape(d.describe())}", highlight=False, soft_wrap=True)
     if len(shown) < len(differences):
         console.print(f"  ... and {len(differences) - len(shown)} more (--all lists them)", highlight=False)
-    console.print("A method, a default, an augmentation, a schedule or an evaluator changed. If that is intended, rewrite them "
-                  f"on purpose with `ssl-bench check --fingerprints --fingerprints-file {escape(str(path))} --update` and say in "
-                  "the commit message why they moved. (They do not depend on the machine: if the code did not change, report "
-                  "this machine's CPU and torch version.)", highlight=False, soft_wrap=True)  # fmt: skip
+    console.print(
+        "A method, a default, an augmentation, a schedule or an evaluator changed. If that is intended, rewrite them "
+        f"on purpose with `ssl-bench check --fingerprints --fingerprints-file {escape(str(path))} --update` and say in "
+        "the commit message why they moved. (They do not depend on the machine: if the code did not change, report "
+        "this machine's CPU and torch version.)",
+        highlight=False,
+        soft_wrap=True,
+    )
     return False
 
 
@@ -308,12 +426,20 @@ def check_accuracy(args: argparse.Namespace, console: Console, now, expected) ->
         n = check.write_baseline(now, baseline)
         env = check.environment_path(baseline)
         single = int((now["seeds"] < 2).sum())
-        console.print(f"wrote {n} numbers (mean over samples, bands) from {escape(shown_results)} to {escape(str(baseline))}, "
-                      f"and this environment to {escape(str(env))}; commit both", highlight=False, soft_wrap=True)  # fmt: skip
+        console.print(
+            f"wrote {n} numbers (mean over samples, bands) from {escape(shown_results)} to {escape(str(baseline))}, "
+            f"and this environment to {escape(str(env))}; commit both",
+            highlight=False,
+            soft_wrap=True,
+        )
         if single:
-            console.print(f"warning: {single} of {n} numbers have one sample, so their band is the floor alone, not measured; "
-                          "run with several seeds (`--seeds 0,1,2`) for measured bands", style="yellow", highlight=False,
-                          soft_wrap=True)  # fmt: skip
+            console.print(
+                f"warning: {single} of {n} numbers have one sample, so their band is the floor alone, not measured; "
+                "run with several seeds (`--seeds 0,1,2`) for measured bands",
+                style="yellow",
+                highlight=False,
+                soft_wrap=True,
+            )
         return True
     overrides = check.parse_tolerances(args.tolerance, expected["metric"])
     rows = check.compare(expected, now, overrides)
@@ -324,8 +450,12 @@ def check_accuracy(args: argparse.Namespace, console: Console, now, expected) ->
     verdict = "[red]accuracy out of band:[/]" if failed else "[green]accuracy holds:[/]"
     console.print(f"{verdict} {check.summary(rows)}", highlight=False, soft_wrap=True)
     if failed:
-        console.print(f"If the change is intended, update the baseline on purpose from a run with several seeds: "
-                      f"{escape(check.update_command(baseline, results[0]))}", highlight=False, soft_wrap=True)  # fmt: skip
+        console.print(
+            f"If the change is intended, update the baseline on purpose from a run with several seeds: "
+            f"{escape(check.update_command(baseline, results[0]))}",
+            highlight=False,
+            soft_wrap=True,
+        )
         note = check.environment_note(baseline, results[0])
         if note:
             console.print(escape(note), style="yellow", highlight=False, soft_wrap=True)
@@ -352,7 +482,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ssl_bench.config import ConfigError
 
-    handlers = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "detect-eval": cmd_detect_eval, "check": cmd_check}
+    handlers = {
+        "run": cmd_run,
+        "report": cmd_report,
+        "list": cmd_list,
+        "detect-eval": cmd_detect_eval,
+        "check": cmd_check,
+    }
     try:
         return handlers[args.command](args, console)
     except ConfigError as e:
@@ -363,8 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         again = " ".join(shlex.quote(a) for a in ["ssl-bench", *(sys.argv[1:] if argv is None else argv)])
         where = f"{e} " if str(e) else ""
-        err.print(f"[yellow]interrupted:[/] {where}Finished work is kept; to resume, run the same command again:\n  {again}",
-                  highlight=False)  # fmt: skip
+        err.print(
+            f"[yellow]interrupted:[/] {where}Finished work is kept; to resume, run the same command again:\n  {again}",
+            highlight=False,
+        )
         return 130
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
         if args.debug:

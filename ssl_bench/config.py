@@ -38,9 +38,13 @@ def _key(section: str, name: str) -> str:
 
 
 # What a field left unset (None) resolves to: said when a value that once meant it (0, -1) is refused.
-UNSET_MEANS = {"train.lr": "the method's paper rate", "train.weight_decay": "the method's paper value",
-               "detection.lr": "the method's paper rate", "detection.warmup_iters": "the method's paper warm-up",
-               "data.image_size": "the dataset's native size"}  # fmt: skip
+UNSET_MEANS = {
+    "train.lr": "the method's paper rate",
+    "train.weight_decay": "the method's paper value",
+    "detection.lr": "the method's paper rate",
+    "detection.warmup_iters": "the method's paper warm-up",
+    "data.image_size": "the dataset's native size",
+}
 
 
 def _unset_hint(key: str) -> str:
@@ -59,7 +63,9 @@ def non_negative(section: str, obj: Any, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         if value is not None and value < 0:
-            raise ConfigError(f"{_key(section, name)} must be zero or positive, got {value}{_unset_hint(_key(section, name))}")
+            raise ConfigError(
+                f"{_key(section, name)} must be zero or positive, got {value}{_unset_hint(_key(section, name))}"
+            )
 
 
 def one_of(section: str, obj: Any, name: str, choices: Sequence[str]) -> None:
@@ -78,7 +84,9 @@ def each_of(section: str, obj: Any, name: str, choices: Sequence[str]) -> None:
 class DataConfig:
     name: str = "synthetic"
     root: str = ""  # "" = <out>/data for the built-in dataset and the downloadable ones (cifar10, cifar100, stl10)
-    image_size: int | None = None  # px the methods see; None = the dataset's native size (CIFAR 32, STL-10 96, ImageNet 224)
+    image_size: int | None = (
+        None  # px the methods see; None = the dataset's native size (CIFAR 32, STL-10 96, ImageNet 224)
+    )
     num_train: int = 5000  # synthetic: images generated; real datasets: 0 = all, else a class-balanced cap
     num_test: int = 1000  # as num_train, for the test split
     num_workers: int = 0
@@ -98,7 +106,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
-    lr: float | None = None  # None = the method's paper rate (given at batch 256), scaled linearly with batch_size / 256
+    lr: float | None = (
+        None  # None = the method's paper rate (given at batch 256), scaled linearly with batch_size / 256
+    )
     weight_decay: float | None = None  # None = the method's paper value
     warmup_epochs: float = 0.0
     precision: str = "auto"  # auto | fp32 | bf16 (auto = bf16 where the hardware has fast bf16)
@@ -195,12 +205,16 @@ def set_field(obj: Any, key: str, value: Any, prefix: str = "") -> None:
     full = f"{prefix}{key}"
     if key not in fields:
         names = list(fields)
-        raise ConfigError(f"unknown config key {full!r}.{close_match(key, names)} Valid keys here: {', '.join(prefix + n for n in names)}.")
+        raise ConfigError(
+            f"unknown config key {full!r}.{close_match(key, names)} Valid keys here: {', '.join(prefix + n for n in names)}."
+        )
     hints = typing.get_type_hints(type(obj))
     current = getattr(obj, key)
     if dataclasses.is_dataclass(current):
         if not isinstance(value, dict):
-            raise ConfigError(f"{full}: is a section; set its keys, e.g. {full}.{dataclasses.fields(current)[0].name}=...")
+            raise ConfigError(
+                f"{full}: is a section; set its keys, e.g. {full}.{dataclasses.fields(current)[0].name}=..."
+            )
         for k, v in value.items():
             set_field(current, k, v, prefix=f"{full}.")
         return
@@ -215,7 +229,9 @@ def build_frozen(cls: type, overrides: dict[str, Any], prefix: str = "") -> Any:
     for key, value in overrides.items():
         if key not in fields:
             names = sorted(fields)
-            raise ConfigError(f"unknown config key {(prefix + key)!r}.{close_match(key, names)} Valid keys: {', '.join(prefix + n for n in names)}.")
+            raise ConfigError(
+                f"unknown config key {(prefix + key)!r}.{close_match(key, names)} Valid keys: {', '.join(prefix + n for n in names)}."
+            )
         values[key] = coerce(value, hints[key], prefix + key)
     out = cls(**values)
     check = getattr(out, "check", None)

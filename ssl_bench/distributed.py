@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+T = TypeVar("T")
 
 
 def launched() -> bool:
@@ -63,7 +66,7 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast(obj):
+def broadcast(obj: T) -> T:
     """Rank 0's ``obj`` on every rank (any picklable object)."""
     if not active():
         return obj

@@ -20,6 +20,7 @@ import inspect
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    return (
+        torch.bfloat16
+        if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        else None
+    )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -98,7 +103,9 @@ class EpochOrder(Sampler[int]):
     together see exactly the batches one process would; an incomplete last global batch is dropped.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, skip: int = 0, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, n: int, batch_size: int, seed: int, epoch: int, skip: int = 0, rank: int = 0, world: int = 1
+    ) -> None:
         g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         perm = torch.randperm(n, generator=g)
         if world > 1:
@@ -111,7 +118,7 @@ class EpochOrder(Sampler[int]):
     def __len__(self) -> int:
         return len(self.order)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter(self.order)
 
 
@@ -123,8 +130,9 @@ def drop_last(n: int, batch_size: int, world: int = 1) -> bool:
     return world > 1 or n >= 2 * batch_size
 
 
-def make_loader(dataset: Indexed, batch_size: int, workers: int, seed: int, epoch: int, device: torch.device,
-                skip: int = 0) -> DataLoader:  # fmt: skip
+def make_loader(
+    dataset: Indexed, batch_size: int, workers: int, seed: int, epoch: int, device: torch.device, skip: int = 0
+) -> DataLoader:
     """This process's batches of epoch ``epoch`` from (global) batch ``skip`` on; ``batch_size`` is the global batch.
 
     Each sample's augmentation is seeded by (seed, epoch, index), whatever process or worker makes it.
@@ -132,22 +140,44 @@ def make_loader(dataset: Indexed, batch_size: int, workers: int, seed: int, epoc
     dataset.epoch_seed = epoch_seed(seed, epoch)
     rank, world = distributed.rank(), distributed.world()
     if batch_size % world:
-        raise ConfigError(f"train.batch_size={batch_size} is the global batch and must divide among the {world} "
-                          f"processes; use a multiple of {world}")  # fmt: skip
+        raise ConfigError(
+            f"train.batch_size={batch_size} is the global batch and must divide among the {world} "
+            f"processes; use a multiple of {world}"
+        )
     return DataLoader(
-        dataset, batch_size=batch_size // world, sampler=EpochOrder(len(dataset), batch_size, seed, epoch, skip, rank, world),
-        drop_last=drop_last(len(dataset), batch_size, world), collate_fn=collate, num_workers=workers,
-        generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)), pin_memory=device.type == "cuda",
+        dataset,
+        batch_size=batch_size // world,
+        sampler=EpochOrder(len(dataset), batch_size, seed, epoch, skip, rank, world),
+        drop_last=drop_last(len(dataset), batch_size, world),
+        collate_fn=collate,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)),
+        pin_memory=device.type == "cuda",
         persistent_workers=False,
-    )  # fmt: skip
+    )
 
 
 class Trainer:
     """Pretrains one method in ``run_dir``: ``checkpoint.pt`` (see the module docstring), ``metrics.jsonl`` per epoch."""
 
-    def __init__(self, method: Method, train: TrainConfig, device: torch.device, run_dir: Path, seed: int, workers: int = 0,
-                 checkpoint: CheckpointConfig | None = None) -> None:  # fmt: skip
-        self.method, self.cfg, self.device, self.run_dir, self.seed, self.workers = method, train, device, run_dir, seed, workers
+    def __init__(
+        self,
+        method: Method,
+        train: TrainConfig,
+        device: torch.device,
+        run_dir: Path,
+        seed: int,
+        workers: int = 0,
+        checkpoint: CheckpointConfig | None = None,
+    ) -> None:
+        self.method, self.cfg, self.device, self.run_dir, self.seed, self.workers = (
+            method,
+            train,
+            device,
+            run_dir,
+            seed,
+            workers,
+        )
         self.opt_cfg = optimisation(method, train)
         self.dtype = autocast_dtype(train.precision, device)
         self.checkpoint = run_dir / "checkpoint.pt"
@@ -156,8 +186,9 @@ class Trainer:
 
     def optimizer(self, per_epoch: int) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
         """SGD and its per-step schedule (warm-up, then cosine) for ``cfg.epochs`` epochs of ``per_epoch`` steps."""
-        optimizer = torch.optim.SGD(param_groups(self.method, self.opt_cfg.weight_decay), lr=self.opt_cfg.lr,
-                                    momentum=self.opt_cfg.momentum)  # fmt: skip
+        optimizer = torch.optim.SGD(
+            param_groups(self.method, self.opt_cfg.weight_decay), lr=self.opt_cfg.lr, momentum=self.opt_cfg.momentum
+        )
         total, warmup = per_epoch * self.cfg.epochs, round(self.cfg.warmup_epochs * per_epoch)
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
 
@@ -171,7 +202,11 @@ class Trainer:
         optimizer, scheduler = self.optimizer(per_epoch)
         pos = self._resume(optimizer, scheduler)
         self.model = self._parallel(method)
-        task = progress.add_task(label or method.name, total=total, completed=pos["epoch"] * per_epoch + pos["step"]) if progress else None
+        task = (
+            progress.add_task(label or method.name, total=total, completed=pos["epoch"] * per_epoch + pos["step"])
+            if progress
+            else None
+        )
         last: dict[str, float] = {}
         for epoch in range(pos["epoch"], cfg.epochs):
             skip = pos["step"] if epoch == pos["epoch"] else 0
@@ -184,7 +219,9 @@ class Trainer:
             method.train()
             t0 = time.perf_counter()
             with self.checkpointer.stop_requests():
-                for step, batch in enumerate(make_loader(dataset, cfg.batch_size, self.workers, self.seed, epoch, self.device, skip), start=skip):
+                for step, batch in enumerate(
+                    make_loader(dataset, cfg.batch_size, self.workers, self.seed, epoch, self.device, skip), start=skip
+                ):
                     out = self.step(batch, optimizer, epoch, step)
                     scheduler.step()
                     for k, v in out.items():
@@ -192,7 +229,9 @@ class Trainer:
                     n += 1  # == steps of this epoch done
                     faults.point("train-step")
                     if progress is not None and task is not None:
-                        progress.update(task, advance=1, description=f"{label} ep {epoch + 1}/{cfg.epochs} loss {out['loss']:.3f}")
+                        progress.update(
+                            task, advance=1, description=f"{label} ep {epoch + 1}/{cfg.epochs} loss {out['loss']:.3f}"
+                        )
                     # every rank stops at the same step; the epoch's end is saved below anyway
                     self.checkpointer.after_step(
                         n,
@@ -201,7 +240,12 @@ class Trainer:
                         periodic=n < per_epoch,
                     )
             last = {k: v / max(n, 1) for k, v in sums.items()}
-            record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "seconds": seconds + time.perf_counter() - t0, **last}
+            record = {
+                "epoch": epoch + 1,
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": seconds + time.perf_counter() - t0,
+                **last,
+            }
             self.checkpointer.save(lambda: self._state(optimizer, scheduler, epoch + 1, 0, {}, 0.0))
             if distributed.is_main():
                 with self.metrics.open("a") as f:
@@ -210,16 +254,31 @@ class Trainer:
             progress.remove_task(task)
         return last
 
-    def _state(self, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int, step: int, sums: dict[str, float],
-               seconds: float) -> dict[str, Any]:  # fmt: skip
+    def _state(
+        self,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        epoch: int,
+        step: int,
+        sums: dict[str, float],
+        seconds: float,
+    ) -> dict[str, Any]:
         """Where training is: after ``epoch`` full epochs and ``step`` batches of the next one (rank 0 writes it;
         every rank holds the same model, optimiser, bank and RNG state, up to batch-norm running statistics)."""
         rng = {"cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"method": self.method.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step, "sums": sums, "n": step,
-                "seconds": seconds, "rng": rng}  # fmt: skip
+        return {
+            "method": self.method.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "sums": sums,
+            "n": step,
+            "seconds": seconds,
+            "rng": rng,
+        }
 
     def _set_rng(self, rng: dict[str, torch.Tensor]) -> None:
         torch.set_rng_state(rng["cpu"])
@@ -233,7 +292,11 @@ class Trainer:
             out = self.model(batch)  # the method's training_step, through DistributedDataParallel under torchrun
         loss = out["loss"]
         if not torch.isfinite(loss):
-            kept = f"the last good checkpoint ({self.checkpoint}) is kept" if self.checkpoint.exists() else "no checkpoint was written yet"
+            kept = (
+                f"the last good checkpoint ({self.checkpoint}) is kept"
+                if self.checkpoint.exists()
+                else "no checkpoint was written yet"
+            )
             raise NonFiniteLoss(
                 f"{self.method.name}: the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; {kept}. "
                 f"Lower the learning rate (--set train.lr=...), use --set train.precision=fp32, or check the data."
@@ -253,7 +316,9 @@ class Trainer:
             return method
         ids = [self.device.index] if self.device.type == "cuda" else None
         ddp = nn.parallel.DistributedDataParallel
-        if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters:  # newer torch: broadcast_buffers is deprecated
+        if (
+            "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
+        ):  # newer torch: broadcast_buffers is deprecated
             return ddp(method, device_ids=ids, forward_sync_buffers=False)
         return ddp(method, device_ids=ids, broadcast_buffers=False)
 
@@ -265,5 +330,11 @@ class Trainer:
         self.method.load_state_dict(state["method"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        return {"epoch": int(state["epoch"]), "step": int(state.get("step", 0)), "sums": dict(state.get("sums", {})),
-                "n": int(state.get("n", 0)), "seconds": float(state.get("seconds", 0.0)), "rng": state.get("rng")}  # fmt: skip
+        return {
+            "epoch": int(state["epoch"]),
+            "step": int(state.get("step", 0)),
+            "sums": dict(state.get("sums", {})),
+            "n": int(state.get("n", 0)),
+            "seconds": float(state.get("seconds", 0.0)),
+            "rng": state.get("rng"),
+        }

@@ -23,7 +23,7 @@ def point(name: str) -> None:
     if not spec:
         return
     target, *rest = spec.split(":")
-    count, sig = (rest + ["1", "KILL"][len(rest):])[:2] if rest else ("1", "KILL")
+    count, sig = (rest + ["1", "KILL"][len(rest) :])[:2] if rest else ("1", "KILL")
     if target != name:
         return
     _hits[name] = _hits.get(name, 0) + 1

@@ -35,8 +35,8 @@ from ssl_bench import storage
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import CheckpointConfig, TrainConfig
 from ssl_bench.data.batch import collate
-from ssl_bench.data.types import DataInfo, Indexed
 from ssl_bench.data.transforms import eval_view
+from ssl_bench.data.types import DataInfo, Indexed
 from ssl_bench.detection.coco import coco_eval
 from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.detection.records import Detections, GroundTruth, ImageRecord
@@ -57,7 +57,9 @@ SCHEMA = 1
 RTOL = 1e-4
 ATOL = 1e-6
 
-BACKBONE = "resnet18-smallstem-w0.125"  # stages of 8, 16, 32, 64 channels: every block type, a fraction of a second a step
+BACKBONE = (
+    "resnet18-smallstem-w0.125"  # stages of 8, 16, 32, 64 channels: every block type, a fraction of a second a step
+)
 IMAGE_SIZE = 24  # divisible into 3x3 jigsaw cells of 8 px (6 px tiles) and rotatable
 NUM_IMAGES = 16
 NUM_CLASSES = 4
@@ -167,14 +169,19 @@ def method_fingerprint(variant: str) -> dict[str, Any]:
         method = build(variant)
         params = [p for p in method.parameters() if p.requires_grad]
         start = [p.detach().clone() for p in params]
-        init = {"param_norm": norm(params), "buffer_norm": norm(floating_buffers(method)),
-                "num_params": sum(p.numel() for p in params)}  # fmt: skip
+        init = {
+            "param_norm": norm(params),
+            "buffer_norm": norm(floating_buffers(method)),
+            "num_params": sum(p.numel() for p in params),
+        }
         if not method.trains:
             return {"init": init, "steps": []}
         train = TrainConfig(epochs=EPOCHS, batch_size=BATCH, precision="fp32", channels_last=False, deterministic=True)
         dataset = Indexed(ImageList(images()), method.transform())
         with tempfile.TemporaryDirectory(prefix="ssl-bench-fingerprint-") as run_dir:  # the Trainer's; nothing is saved
-            trainer = Trainer(method, train, torch.device("cpu"), Path(run_dir), SEED, checkpoint=CheckpointConfig(minutes=0))
+            trainer = Trainer(
+                method, train, torch.device("cpu"), Path(run_dir), SEED, checkpoint=CheckpointConfig(minutes=0)
+            )
             trainer.model = method  # what fit() sets up (no DistributedDataParallel here); step is the run's own step
             optimizer, scheduler = trainer.optimizer(steps_per_epoch(len(dataset), BATCH))
             steps = []
@@ -223,8 +230,13 @@ def linear_fingerprint() -> dict[str, float]:
         with torch.no_grad():
             logits = head(test_x)
         linear = head[1]
-        return {**topk_accuracy(logits, test_y, (1, 2)), "weight_norm": norm([linear.weight]), "bias_norm": norm([linear.bias]),
-                "logits_sumsq": float(logits.double().pow(2).sum()), "logits_sum_abs": float(logits.double().abs().sum())}  # fmt: skip
+        return {
+            **topk_accuracy(logits, test_y, (1, 2)),
+            "weight_norm": norm([linear.weight]),
+            "bias_norm": norm([linear.bias]),
+            "logits_sumsq": float(logits.double().pow(2).sum()),
+            "logits_sum_abs": float(logits.double().abs().sum()),
+        }
 
 
 def knn_fingerprint() -> dict[str, float]:
@@ -234,7 +246,10 @@ def knn_fingerprint() -> dict[str, float]:
         train_x, train_y = clustered_features(240, seed=3)
         test_x, test_y = clustered_features(80, seed=4)
         scores = knn_scores(train_x, train_y, test_x, NUM_CLASSES, cfg.k, cfg.temperature)
-        return {**topk_accuracy(scores, test_y, (1, 2)), "votes_log_sum": float(scores.double().clamp_min(1e-30).log().sum())}
+        return {
+            **topk_accuracy(scores, test_y, (1, 2)),
+            "votes_log_sum": float(scores.double().clamp_min(1e-30).log().sum()),
+        }
 
 
 def semisup_fingerprint() -> dict[str, Any]:
@@ -282,7 +297,9 @@ def detection_set() -> tuple[GroundTruth, Detections]:
         n = int(rng.integers(1, 5))
         xy = rng.integers(0, 60, size=(n, 2))
         wh = rng.integers(10, 40, size=(n, 2))
-        boxes = np.concatenate([xy, xy + wh], 1).astype(np.float64)  # 0-based: width xmax - xmin, in VOC's convention too
+        boxes = np.concatenate([xy, xy + wh], 1).astype(
+            np.float64
+        )  # 0-based: width xmax - xmin, in VOC's convention too
         labels = rng.integers(1, 4, size=n)
         difficult = rng.random(n) < 0.15
         records.append(ImageRecord(i, 100, 100, boxes, labels, difficult))
@@ -302,8 +319,12 @@ def detection_set() -> tuple[GroundTruth, Detections]:
             x, y = rng.integers(0, 80, 2)
             rows.append((i, int(rng.integers(1, 4)), np.array([x, y, x + 15, y + 15], float), rng.random() * 0.7))
     gt = GroundTruth(["cat", "dog", "bus"], records)
-    dets = Detections(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
-                      np.stack([np.sort(r[2].reshape(2, 2), 0).reshape(4) for r in rows]), np.array([r[3] for r in rows]))  # fmt: skip
+    dets = Detections(
+        np.array([r[0] for r in rows]),
+        np.array([r[1] for r in rows]),
+        np.stack([np.sort(r[2].reshape(2, 2), 0).reshape(4) for r in rows]),
+        np.array([r[3] for r in rows]),
+    )
     return gt, dets
 
 
@@ -315,8 +336,14 @@ def detection_fingerprint() -> dict[str, dict[str, Any]]:
 def config_defaults() -> dict[str, dict[str, Any]]:
     """Every method's paper defaults and every evaluation's defaults, compared exactly."""
     out = {f"method.{name}": dataclasses.asdict(cls.Config()) for name, cls in sorted(METHODS.items())}
-    for name, cls in [("train", TrainConfig), ("linear", LinearConfig), ("knn", KNNConfig), ("semisup", SemisupConfig),
-                      ("detection", DetectionConfig), ("invariance", InvarianceConfig)]:  # fmt: skip
+    for name, cls in [
+        ("train", TrainConfig),
+        ("linear", LinearConfig),
+        ("knn", KNNConfig),
+        ("semisup", SemisupConfig),
+        ("detection", DetectionConfig),
+        ("invariance", InvarianceConfig),
+    ]:
         out[f"eval.{name}" if name != "train" else "train"] = dataclasses.asdict(cls())
     return out
 
@@ -340,7 +367,14 @@ def selected(key: str, select: Sequence[str]) -> bool:
 def compute(select: Sequence[str] = (), progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The fingerprints (those under the ``select`` prefixes, e.g. "methods.pirl"; all without): {"schema", "rtol",
     "atol", "backbone", "configs", "methods": {variant: ...}, "evaluations": {name: ...}}."""
-    out: dict[str, Any] = {"schema": SCHEMA, "rtol": RTOL, "atol": ATOL, "backbone": BACKBONE, "methods": {}, "evaluations": {}}
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "rtol": RTOL,
+        "atol": ATOL,
+        "backbone": BACKBONE,
+        "methods": {},
+        "evaluations": {},
+    }
     if selected("configs", select):
         out["configs"] = config_defaults()
     jobs = [(f"methods.{v}", lambda v=v: method_fingerprint(v)) for v in VARIANTS]
@@ -413,7 +447,10 @@ def compare(baseline: dict[str, Any], now: dict[str, Any], select: Sequence[str]
     prefixes (as ``compute``)."""
     rtol, atol = float(baseline.get("rtol", RTOL)), float(baseline.get("atol", ATOL))
     skip = {"schema", "rtol", "atol", "environment"}
-    a, b = flatten({k: v for k, v in baseline.items() if k not in skip}), flatten({k: v for k, v in now.items() if k not in skip})
+    a, b = (
+        flatten({k: v for k, v in baseline.items() if k not in skip}),
+        flatten({k: v for k, v in now.items() if k not in skip}),
+    )
     keys = sorted(k for k in set(a) | set(b) if selected(k, select))
     out = []
     for key in keys:

@@ -10,6 +10,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 
 class Interrupted(KeyboardInterrupt):
@@ -32,7 +33,7 @@ def stop_requests() -> Iterator[_StopRequest]:
         yield stop
         return
 
-    def handler(signum, frame) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         if stop.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.requested = signal.Signals(signum).name

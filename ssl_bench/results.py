@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,21 @@ from typing import Any
 from ssl_bench.storage import atomic, file_lock
 
 COLUMNS = [
-    "method", "backbone", "params", "dataset", "preset", "eval", "protocol", "layer", "metric", "value", "seed",
-    "config_hash", "run_id", "created",
-]  # fmt: skip
+    "method",
+    "backbone",
+    "params",
+    "dataset",
+    "preset",
+    "eval",
+    "protocol",
+    "layer",
+    "metric",
+    "value",
+    "seed",
+    "config_hash",
+    "run_id",
+    "created",
+]
 
 
 def now() -> str:
@@ -29,7 +42,7 @@ class ResultsTable:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
 
-    def locked(self):
+    def locked(self) -> AbstractContextManager[None]:
         return file_lock(self.lock_path)
 
     def rows(self) -> list[dict[str, str]]:

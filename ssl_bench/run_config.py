@@ -16,13 +16,22 @@ before ``None`` existed (``HASHED_UNSET``), so results cached by earlier version
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
 
-from ssl_bench.config import (CheckpointConfig, ConfigError, DataConfig, TrainConfig, build_frozen, non_negative,
-                              set_field, unknown)  # fmt: skip
+import tomllib
+
+from ssl_bench.config import (
+    CheckpointConfig,
+    ConfigError,
+    DataConfig,
+    TrainConfig,
+    build_frozen,
+    non_negative,
+    set_field,
+    unknown,
+)
 from ssl_bench.data.registry import native_size
 from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.eval.invariance import InvarianceConfig
@@ -163,14 +172,18 @@ def resolve(cfg: RunConfig, name: str) -> Resolved:
     data = cfg.data
     if data.image_size is None:
         data = dataclasses.replace(data, image_size=native_size(data.name))
-    run = dataclasses.replace(cfg, data=data, train=cfg.train.resolved(mcfg),
-                              detection=cfg.detection.resolved(method.detection_schedule))  # fmt: skip
+    run = dataclasses.replace(
+        cfg, data=data, train=cfg.train.resolved(mcfg), detection=cfg.detection.resolved(method.detection_schedule)
+    )
     return Resolved(method, mcfg, run)
 
 
 # What an unset field hashed as before it was None: keeps every cached result's hash (runner.plan, eval hashes).
-HASHED_UNSET = {"train": {"lr": 0.0, "weight_decay": -1.0}, "detection": {"lr": 0.0, "warmup_iters": -1},
-                "data": {"image_size": 0}}  # fmt: skip
+HASHED_UNSET = {
+    "train": {"lr": 0.0, "weight_decay": -1.0},
+    "detection": {"lr": 0.0, "warmup_iters": -1},
+    "data": {"image_size": 0},
+}
 
 
 def hashed(name: str, section: Any) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ssl_bench import distributed, storage
 from ssl_bench.backbone import Backbone, BackboneSpec
 from ssl_bench.config import ConfigError, config_hash
-from ssl_bench.data.types import DataInfo, Indexed, Splits
 from ssl_bench.data.registry import load_dataset
+from ssl_bench.data.types import DataInfo, Indexed, Splits
 from ssl_bench.engine import Trainer, autocast_dtype
 from ssl_bench.eval.harness import Embeddings, EvalContext, check_evals, eval_settings, evaluate
 from ssl_bench.methods import Method, MethodConfig, get_method
@@ -86,8 +86,13 @@ def plan(cfg: RunConfig) -> list[Unit]:
             # the epochs are hashed once, in "train": `jigsaw.epochs=50` and `train.epochs=50` name the same training
             identity = {k: v for k, v in asdict(mcfg).items() if k != "epochs"}
             train = {**hashed("train", cfg.train), "epochs": resolved.run.train.epochs}
-            payload = {"method": name, "method_cfg": identity, "backbone": backbone, "data": data_identity(cfg),
-                       "train": train if resolved.method.trains else None}  # fmt: skip
+            payload = {
+                "method": name,
+                "method_cfg": identity,
+                "backbone": backbone,
+                "data": data_identity(cfg),
+                "train": train if resolved.method.trains else None,
+            }
             for seed in cfg.seeds:
                 units.append(Unit(name, backbone, seed, mcfg, config_hash({**payload, "seed": seed}), resolved.run))
     return units
@@ -106,11 +111,20 @@ def seed_everything(seed: int) -> None:
 
 
 def progress_bar(console: Console) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, transient=False)  # fmt: skip
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
 
 
-def pretrain(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, run_dir: Path, progress: Progress) -> Backbone:
+def pretrain(
+    unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, run_dir: Path, progress: Progress
+) -> Backbone:
     """The unit's trained backbone: loaded from ``backbone.pt`` if it was finished before, else trained now."""
     final = run_dir / "backbone.pt"
     seed_everything(unit.seed)
@@ -123,7 +137,9 @@ def pretrain(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, r
     method: Method = cls(backbone, unit.method_cfg, splits.info)
     if cls.trains:
         dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), method.transform())
-        Trainer(method, unit.cfg.train, device, run_dir, unit.seed, cfg.data.num_workers, cfg.checkpoint).fit(dataset, progress, unit.run_id)
+        Trainer(method, unit.cfg.train, device, run_dir, unit.seed, cfg.data.num_workers, cfg.checkpoint).fit(
+            dataset, progress, unit.run_id
+        )
     backbone = method.backbone.to(memory_format=torch.contiguous_format)
     if distributed.is_main():
         storage.save({k: v.cpu().contiguous() for k, v in backbone.state_dict().items()}, final)
@@ -178,8 +194,10 @@ def run(cfg: RunConfig, out: Path, console: Console | None = None) -> dict[str, 
         if not main:
             return counts
     extra = "" if splits.pretrain is None else f"{len(splits.pretrain)} pretraining / "
-    console.print(f"dataset [bold]{splits.info.name}[/]: {extra}{len(splits.train)} train / {len(splits.test)} test images, "
-                  f"{splits.info.num_classes} classes, {splits.info.image_size} px; device {device}")  # fmt: skip
+    console.print(
+        f"dataset [bold]{splits.info.name}[/]: {extra}{len(splits.train)} train / {len(splits.test)} test images, "
+        f"{splits.info.num_classes} classes, {splits.info.image_size} px; device {device}"
+    )
     with progress_bar(console) as progress:
         overall = progress.add_task("all units", total=sum(len(evs) for _, evs in todo))
         deferred = []
@@ -203,15 +221,25 @@ def check_labels(splits: Splits, cfg: RunConfig, units: list[Unit]) -> None:
     """An unlabelled dataset (a folder of images without classes) can pretrain self-supervised methods, nothing else."""
     if splits.info.num_classes:
         return
-    needs = [e for e in cfg.evals if e in LABELLED_EVALS] + [u.method for u in units if get_method(u.method).needs_labels]
+    needs = [e for e in cfg.evals if e in LABELLED_EVALS] + [
+        u.method for u in units if get_method(u.method).needs_labels
+    ]
     if needs:
-        raise ConfigError(f"dataset {splits.info.name!r} has no labels (images directly under train/, no class folders), "
-                          f"but {', '.join(sorted(set(needs)))} need them; pretrain with self-supervised methods and "
-                          f"--evals detection, or point --data-root at a labelled tree <root>/train/<class>/...")  # fmt: skip
+        raise ConfigError(
+            f"dataset {splits.info.name!r} has no labels (images directly under train/, no class folders), "
+            f"but {', '.join(sorted(set(needs)))} need them; pretrain with self-supervised methods and "
+            f"--evals detection, or point --data-root at a labelled tree <root>/train/<class>/..."
+        )
 
 
-def pretrain_together(todo: list[tuple[Unit, list[str]]], cfg: RunConfig, splits: Splits, device: torch.device,
-                      out: Path, console: Console) -> None:  # fmt: skip
+def pretrain_together(
+    todo: list[tuple[Unit, list[str]]],
+    cfg: RunConfig,
+    splits: Splits,
+    device: torch.device,
+    out: Path,
+    console: Console,
+) -> None:
     """Under torchrun: every process pretrains every missing unit with DistributedDataParallel (rank 0 writes the
     checkpoints and backbone.pt); the evaluations then run on rank 0 alone, from backbone.pt."""
     console.print(f"torch.distributed: {distributed.world()} processes pretrain together; rank 0 then evaluates")
@@ -231,8 +259,18 @@ def missing(units: list[Unit], cfg: RunConfig, table: ResultsTable) -> list[tupl
     return [(u, evs) for u, evs in todo if evs]
 
 
-def do_unit(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, out: Path, table: ResultsTable,
-            progress: Progress, overall: Any, claim: storage.Claim, console: Console) -> int:  # fmt: skip
+def do_unit(
+    unit: Unit,
+    cfg: RunConfig,
+    splits: Splits,
+    device: torch.device,
+    out: Path,
+    table: ResultsTable,
+    progress: Progress,
+    overall: Any,
+    claim: storage.Claim,
+    console: Console,
+) -> int:
     """Pretrain (or load) one unit and run its missing evaluations; the claim is held throughout and released."""
     try:
         done = table.done()  # re-read: another process may have finished some while we waited
@@ -244,9 +282,18 @@ def do_unit(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, ou
         t0 = time.perf_counter()
         backbone = pretrain(unit, cfg, splits, device, run_dir, progress)
         timings = [f"pretrain {time.perf_counter() - t0:.0f} s"]
-        ctx = EvalContext(backbone, splits, run_dir, device, unit.seed, autocast_dtype(cfg.train.precision, device),
-                          shared=out, checkpoint=cfg.checkpoint, workers=cfg.data.num_workers,
-                          embeddings=lambda: trained_embeddings(unit, backbone, splits.info, run_dir, device))  # fmt: skip
+        ctx = EvalContext(
+            backbone,
+            splits,
+            run_dir,
+            device,
+            unit.seed,
+            autocast_dtype(cfg.train.precision, device),
+            shared=out,
+            checkpoint=cfg.checkpoint,
+            workers=cfg.data.num_workers,
+            embeddings=lambda: trained_embeddings(unit, backbone, splits.info, run_dir, device),
+        )
         for name in evals:
             progress.update(overall, description=f"{unit.run_id}: {name}")
             t0 = time.perf_counter()
@@ -263,11 +310,22 @@ def do_unit(unit: Unit, cfg: RunConfig, splits: Splits, device: torch.device, ou
 def unit_record(unit: Unit, info: DataInfo) -> dict[str, Any]:
     """What ``config.json`` holds: the unit, the run's config as resolved for it (nothing unset) and the data."""
     method_cfg = {**asdict(unit.method_cfg), "epochs": unit.cfg.train.epochs}  # unset = train.epochs: as trained
-    return {"unit": {"method": unit.method, "backbone": unit.backbone, "seed": unit.seed, "pretrain_hash": unit.pretrain_hash,
-                     "method_cfg": method_cfg}, "run": asdict(unit.cfg), "info": asdict(info)}  # fmt: skip
+    return {
+        "unit": {
+            "method": unit.method,
+            "backbone": unit.backbone,
+            "seed": unit.seed,
+            "pretrain_hash": unit.pretrain_hash,
+            "method_cfg": method_cfg,
+        },
+        "run": asdict(unit.cfg),
+        "info": asdict(info),
+    }
 
 
-def trained_embeddings(unit: Unit, backbone: Backbone, info: DataInfo, run_dir: Path, device: torch.device) -> Embeddings:
+def trained_embeddings(
+    unit: Unit, backbone: Backbone, info: DataInfo, run_dir: Path, device: torch.device
+) -> Embeddings:
     """What the trained method's own heads offer the evaluations (``Method.embeddings``), rebuilt from the unit's last
     checkpoint on a copy of the backbone; nothing for a method that offers none or has no checkpoint."""
     cls = get_method(unit.method)
@@ -279,14 +337,29 @@ def trained_embeddings(unit: Unit, backbone: Backbone, info: DataInfo, run_dir: 
     return method.to(device).eval().embeddings()
 
 
-def result_rows(unit: Unit, name: str, ehash: str, rows: list, backbone: Backbone, info: DataInfo, cfg: RunConfig) -> list[dict]:
+def result_rows(
+    unit: Unit, name: str, ehash: str, rows: list, backbone: Backbone, info: DataInfo, cfg: RunConfig
+) -> list[dict]:
     created = now()
     return [
-        {"method": unit.method, "backbone": unit.backbone, "params": backbone.num_params, "dataset": info.name,
-         "preset": cfg.preset, "eval": name, "protocol": r.protocol, "layer": r.layer, "metric": r.metric,
-         "value": round(r.value, 4), "seed": unit.seed, "config_hash": ehash, "run_id": unit.run_id, "created": created}
+        {
+            "method": unit.method,
+            "backbone": unit.backbone,
+            "params": backbone.num_params,
+            "dataset": info.name,
+            "preset": cfg.preset,
+            "eval": name,
+            "protocol": r.protocol,
+            "layer": r.layer,
+            "metric": r.metric,
+            "value": round(r.value, 4),
+            "seed": unit.seed,
+            "config_hash": ehash,
+            "run_id": unit.run_id,
+            "created": created,
+        }
         for r in rows
-    ]  # fmt: skip
+    ]
 
 
 def write_json(path: Path, obj: Any) -> None:

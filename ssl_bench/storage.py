@@ -101,9 +101,12 @@ def atomic(path: str | Path, checksum: bool = False, fault: str = "") -> Iterato
         for tmp in temps:
             tmp.unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, f"no space left on the device while writing {path}; free some space "
-                                        f"(or use --out on another disk) and run the same command again: finished "
-                                        f"work is kept") from None  # fmt: skip
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on the device while writing {path}; free some space "
+                f"(or use --out on another disk) and run the same command again: finished "
+                f"work is kept",
+            ) from None
         raise
 
 

@@ -12,19 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from one_error import cli, wide_console  # noqa: F401 (wide_console: autouse fixture)
 from PIL import Image
 
 from ssl_bench.backbone import Backbone
-from one_error import cli, wide_console  # noqa: F401 (wide_console: autouse fixture)
 from ssl_bench.cli import main
 from ssl_bench.config import ConfigError
-from ssl_bench.run_config import parse_set, requested_keys, load
 from ssl_bench.data.types import DataInfo
 from ssl_bench.data.voc import write_annotation
 from ssl_bench.methods import available_methods
 from ssl_bench.methods.jigsaw import JigsawConfig
 from ssl_bench.methods.pirl import PIRL
-from ssl_bench.run_config import method_config
+from ssl_bench.run_config import load, method_config, parse_set, requested_keys
 
 METHODS = list(available_methods())
 TINY = "resnet18-w0.25"
@@ -44,12 +43,18 @@ def info(num_train: int = 100, image_size: int = 32) -> DataInfo:
 @pytest.mark.parametrize(
     "backbone, message",
     [
-        ("resnet19", "error: unknown backbone 'resnet19'. Did you mean 'resnet18'? Valid backbones: a timm model name "
-                     "such as resnet18, resnet34, resnet50 or resnet10t, optionally with -smallstem and/or -w<width>"),
-        ("resnet18-smallstm", "error: backbone 'resnet18-smallstm': unknown modifier 'smallstm'; valid modifiers are "
-                              "'-smallstem' and '-w<width>'"),
+        (
+            "resnet19",
+            "error: unknown backbone 'resnet19'. Did you mean 'resnet18'? Valid backbones: a timm model name "
+            "such as resnet18, resnet34, resnet50 or resnet10t, optionally with -smallstem and/or -w<width>",
+        ),
+        (
+            "resnet18-smallstm",
+            "error: backbone 'resnet18-smallstm': unknown modifier 'smallstm'; valid modifiers are "
+            "'-smallstem' and '-w<width>'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_unknown_backbone_names_a_close_match_and_the_valid_form(backbone: str, message: str, tmp_path, capsys) -> None:
     code, line = cli(run(tmp_path, "--backbone", backbone), capsys)
     assert code == 2 and line.startswith(message), line
@@ -66,17 +71,23 @@ def test_non_number_is_a_usage_error(tmp_path, capsys) -> None:
 def test_jigsaw_crop_too_small_for_its_tiles_fails_before_any_training(tmp_path, capsys) -> None:
     code, line = cli(run(tmp_path, "--methods", "jigsaw", "--set", "jigsaw.crop=2"), capsys)
     assert code == 2
-    assert line == ("error: jigsaw.crop=2: its 1 px tiles do not fit in 3x3 cells of 2 // 3 = 0 px; the rule is "
-                    "1 <= tile <= cell = crop // 3 (tile = 0.75 x cell), so the crop must be at least 3 px (paper: 255 px "
-                    "crop, 85 px cells, 64 px tiles); set jigsaw.crop >= 3")  # fmt: skip
+    assert line == (
+        "error: jigsaw.crop=2: its 1 px tiles do not fit in 3x3 cells of 2 // 3 = 0 px; the rule is "
+        "1 <= tile <= cell = crop // 3 (tile = 0.75 x cell), so the crop must be at least 3 px (paper: 255 px "
+        "crop, 85 px cells, 64 px tiles); set jigsaw.crop >= 3"
+    )
     assert not (tmp_path / "runs").exists()
 
 
 def test_jigsaw_crop_from_a_too_small_image_size_is_a_config_error() -> None:
     cfg = JigsawConfig()  # crop 0: the data's image size
     assert cfg.tile_geometry(32).tile == 8
-    with pytest.raises(ConfigError, match=re.escape("jigsaw.crop=0 (the image size, data.image_size=2): its 1 px tiles "
-                                                    "do not fit in 3x3 cells of 2 // 3 = 0 px")):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
+            "jigsaw.crop=0 (the image size, data.image_size=2): its 1 px tiles do not fit in 3x3 cells of 2 // 3 = 0 px"
+        ),
+    ):
         cfg.check_data(info(image_size=2))
 
 
@@ -84,11 +95,17 @@ def test_requested_negatives_above_n_minus_1_are_refused_and_default_ones_capped
     small = ["data.num_train=100"]
     cfg = load("ci", parse_set([*small, "npidpp.num_negatives=5000", "pirl.num_negatives=99"]))
     assert requested_keys(cfg, "npidpp") == {"num_negatives"}
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
             "npidpp.num_negatives=5000 is more than this dataset allows: the memory bank has one slot per training image, "
-            "100 here, so at most 99 negatives (N - 1); set npidpp.num_negatives=99 or less, or train on more images")):
+            "100 here, so at most 99 negatives (N - 1); set npidpp.num_negatives=99 or less, or train on more images"
+        ),
+    ):
         method_config("npidpp", cfg.method_params["npidpp"]).check_data(info(100), requested_keys(cfg, "npidpp"))
-    method_config("pirl", cfg.method_params["pirl"]).check_data(info(100), requested_keys(cfg, "pirl"))  # 99 = N - 1 fits
+    method_config("pirl", cfg.method_params["pirl"]).check_data(
+        info(100), requested_keys(cfg, "pirl")
+    )  # 99 = N - 1 fits
 
     preset_only = load("ci", parse_set(small))  # the ci preset's 1,024 negatives: a default, capped
     assert requested_keys(preset_only, "pirl") == set()
@@ -99,8 +116,21 @@ def test_requested_negatives_above_n_minus_1_are_refused_and_default_ones_capped
 
 
 def test_requested_negatives_above_n_minus_1_stop_the_run_before_training(tmp_path, capsys) -> None:
-    argv = run(tmp_path, "--methods", "npidpp", "--evals", "knn", "--epochs", "1", "--set", "data.num_train=100",
-               "--set", "data.num_test=20", "--set", "npidpp.num_negatives=5000")  # fmt: skip
+    argv = run(
+        tmp_path,
+        "--methods",
+        "npidpp",
+        "--evals",
+        "knn",
+        "--epochs",
+        "1",
+        "--set",
+        "data.num_train=100",
+        "--set",
+        "data.num_test=20",
+        "--set",
+        "npidpp.num_negatives=5000",
+    )
     code, line = cli(argv, capsys)
     assert code == 2 and "npidpp.num_negatives=5000 is more than this dataset allows" in line and "at most 99" in line
     assert not list(tmp_path.glob("runs/*/checkpoint.pt"))
@@ -109,8 +139,12 @@ def test_requested_negatives_above_n_minus_1_stop_the_run_before_training(tmp_pa
 # 3. folder datasets: missing or wrong layout ---------------------------------------------------------------------
 
 
-def image_tree(root: Path, splits: tuple[str, ...] = ("train", "test"), classes: tuple[str, ...] = ("cat", "dog"),
-               per_class: int = 2) -> Path:  # fmt: skip
+def image_tree(
+    root: Path,
+    splits: tuple[str, ...] = ("train", "test"),
+    classes: tuple[str, ...] = ("cat", "dog"),
+    per_class: int = 2,
+) -> Path:
     rng = np.random.default_rng(0)
     for split in splits:
         for name in classes:
@@ -156,13 +190,19 @@ def empty_class(root: Path) -> Path:
 @pytest.mark.parametrize(
     "make, message",
     [
-        (file, "error: dataset 'folder' needs --data-root pointing at an ImageFolder tree: {layout}; got {root}, which is "
-               "a file. {how}"),
+        (
+            file,
+            "error: dataset 'folder' needs --data-root pointing at an ImageFolder tree: {layout}; got {root}, which is "
+            "a file. {how}",
+        ),
         (flat, "error: {root}/train has no class folders; expected {layout}. {how}"),
-        (no_train, "error: {root} is not an ImageFolder tree with train and test splits (no train/); expected {layout}. {how}"),
+        (
+            no_train,
+            "error: {root} is not an ImageFolder tree with train and test splits (no train/); expected {layout}. {how}",
+        ),
         (empty_class, "error: {root}/train: Found no valid file for the classes dog. Supported extensions are: .jpg"),
     ],
-)  # fmt: skip
+)
 def test_folder_root_of_the_wrong_layout_says_what_is_expected(make, message: str, tmp_path, capsys) -> None:
     root = make(tmp_path / "data")
     code, line = cli(folder_run(tmp_path / "out", root), capsys)
@@ -187,15 +227,21 @@ def garbage(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "damage, where, reason",
-    [(truncate, "train/cat/0.jpg", r"\(.*[Tt]runcated.*\)"), (garbage, "test/dog/1.jpg", r"\(not an image format PIL knows\)")],
-)  # fmt: skip
+    [
+        (truncate, "train/cat/0.jpg", r"\(.*[Tt]runcated.*\)"),
+        (garbage, "test/dog/1.jpg", r"\(not an image format PIL knows\)"),
+    ],
+)
 def test_unreadable_image_names_the_file_and_the_fix(damage, where: str, reason: str, tmp_path, capsys) -> None:
     root = image_tree(tmp_path / "data")
     damage(root / where)
     code, line = cli(folder_run(tmp_path / "out", root), capsys)
     assert code == 1
-    assert re.fullmatch(rf"error: {re.escape(str(root / where))}: unreadable or truncated image {reason}; remove or "
-                        rf"replace the file", line), line  # fmt: skip
+    assert re.fullmatch(
+        rf"error: {re.escape(str(root / where))}: unreadable or truncated image {reason}; remove or "
+        rf"replace the file",
+        line,
+    ), line
 
 
 # 5. VOC annotations (detect-eval on a VOC-layout root) -----------------------------------------------------------
@@ -212,12 +258,17 @@ def voc_root(root: Path) -> Path:
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (("<xmax>20</xmax>", ""), "object 0 (cat) is missing the field bndbox/xmax; add it (a VOC annotation needs "
-                                  "size/width, size/height and, for every <object>, name and bndbox/xmin, ymin, xmax, ymax)"),
-        (("<xmax>20</xmax>", "<xmax>70</xmax>"), "object 0 (cat) has box (xmin, ymin, xmax, ymax) = (10, 10, 70, 20), "
-                                                 "outside the 64x48 image"),
+        (
+            ("<xmax>20</xmax>", ""),
+            "object 0 (cat) is missing the field bndbox/xmax; add it (a VOC annotation needs "
+            "size/width, size/height and, for every <object>, name and bndbox/xmin, ymin, xmax, ymax)",
+        ),
+        (
+            ("<xmax>20</xmax>", "<xmax>70</xmax>"),
+            "object 0 (cat) has box (xmin, ymin, xmax, ymax) = (10, 10, 70, 20), outside the 64x48 image",
+        ),
     ],
-)  # fmt: skip
+)
 def test_broken_voc_annotation_names_file_and_field(edit: tuple[str, str], message: str, tmp_path, capsys) -> None:
     root = voc_root(tmp_path / "voc")
     xml = root / "Annotations/a.xml"
@@ -234,8 +285,20 @@ def test_broken_voc_annotation_names_file_and_field(edit: tuple[str, str], messa
 
 # 6. a non-finite loss; 7. a full disk ---------------------------------------------------------------------------
 
-SMALL = ["--evals", "knn", "--epochs", "2", "--set", "data.num_train=128", "--set", "data.num_test=40",
-         "--set", "train.batch_size=32", "--set", "checkpoint.every_steps=2"]  # fmt: skip
+SMALL = [
+    "--evals",
+    "knn",
+    "--epochs",
+    "2",
+    "--set",
+    "data.num_train=128",
+    "--set",
+    "data.num_test=40",
+    "--set",
+    "train.batch_size=32",
+    "--set",
+    "checkpoint.every_steps=2",
+]
 
 
 def results_rows(out: Path) -> list[str]:
@@ -259,8 +322,11 @@ def test_non_finite_loss_stops_keeps_the_last_good_checkpoint_and_finished_rows(
     monkeypatch.setattr(Supervised, "training_step", nan_at_step_7)
     code, line = cli(run(tmp_path, "--methods", "random,supervised", *SMALL), capsys)
     assert code == 1
-    assert re.search(r"supervised: the loss became nan at epoch 2, step 3; the last good checkpoint \(.*checkpoint\.pt\) "
-                     r"is kept\. Lower the learning rate", line), line  # fmt: skip
+    assert re.search(
+        r"supervised: the loss became nan at epoch 2, step 3; the last good checkpoint \(.*checkpoint\.pt\) "
+        r"is kept\. Lower the learning rate",
+        line,
+    ), line
     (checkpoint,) = tmp_path.glob("runs/supervised_*/checkpoint.pt")
     state = torch.load(checkpoint, weights_only=True)
     assert (state["epoch"], state["step"]) == (1, 2)  # 4 steps an epoch, saved every 2: the step before the NaN
@@ -288,8 +354,11 @@ def test_full_disk_names_the_file_keeps_finished_work_and_leaves_no_temp_files(t
     monkeypatch.setattr(storage.torch, "save", full_disk)
     code, line = cli(run(tmp_path, "--methods", "random,supervised", *SMALL), capsys)
     assert code == 1
-    assert re.search(r"no space left on the device while writing .*supervised_.*checkpoint\.pt; free some space .* run the "
-                     r"same command again: finished work is kept", line), line  # fmt: skip
+    assert re.search(
+        r"no space left on the device while writing .*supervised_.*checkpoint\.pt; free some space .* run the "
+        r"same command again: finished work is kept",
+        line,
+    ), line
     assert results_rows(tmp_path) == kept
     assert not list(tmp_path.rglob(".*tmp*")), "temporary files left behind"
     assert not list(tmp_path.glob("runs/supervised_*/checkpoint.pt"))  # nothing half-written under the real name

@@ -27,15 +27,37 @@ BASE: list[tuple[str, str, str, str, str, float, int]] = [
     ("pirl", "detection", "voc07", "c4", "AP", 10.0, 0),
     ("pirl", "detection", "coco", "c4", "AP", 5.0, 0),
     ("pirl", "invariance", "rotation", "pooled", "mean", 0.5, 0),
-]  # fmt: skip
+]
 NUMBERS = 8  # distinct keys in BASE
 
 
-def row(method: str, ev: str, protocol: str, layer: str, metric: str, value: float, seed: int, created: str = T0,
-        run: str = "a") -> dict[str, object]:  # fmt: skip
-    return {"method": method, "backbone": "resnet18", "params": 11_000_000, "dataset": "synthetic", "preset": "ci",
-            "eval": ev, "protocol": protocol, "layer": layer, "metric": metric, "value": value, "seed": seed,
-            "config_hash": f"{method}-{ev}-{seed}-{run}", "run_id": f"{method}_s{seed}_{run}", "created": created}  # fmt: skip
+def row(
+    method: str,
+    ev: str,
+    protocol: str,
+    layer: str,
+    metric: str,
+    value: float,
+    seed: int,
+    created: str = T0,
+    run: str = "a",
+) -> dict[str, object]:
+    return {
+        "method": method,
+        "backbone": "resnet18",
+        "params": 11_000_000,
+        "dataset": "synthetic",
+        "preset": "ci",
+        "eval": ev,
+        "protocol": protocol,
+        "layer": layer,
+        "metric": metric,
+        "value": value,
+        "seed": seed,
+        "config_hash": f"{method}-{ev}-{seed}-{run}",
+        "run_id": f"{method}_s{seed}_{run}",
+        "created": created,
+    }
 
 
 def write_results(path: Path, rows: list[dict[str, object]]) -> Path:
@@ -50,8 +72,10 @@ def write_results(path: Path, rows: list[dict[str, object]]) -> Path:
 def base_rows(changes: dict[tuple[str, str, str, str, str, int], float] | None = None) -> list[dict[str, object]]:
     """BASE as rows; ``changes`` maps (method, eval, protocol, layer, metric, seed) to a new value."""
     changes = changes or {}
-    return [row(m, ev, p, layer, metric, changes.get((m, ev, p, layer, metric, seed), value), seed)
-            for m, ev, p, layer, metric, value, seed in BASE]  # fmt: skip
+    return [
+        row(m, ev, p, layer, metric, changes.get((m, ev, p, layer, metric, seed), value), seed)
+        for m, ev, p, layer, metric, value, seed in BASE
+    ]
 
 
 def read_baseline(path: Path) -> list[dict[str, str]]:
@@ -73,8 +97,20 @@ def unwrapped(text: str) -> str:
 def baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     """A baseline written by `--update` from BASE."""
     path = tmp_path / "baselines" / "ci.csv"
-    assert main(["check", "--no-fingerprints", "--baseline", str(path), "--results",
-                 str(write_results(tmp_path / "base" / "results.csv", base_rows())), "--update"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "check",
+                "--no-fingerprints",
+                "--baseline",
+                str(path),
+                "--results",
+                str(write_results(tmp_path / "base" / "results.csv", base_rows())),
+                "--update",
+            ]
+        )
+        == 0
+    )
     assert f"wrote {NUMBERS} numbers" in capsys.readouterr().out
     return path
 
@@ -86,13 +122,31 @@ def run_check(baseline: Path, rows: list[dict[str, object]], *flags: str) -> int
 
 def test_update_writes_sorted_means_over_seeds(baseline: Path) -> None:
     rows = read_baseline(baseline)
-    assert list(rows[0]) == ["method", "backbone", "dataset", "preset", "eval", "protocol", "layer", "metric", "value", "seeds",
-                             "sd", "band"]  # fmt: skip
+    assert list(rows[0]) == [
+        "method",
+        "backbone",
+        "dataset",
+        "preset",
+        "eval",
+        "protocol",
+        "layer",
+        "metric",
+        "value",
+        "seeds",
+        "sd",
+        "band",
+    ]
     keys = [tuple(r[c] for c in check.KEY) for r in rows]
     assert keys == sorted(keys) and len(keys) == NUMBERS
     by_key = {(r["method"], r["eval"], r["protocol"], r["metric"]): r for r in rows}
-    assert (float(by_key["pirl", "linear", "", "top1"]["value"]), by_key["pirl", "linear", "", "top1"]["seeds"]) == (41.0, "2")
-    assert (float(by_key["pirl", "linear", "", "top5"]["value"]), by_key["pirl", "linear", "", "top5"]["seeds"]) == (81.0, "2")
+    assert (float(by_key["pirl", "linear", "", "top1"]["value"]), by_key["pirl", "linear", "", "top1"]["seeds"]) == (
+        41.0,
+        "2",
+    )
+    assert (float(by_key["pirl", "linear", "", "top5"]["value"]), by_key["pirl", "linear", "", "top5"]["seeds"]) == (
+        81.0,
+        "2",
+    )
     assert float(by_key["pirl", "semisup", "linear-10%", "top1"]["value"]) == 35.0  # protocol is part of the key
     assert by_key["pirl", "detection", "coco", "AP"]["preset"] == "ci"
 
@@ -106,7 +160,10 @@ def test_same_results_pass(baseline: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_change_within_tolerance_passes(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # one seed +1.8 moves the mean over two seeds by 0.9 < 1 point; a distance moves by 0.02 < 0.03
-    changes = {("pirl", "linear", "", "layer4", "top1", 1): 43.8, ("pirl", "invariance", "rotation", "pooled", "mean", 0): 0.52}
+    changes = {
+        ("pirl", "linear", "", "layer4", "top1", 1): 43.8,
+        ("pirl", "invariance", "rotation", "pooled", "mean", 0): 0.52,
+    }
     assert run_check(baseline, base_rows(changes)) == 0
     assert f"{NUMBERS} of {NUMBERS} numbers within their band" in capsys.readouterr().out
 
@@ -152,9 +209,11 @@ def test_new_key_does_not_fail(baseline: Path, capsys: pytest.CaptureFixture[str
 
 def test_latest_run_of_a_key_and_seed_wins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # seed 0 was run twice: the newer run (T1) is listed first, the older one (T0) last; seed 1 once
-    rows = [row("pirl", "linear", "", "layer4", "top1", 50.0, 0, created=T1, run="new"),
-            row("pirl", "linear", "", "layer4", "top1", 10.0, 1, created=T0),
-            row("pirl", "linear", "", "layer4", "top1", 99.0, 0, created=T0, run="old")]  # fmt: skip
+    rows = [
+        row("pirl", "linear", "", "layer4", "top1", 50.0, 0, created=T1, run="new"),
+        row("pirl", "linear", "", "layer4", "top1", 10.0, 1, created=T0),
+        row("pirl", "linear", "", "layer4", "top1", 99.0, 0, created=T0, run="old"),
+    ]
     results = write_results(tmp_path / "results.csv", rows)
     path = tmp_path / "ci.csv"
     assert main(["check", "--no-fingerprints", "--baseline", str(path), "--results", str(results), "--update"]) == 0
@@ -185,7 +244,9 @@ def test_parse_tolerances() -> None:
         check.parse_tolerances(["top1=lots"], [])
 
 
-def test_unknown_tolerance_metric_exits_2_and_names_valid_ones(baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_tolerance_metric_exits_2_and_names_valid_ones(
+    baseline: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run_check(baseline, base_rows(), "--tolerance", "top2=3") == 2
     err = flat(capsys.readouterr().err)
     assert "--tolerance: unknown metric 'top2'. Did you mean" in err
@@ -207,7 +268,10 @@ def test_missing_results_says_to_run_first(baseline: Path, tmp_path: Path, capsy
     for extra in ([], ["--update"]):
         assert main(["check", "--no-fingerprints", "--baseline", str(baseline), "--results", str(results), *extra]) == 2
         err = unwrapped(capsys.readouterr().err)
-        assert unwrapped(f"no results table at {results}: run `ssl-bench run --preset ci --out {results.parent}` first") in err
+        assert (
+            unwrapped(f"no results table at {results}: run `ssl-bench run --preset ci --out {results.parent}` first")
+            in err
+        )
     assert len(read_baseline(baseline)) == NUMBERS  # --update without results left the baseline alone
 
 
@@ -242,8 +306,13 @@ def test_a_failure_in_another_environment_says_so(baseline: Path, capsys: pytest
     capsys.readouterr()
     assert run_check(baseline, base_rows({("random", "knn", "", "pooled", "top1", 0): 25.0})) == 1
     out = unwrapped(capsys.readouterr().out)
-    assert unwrapped(f"this environment differs from the one that wrote the baseline (torch 0.0.1 -> "
-                     f"{check.environment()['torch']})") in out  # fmt: skip
+    assert (
+        unwrapped(
+            f"this environment differs from the one that wrote the baseline (torch 0.0.1 -> "
+            f"{check.environment()['torch']})"
+        )
+        in out
+    )
     assert unwrapped("may be this machine's spread, not the code's: the fingerprint layer tells") in out
     env.unlink()
     assert run_check(baseline, base_rows({("random", "knn", "", "pooled", "top1", 0): 25.0})) == 1

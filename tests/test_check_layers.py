@@ -36,10 +36,16 @@ def test_the_band_is_six_standard_deviations_with_a_floor(tmp_path: Path) -> Non
 
 def test_a_number_whose_samples_agree_by_chance_gets_its_peers_spread(tmp_path: Path) -> None:
     rows = [*seeds_rows([30.0, 33.0, 36.0])]  # pirl layer4: sd 3
-    rows += [row("jigsaw", "linear", "", "layer4", "top1", v, seed) for seed, v in enumerate([20.0, 20.1, 20.2])]  # sd 0.1
-    rows += [row("jigsaw", "linear", "", "layer1", "top1", v, seed) for seed, v in enumerate([50.0, 50.1, 50.2])]  # no peer
+    rows += [
+        row("jigsaw", "linear", "", "layer4", "top1", v, seed) for seed, v in enumerate([20.0, 20.1, 20.2])
+    ]  # sd 0.1
+    rows += [
+        row("jigsaw", "linear", "", "layer1", "top1", v, seed) for seed, v in enumerate([50.0, 50.1, 50.2])
+    ]  # no peer
     bands = {(r["method"], r["layer"]): float(r["band"]) for r in read_baseline(update(tmp_path, rows))}
-    assert bands["jigsaw", "layer4"] == pytest.approx(6 * math.sqrt((9 + 0.01) / 2), abs=1e-4)  # the pooled sd of layer4
+    assert bands["jigsaw", "layer4"] == pytest.approx(
+        6 * math.sqrt((9 + 0.01) / 2), abs=1e-4
+    )  # the pooled sd of layer4
     assert bands["pirl", "layer4"] == 18.0  # its own sd is the larger
     assert bands["jigsaw", "layer1"] == 1.0  # 6 x 0.1 < the floor; no other method has a layer1 number
 
@@ -63,19 +69,25 @@ def test_a_number_inside_its_band_passes_and_outside_fails(tmp_path: Path, capsy
     baseline = update(tmp_path, seeds_rows([30.0, 33.0, 36.0]))  # 33 ± 18
     for value, code in ((50.9, 0), (15.5, 0), (51.1, 1), (14.0, 1)):
         results = write_results(tmp_path / "now" / "results.csv", seeds_rows([value]))
-        assert main(["check", "--no-fingerprints", "--baseline", str(baseline), "--results", str(results)]) == code, value
+        assert main(["check", "--no-fingerprints", "--baseline", str(baseline), "--results", str(results)]) == code, (
+            value
+        )
     out = " ".join(capsys.readouterr().out.split())
     assert "pirl linear layer4 top1 33 14 -19 ±18 REGRESSION" in out and "the accuracy layer found a regression" in out
 
 
 def test_a_baseline_without_bands_cannot_be_compared(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old = tmp_path / "ci.csv"
-    old.write_text("method,backbone,dataset,preset,eval,protocol,layer,metric,value,seeds\n"
-                   "pirl,resnet18,synthetic,ci,linear,,layer4,top1,41,1\n")  # fmt: skip
+    old.write_text(
+        "method,backbone,dataset,preset,eval,protocol,layer,metric,value,seeds\n"
+        "pirl,resnet18,synthetic,ci,linear,,layer4,top1,41,1\n"
+    )
     results = write_results(tmp_path / "results.csv", base_rows())
     assert main(["check", "--no-fingerprints", "--baseline", str(old), "--results", str(results)]) == 2
     err = unwrapped(capsys.readouterr().err)
-    assert unwrapped("lacks column(s): sd, band") in err and unwrapped("needs several seeds (e.g. `--seeds 0,1,2`)") in err
+    assert (
+        unwrapped("lacks column(s): sd, band") in err and unwrapped("needs several seeds (e.g. `--seeds 0,1,2`)") in err
+    )
 
 
 # ---- the fingerprint layer --------------------------------------------------------------------------------------------
@@ -123,8 +135,9 @@ def test_missing_or_foreign_fingerprints_cannot_be_compared(tmp_path: Path, caps
     assert "is not valid JSON" in capsys.readouterr().err
 
 
-def test_with_a_baseline_both_layers_run_and_each_failure_is_named(tmp_path: Path, prints: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_with_a_baseline_both_layers_run_and_each_failure_is_named(
+    tmp_path: Path, prints: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     baseline = update(tmp_path, seeds_rows([30.0, 33.0, 36.0]))
     (baseline.parent / "fingerprints.json").write_text(prints.read_text())  # the default place: beside the baseline
     capsys.readouterr()
@@ -137,26 +150,42 @@ def test_with_a_baseline_both_layers_run_and_each_failure_is_named(tmp_path: Pat
     assert "fingerprints hold" in out and "accuracy out of band" in out
     assert "check failed: the accuracy layer found a regression (checked: fingerprints, accuracy)" in out
     (baseline.parent / "fingerprints.json").unlink()
-    assert main(["check", "--baseline", str(baseline), "--results", str(good), *DETECTION]) == 2  # a layer cannot be skipped silently
+    assert (
+        main(["check", "--baseline", str(baseline), "--results", str(good), *DETECTION]) == 2
+    )  # a layer cannot be skipped silently
 
 
 def test_update_rewrites_the_fingerprints(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     path = tmp_path / "fp.json"
-    monkeypatch.setattr(fingerprints, "compute", lambda select=(), progress=None: {
-        "schema": fingerprints.SCHEMA, "rtol": 1e-4, "atol": 1e-6, "methods": {}, "evaluations": {"x": {"y": 1.5}}})
+    monkeypatch.setattr(
+        fingerprints,
+        "compute",
+        lambda select=(), progress=None: {
+            "schema": fingerprints.SCHEMA,
+            "rtol": 1e-4,
+            "atol": 1e-6,
+            "methods": {},
+            "evaluations": {"x": {"y": 1.5}},
+        },
+    )
     assert main(["check", "--fingerprints", "--fingerprints-file", str(path), "--update"]) == 0
     written = json.loads(path.read_text())
     assert written["evaluations"] == {"x": {"y": 1.5}} and written["environment"] == check.environment()
-    assert main(["check", "--fingerprints", "--update", "--select", "methods.pirl", "--fingerprints-file", str(path)]) == 2
+    assert (
+        main(["check", "--fingerprints", "--update", "--select", "methods.pirl", "--fingerprints-file", str(path)]) == 2
+    )
     assert "--update rewrites every fingerprint; drop --select" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--fingerprints", "--no-fingerprints"], "exclude each other"),
-    (["--no-fingerprints"], "needs --baseline"),
-    (["--no-fingerprints", "--baseline", "b.csv", "--select", "methods.pirl"], "--select chooses fingerprints"),
-    (["--baseline", "b.csv", "--results", "a.csv", "b.csv"], "pooled only by --update"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--fingerprints", "--no-fingerprints"], "exclude each other"),
+        (["--no-fingerprints"], "needs --baseline"),
+        (["--no-fingerprints", "--baseline", "b.csv", "--select", "methods.pirl"], "--select chooses fingerprints"),
+        (["--baseline", "b.csv", "--results", "a.csv", "b.csv"], "pooled only by --update"),
+    ],
+)
 def test_contradictory_flags_exit_2(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", *flags]) == 2
     assert message in capsys.readouterr().err
@@ -187,8 +216,9 @@ def test_the_committed_bands_see_a_method_that_stopped_learning(method: str) -> 
     assert failed and {r.method for r in failed} == {method}
 
 
-def test_a_missing_results_table_fails_before_the_fingerprints_are_computed(tmp_path: Path, prints: Path, monkeypatch,
-                                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_a_missing_results_table_fails_before_the_fingerprints_are_computed(
+    tmp_path: Path, prints: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     baseline = update(tmp_path, seeds_rows([30.0, 33.0, 36.0]))
     (baseline.parent / "fingerprints.json").write_text(prints.read_text())
 

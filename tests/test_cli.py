@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import csv
+import json
 from importlib import resources
 
 import pytest
 
 from ssl_bench.cli import main
-from ssl_bench.detection.config import DATASETS as DETECTION_DATASETS
 from ssl_bench.data.registry import DATASETS
+from ssl_bench.detection.config import DATASETS as DETECTION_DATASETS
 from ssl_bench.eval.harness import EVALS
 from ssl_bench.methods import METHODS, available_methods
 
@@ -52,8 +51,20 @@ def unset(tree: object, at: str = "") -> list[str]:
 @pytest.mark.slow
 def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    args = ["run", "--preset", "ci", "--methods", "random,supervised,autoencoder", "--epochs", "1", "--evals", "linear,knn",
-            *SMALL, "--out", str(out)]  # fmt: skip
+    args = [
+        "run",
+        "--preset",
+        "ci",
+        "--methods",
+        "random,supervised,autoencoder",
+        "--epochs",
+        "1",
+        "--evals",
+        "linear,knn",
+        *SMALL,
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     first = rows(out / "results.csv")
     methods = {r["method"] for r in first}
@@ -67,7 +78,9 @@ def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path
         assert {"config.json", "metrics.jsonl", "checkpoint.pt", "backbone.pt"} <= {p.name for p in run_dir.iterdir()}
         saved = json.loads((run_dir / "config.json").read_text())
         assert unset(saved) == [], f"config.json of {method} leaves {unset(saved)} unresolved"
-        assert saved["run"]["train"]["lr"] == pytest.approx(saved["unit"]["method_cfg"]["lr"] * 64 / 256)  # ci: batch 64
+        assert saved["run"]["train"]["lr"] == pytest.approx(
+            saved["unit"]["method_cfg"]["lr"] * 64 / 256
+        )  # ci: batch 64
 
     capsys.readouterr()
     assert main(args) == 0
@@ -87,9 +100,17 @@ def test_ci_run_writes_results_and_report_and_reruns_without_duplicates(tmp_path
         (["run", "--dataset", "imagenette"], 2, "unknown dataset 'imagenette'"),
         (["run", "--preset", "nope"], 2, "unknown preset 'nope'"),
         (["run", "--set", "train.epochs=-3"], 2, "train.epochs must be positive"),
-        (["run", "--set", "jigsaw.epochs=-1"], 2, "jigsaw.epochs must be positive (leave it unset for train.epochs), got -1"),
+        (
+            ["run", "--set", "jigsaw.epochs=-1"],
+            2,
+            "jigsaw.epochs must be positive (leave it unset for train.epochs), got -1",
+        ),
         (["run", "--set", "autoencoder.nosie_std=1"], 2, "Did you mean 'noise_std'?"),
-        (["run", "--dataset", "folder", "--data-root", "/does/not/exist"], 1, "needs --data-root pointing at an ImageFolder tree"),
+        (
+            ["run", "--dataset", "folder", "--data-root", "/does/not/exist"],
+            1,
+            "needs --data-root pointing at an ImageFolder tree",
+        ),
     ],
 )
 def test_bad_input_gives_one_clear_line_and_exit_code(argv, code, needle, tmp_path, capsys) -> None:
@@ -128,14 +149,33 @@ def test_report_on_missing_results_explains(tmp_path, capsys) -> None:
 @pytest.mark.slow
 def test_every_pretext_runs_through_the_ci_preset(tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    argv = ["run", "--preset", "ci", "--methods", "rotnet,jigsaw,npidpp,pirl", "--epochs", "1", "--evals", "knn,linear",
-            *SMALL, "--set", "linear.layers=layer4", "--set", "jigsaw.epochs=2", "--out", str(out)]  # fmt: skip
+    argv = [
+        "run",
+        "--preset",
+        "ci",
+        "--methods",
+        "rotnet,jigsaw,npidpp,pirl",
+        "--epochs",
+        "1",
+        "--evals",
+        "knn,linear",
+        *SMALL,
+        "--set",
+        "linear.layers=layer4",
+        "--set",
+        "jigsaw.epochs=2",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert "epochs 1 (jigsaw 2)" in " ".join(capsys.readouterr().out.split())
     got = rows(out / "results.csv")
     assert {r["method"] for r in got} == {"rotnet", "jigsaw", "npidpp", "pirl"}
     for method in ("rotnet", "jigsaw", "npidpp", "pirl"):
-        assert {(r["eval"], r["layer"]) for r in got if r["method"] == method} == {("knn", "pooled"), ("linear", "layer4")}
+        assert {(r["eval"], r["layer"]) for r in got if r["method"] == method} == {
+            ("knn", "pooled"),
+            ("linear", "layer4"),
+        }
         logged = (next((out / "runs").glob(f"{method}_*")) / "metrics.jsonl").read_text().splitlines()
         assert len(logged) == (2 if method == "jigsaw" else 1), method  # `jigsaw.epochs` gives Jigsaw its own budget
 
@@ -149,18 +189,34 @@ def test_out_of_range_method_parameter_fails_before_any_training(tmp_path, capsy
 @pytest.mark.slow
 def test_ci_preset_runs_every_evaluation_for_every_method(tmp_path) -> None:
     out = tmp_path / "out"
-    shrink = ["linear.layers=layer4", "semisup.min_steps=2", "semisup.epochs=1", "detection.iterations=2",
-              "detection.batch_size=2", "detection.synthetic_trainval=8", "detection.synthetic_test=4",
-              "invariance.num_images=8", "invariance.repeats=1"]  # fmt: skip
+    shrink = [
+        "linear.layers=layer4",
+        "semisup.min_steps=2",
+        "semisup.epochs=1",
+        "detection.iterations=2",
+        "detection.batch_size=2",
+        "detection.synthetic_trainval=8",
+        "detection.synthetic_test=4",
+        "invariance.num_images=8",
+        "invariance.repeats=1",
+    ]
     argv = ["run", "--preset", "ci", "--methods", "random,supervised,pirl", "--epochs", "1", "--out", str(out)]
     assert main([*argv, *SMALL, *(a for s in shrink for a in ("--set", s))]) == 0
     got = rows(out / "results.csv")
     for method in ("random", "supervised", "pirl"):
         mine = [r for r in got if r["method"] == method]
         assert {r["eval"] for r in mine} == {"linear", "knn", "semisup", "detection", "invariance"}
-        assert {r["protocol"] for r in mine if r["eval"] == "semisup"} == {"finetune-1%", "finetune-10%", "linear-1%", "linear-10%"}
+        assert {r["protocol"] for r in mine if r["eval"] == "semisup"} == {
+            "finetune-1%",
+            "finetune-10%",
+            "linear-1%",
+            "linear-10%",
+        }
         assert {(r["protocol"], r["layer"], r["metric"]) for r in mine if r["eval"] == "detection"} == {
-            (p, "c4", m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")}
-        expected = {("jigsaw", "pooled"), ("rotation", "pooled")} | ({("jigsaw", "head")} if method == "pirl" else set())
+            (p, "c4", m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")
+        }
+        expected = {("jigsaw", "pooled"), ("rotation", "pooled")} | (
+            {("jigsaw", "head")} if method == "pirl" else set()
+        )
         assert {(r["protocol"], r["layer"]) for r in mine if r["eval"] == "invariance"} == expected
     assert len(list((out / "subsets").glob("*.json"))) == 2  # one saved subset per fraction, shared by all methods

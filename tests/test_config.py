@@ -5,9 +5,8 @@ import dataclasses
 import pytest
 
 from ssl_bench.config import ConfigError, config_hash, unresolved
-from ssl_bench.run_config import available_presets, load, parse_set, resolve
 from ssl_bench.methods import available_methods
-from ssl_bench.run_config import method_config
+from ssl_bench.run_config import available_presets, load, method_config, parse_set, resolve
 from ssl_bench.runner import plan
 
 METHODS = list(available_methods())
@@ -71,11 +70,25 @@ def test_method_params_are_checked_against_the_method_config() -> None:
 # Pretraining hashes of the shipped presets: a change here makes every cached backbone of a user's --out retrain
 # (and the ci baseline's run ids move). Change them only on purpose, with a note in the README.
 PINNED = {
-    "ci": {"random": "3162f10b71846183", "supervised": "91b369092aa13327", "autoencoder": "61b28b30617bae21",
-           "rotnet": "e3e5c1e46f8aef4e", "jigsaw": "6dbcac3908b561c7", "npidpp": "d896aef9947a2c6f", "pirl": "264dfcbe77bf5c1a"},
-    "default": {"random": "0b2b16c8dbebad6b", "supervised": "7bf225b485f839be", "autoencoder": "e4986a9f3726890c",
-                "rotnet": "8ba12dc8816783b1", "jigsaw": "932d41afcd2a2cd2", "npidpp": "790b39c8595fecd7", "pirl": "4d95ce3a22b6cbce"},
-}  # fmt: skip
+    "ci": {
+        "random": "3162f10b71846183",
+        "supervised": "91b369092aa13327",
+        "autoencoder": "61b28b30617bae21",
+        "rotnet": "e3e5c1e46f8aef4e",
+        "jigsaw": "6dbcac3908b561c7",
+        "npidpp": "d896aef9947a2c6f",
+        "pirl": "264dfcbe77bf5c1a",
+    },
+    "default": {
+        "random": "0b2b16c8dbebad6b",
+        "supervised": "7bf225b485f839be",
+        "autoencoder": "e4986a9f3726890c",
+        "rotnet": "8ba12dc8816783b1",
+        "jigsaw": "932d41afcd2a2cd2",
+        "npidpp": "790b39c8595fecd7",
+        "pirl": "4d95ce3a22b6cbce",
+    },
+}
 
 
 @pytest.mark.parametrize("preset", sorted(PINNED))
@@ -87,10 +100,16 @@ def test_a_method_with_its_own_epochs_trains_them_and_shares_the_cache_of_the_sa
     base = {u.method: u for u in plan(load("ci", {}))}
     own = {u.method: u for u in plan(load("ci", parse_set(["jigsaw.epochs=9"])))}
     assert own["jigsaw"].cfg.train.epochs == 9 and own["jigsaw"].method_cfg.epochs == 9
-    assert all(own[m].cfg.train == base[m].cfg.train and own[m].pretrain_hash == base[m].pretrain_hash for m in base if m != "jigsaw")
+    assert all(
+        own[m].cfg.train == base[m].cfg.train and own[m].pretrain_hash == base[m].pretrain_hash
+        for m in base
+        if m != "jigsaw"
+    )
     assert own["jigsaw"].pretrain_hash != base["jigsaw"].pretrain_hash
     every = {u.method: u for u in plan(load("ci", parse_set(["train.epochs=9"])))}
-    assert own["jigsaw"].pretrain_hash == every["jigsaw"].pretrain_hash  # the same training, so the same cached backbone
+    assert (
+        own["jigsaw"].pretrain_hash == every["jigsaw"].pretrain_hash
+    )  # the same training, so the same cached backbone
     assert own["jigsaw"].cfg.train == every["jigsaw"].cfg.train
 
 
@@ -117,7 +136,12 @@ def test_every_presets_units_are_resolved_completely() -> None:
 
 def test_resolve_fills_the_methods_values_and_keeps_what_was_set() -> None:
     cfg = load("ci", parse_set(["pirl.epochs=3"]))
-    assert (cfg.train.lr, cfg.train.weight_decay, cfg.detection.lr, cfg.detection.warmup_iters) == (None, None, None, None)
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.detection.lr, cfg.detection.warmup_iters) == (
+        None,
+        None,
+        None,
+        None,
+    )
     pirl, jigsaw = resolve(cfg, "pirl").run, resolve(cfg, "jigsaw").run
     assert (pirl.train.lr, pirl.train.weight_decay, pirl.train.epochs) == (pytest.approx(0.03 * 64 / 256), 1e-4, 3)
     assert (jigsaw.train.lr, jigsaw.train.epochs) == (pytest.approx(0.1 * 64 / 256), cfg.train.epochs)
@@ -129,10 +153,15 @@ def test_resolve_fills_the_methods_values_and_keeps_what_was_set() -> None:
     assert load("ci", parse_set(["pirl.lam=0.2", "train.epochs=2"])).overrides == ["pirl.lam", "train.epochs"]
 
 
-@pytest.mark.parametrize("key, value, meaning", [("train.lr", "0", "the method's paper rate"),
-                                                 ("train.weight_decay", "-1", "the method's paper value"),
-                                                 ("detection.warmup_iters", "-1", "the method's paper warm-up"),
-                                                 ("data.image_size", "0", "the dataset's native size")])  # fmt: skip
+@pytest.mark.parametrize(
+    "key, value, meaning",
+    [
+        ("train.lr", "0", "the method's paper rate"),
+        ("train.weight_decay", "-1", "the method's paper value"),
+        ("detection.warmup_iters", "-1", "the method's paper warm-up"),
+        ("data.image_size", "0", "the dataset's native size"),
+    ],
+)
 def test_the_old_sentinels_are_refused_with_what_unset_means(key: str, value: str, meaning: str) -> None:
     """0 / -1 used to mean "someone else's value"; now that is an unset key, and the error says so."""
     with pytest.raises(ConfigError, match=rf"^{key} must be .*, got {value}.* \(leave it unset for {meaning}\)$"):

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import torchvision.datasets.cifar
 import torchvision.datasets.stl10
+from one_error import cli, wide_console  # noqa: F401 (wide_console: autouse fixture)
 from PIL import Image
 from torchvision.datasets import CIFAR10, STL10
 
-from one_error import cli, wide_console  # noqa: F401 (wide_console: autouse fixture)
 from ssl_bench.cli import build_parser, main, overrides_from
 from ssl_bench.config import ConfigError, DataConfig
-from ssl_bench.run_config import load
 from ssl_bench.data import cifar, imagenet
-from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.data.registry import DATASET_HELP, DATASETS, load_dataset
+from ssl_bench.data.types import DataInfo, Splits
+from ssl_bench.run_config import load
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 MARK = (11, 222, 33)  # an RGB pixel written at a known place and read back
@@ -75,11 +75,25 @@ def write_cifar10(root: Path, train_per_class: int = 3, test_per_class: int = 2)
     labels = [i % 10 for i in range(10 * train_per_class)]
     rows = cifar_rows(labels, mark_at=7)
     for b, idx in enumerate(np.array_split(np.arange(len(labels)), 5), start=1):
-        dump(folder / f"data_batch_{b}", {"batch_label": f"training batch {b} of 5", "labels": [labels[i] for i in idx],
-                                          "data": rows[idx], "filenames": [f"{i}.png" for i in idx]})  # fmt: skip
+        dump(
+            folder / f"data_batch_{b}",
+            {
+                "batch_label": f"training batch {b} of 5",
+                "labels": [labels[i] for i in idx],
+                "data": rows[idx],
+                "filenames": [f"{i}.png" for i in idx],
+            },
+        )
     test_labels = [i % 10 for i in range(10 * test_per_class)]
-    dump(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": test_labels, "data": cifar_rows(test_labels),
-                                 "filenames": [f"t{i}.png" for i in range(len(test_labels))]})  # fmt: skip
+    dump(
+        folder / "test_batch",
+        {
+            "batch_label": "testing batch 1 of 1",
+            "labels": test_labels,
+            "data": cifar_rows(test_labels),
+            "filenames": [f"t{i}.png" for i in range(len(test_labels))],
+        },
+    )
     dump(folder / "batches.meta", {"label_names": CIFAR10_NAMES, "num_cases_per_batch": 10000, "num_vis": 3072})
     return root
 
@@ -90,20 +104,37 @@ def write_cifar100(root: Path) -> Path:
     folder.mkdir(parents=True)
     for split, per_class, mark in (("train", 2, 150), ("test", 1, None)):
         fine = [i % 100 for i in range(100 * per_class)]
-        dump(folder / split, {"filenames": [f"{i}.png" for i in fine], "batch_label": split, "fine_labels": fine,
-                              "coarse_labels": [f // 5 for f in fine], "data": cifar_rows(fine, mark)})  # fmt: skip
-    dump(folder / "meta", {"fine_label_names": [f"class{i:03d}" for i in range(100)], "coarse_label_names": [f"super{i}" for i in range(20)]})
+        dump(
+            folder / split,
+            {
+                "filenames": [f"{i}.png" for i in fine],
+                "batch_label": split,
+                "fine_labels": fine,
+                "coarse_labels": [f // 5 for f in fine],
+                "data": cifar_rows(fine, mark),
+            },
+        )
+    dump(
+        folder / "meta",
+        {
+            "fine_label_names": [f"class{i:03d}" for i in range(100)],
+            "coarse_label_names": [f"super{i}" for i in range(20)],
+        },
+    )
     return root
 
 
 def test_cifar10_python_version_sizes_labels_pixel_and_published_stats(tmp_path, presence_only_checksums) -> None:
     splits = load_dataset(data("cifar10", write_cifar10(tmp_path)), tmp_path / "out")
     assert (len(splits.train), len(splits.test), splits.pretrain) == (30, 20, None)
-    assert Counter(splits.train.targets) == {c: 3 for c in range(10)} and Counter(splits.test.targets) == {c: 2 for c in range(10)}
+    assert Counter(splits.train.targets) == {c: 3 for c in range(10)} and Counter(splits.test.targets) == {
+        c: 2 for c in range(10)
+    }
     image, label = splits.train[7]
     assert image.size == (32, 32) and label == 7 and pixel(image, 3, 5) == MARK
-    assert splits.info == DataInfo("cifar10", 10, 30, 32, cifar.CIFARS["cifar10"].mean, cifar.CIFARS["cifar10"].std,
-                                   tuple(CIFAR10_NAMES))  # fmt: skip
+    assert splits.info == DataInfo(
+        "cifar10", 10, 30, 32, cifar.CIFARS["cifar10"].mean, cifar.CIFARS["cifar10"].std, tuple(CIFAR10_NAMES)
+    )
     assert splits.info.mean == (0.4914, 0.4822, 0.4465)  # the published constants, not measured on the fixture
 
 
@@ -116,7 +147,9 @@ def test_cifar_caps_are_class_balanced_and_fixed_by_the_data_seed(tmp_path, pres
     root = write_cifar10(tmp_path)
     splits = load_dataset(data("cifar10", root, num_train=10, num_test=10), tmp_path / "out")
     assert (len(splits.train), len(splits.test), splits.info.num_train) == (10, 10, 10)
-    assert Counter(splits.train.targets) == {c: 1 for c in range(10)} and Counter(splits.test.targets) == {c: 1 for c in range(10)}
+    assert Counter(splits.train.targets) == {c: 1 for c in range(10)} and Counter(splits.test.targets) == {
+        c: 1 for c in range(10)
+    }
     assert [splits.train[i][1] for i in range(10)] == splits.train.targets  # targets match the images they label
     again = load_dataset(data("cifar10", root, num_train=10, num_test=10), tmp_path / "out")
     other = load_dataset(data("cifar10", root, num_train=10, num_test=10, seed=1), tmp_path / "out")
@@ -136,8 +169,10 @@ def test_cifar_files_that_fail_torchvisions_checksums_say_so(tmp_path, capsys) -
     code, line = cli(run(tmp_path / "out", "--dataset", "cifar10", "--data-root", str(root)), capsys)
     folder = root / "cifar-10-batches-py"
     assert code == 1
-    assert line == (f"error: CIFAR-10: the files in {folder} do not match torchvision's md5 checksums (an interrupted download "
-                    f"or extraction?); delete {folder} and run again with --download, or extract cifar-10-python.tar.gz there again")  # fmt: skip
+    assert line == (
+        f"error: CIFAR-10: the files in {folder} do not match torchvision's md5 checksums (an interrupted download "
+        f"or extraction?); delete {folder} and run again with --download, or extract cifar-10-python.tar.gz there again"
+    )
 
 
 # CIFAR as an ImageFolder tree (how ~/data/cifar10 is kept) --------------------------------------------------------
@@ -149,7 +184,9 @@ def image_tree(root: Path, classes: list[str], per_class: dict[str, int], size: 
         for name in classes:
             (root / split / name).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / split / name / f"{i}.{ext}")
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+                    root / split / name / f"{i}.{ext}"
+                )
     return root
 
 
@@ -160,7 +197,11 @@ def test_cifar10_as_an_image_tree_is_detected_and_measured(tmp_path) -> None:
     Image.fromarray(marked).save(root / "train" / "cat" / "0.png")  # lossless: the pixel survives
     splits = load_dataset(data("cifar10", root), tmp_path / "out")
     assert (len(splits.train), len(splits.test)) == (20, 10)
-    assert splits.info.name == "cifar10" and splits.info.class_names == tuple(CIFAR10_NAMES) and splits.info.image_size == 32
+    assert (
+        splits.info.name == "cifar10"
+        and splits.info.class_names == tuple(CIFAR10_NAMES)
+        and splits.info.image_size == 32
+    )
     first_cat = splits.train.targets.index(CIFAR10_NAMES.index("cat"))
     assert pixel(splits.train[first_cat][0], 3, 5) == MARK
     assert splits.info.mean != cifar.CIFARS["cifar10"].mean  # measured on these images, not the published constants
@@ -173,8 +214,10 @@ def test_an_image_tree_with_the_wrong_number_of_classes_is_not_cifar(tmp_path, c
     root = image_tree(tmp_path / "c3", ["a", "b", "c"], {"train": 1, "test": 1})
     code, line = cli(run(tmp_path / "out", "--dataset", "cifar10", "--data-root", str(root)), capsys)
     assert code == 1
-    assert line == (f"error: {root}: train/ has 3 class folders and test/ 3; CIFAR-10 has the same 10 in both. For other image "
-                    f"trees use dataset 'folder'")  # fmt: skip
+    assert line == (
+        f"error: {root}: train/ has 3 class folders and test/ 3; CIFAR-10 has the same 10 in both. For other image "
+        f"trees use dataset 'folder'"
+    )
 
 
 # CIFAR: missing data and --download ------------------------------------------------------------------------------
@@ -182,11 +225,13 @@ def test_an_image_tree_with_the_wrong_number_of_classes_is_not_cifar(tmp_path, c
 
 def cifar10_missing(root: Path, found: str, where: str = "") -> str:
     folder = root / "cifar-10-batches-py"
-    return (f"error: CIFAR-10 not found in {root}{where}: {found}. Expected the python version, {folder}/ with data_batch_1, "
-            f"data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch, batches.meta, or the images as an "
-            f"ImageFolder tree, {root}/train/<class>/<image> and {root}/test/<class>/<image>. CIFAR-10: 60,000 32x32 images "
-            f"(50,000 train, 10,000 test) in 10 classes, 163 MB as cifar-10-python.tar.gz. Get it with --download (into "
-            f"{root}), or download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it into {root}.")  # fmt: skip
+    return (
+        f"error: CIFAR-10 not found in {root}{where}: {found}. Expected the python version, {folder}/ with data_batch_1, "
+        f"data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch, batches.meta, or the images as an "
+        f"ImageFolder tree, {root}/train/<class>/<image> and {root}/test/<class>/<image>. CIFAR-10: 60,000 32x32 images "
+        f"(50,000 train, 10,000 test) in 10 classes, 163 MB as cifar-10-python.tar.gz. Get it with --download (into "
+        f"{root}), or download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it into {root}."
+    )
 
 
 def test_missing_cifar_names_the_layouts_the_size_and_how_to_get_it(tmp_path, capsys) -> None:
@@ -197,7 +242,9 @@ def test_missing_cifar_names_the_layouts_the_size_and_how_to_get_it(tmp_path, ca
     assert not (tmp_path / "out" / "runs").exists()
 
     code, line = cli(run(tmp_path / "out", "--dataset", "cifar10"), capsys)  # no --data-root: <out>/data
-    assert code == 1 and line == cifar10_missing(tmp_path / "out" / "data", "neither layout is there", " (no --data-root given)")
+    assert code == 1 and line == cifar10_missing(
+        tmp_path / "out" / "data", "neither layout is there", " (no --data-root given)"
+    )
 
     partial = write_cifar10(tmp_path / "partial")
     (partial / "cifar-10-batches-py" / "data_batch_3").unlink()
@@ -215,7 +262,9 @@ def test_download_flag_reaches_torchvisions_downloader(tmp_path, monkeypatch, pr
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", fake_download)
     args = build_parser().parse_args(["run", "--dataset", "cifar10", "--download"])
     assert overrides_from(args)["data"] == {"name": "cifar10", "download": True}
-    assert "download" not in overrides_from(build_parser().parse_args(["run"])).get("data", {})  # the preset's value stands
+    assert "download" not in overrides_from(build_parser().parse_args(["run"])).get(
+        "data", {}
+    )  # the preset's value stands
     cfg = load("ci", overrides_from(args))
     assert cfg.data.download is True
     splits = load_dataset(cfg.data, tmp_path / "out")  # root "": <out>/data
@@ -247,7 +296,9 @@ def write_stl10(root: Path, unlabeled: int = 12, train_per_class: int = 2, test_
         labels = np.array([1 + i % 10 for i in range(10 * per_class)], np.uint8)  # 1-based in the files
         stl_images(len(labels), 1, mark).tofile(folder / f"{split}_X.bin")
         labels.tofile(folder / f"{split}_y.bin")
-    (folder / "class_names.txt").write_text("\n".join(["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]) + "\n")
+    (folder / "class_names.txt").write_text(
+        "\n".join(["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]) + "\n"
+    )
     return root
 
 
@@ -256,7 +307,9 @@ def test_stl10_pretrains_on_unlabeled_and_evaluates_on_train_and_test(tmp_path, 
     assert (len(splits.pretrain), len(splits.train), len(splits.test)) == (12, 20, 10)
     assert splits.pretraining() is splits.pretrain
     assert set(splits.pretrain.labels.tolist()) == {-1}
-    assert Counter(splits.train.labels.tolist()) == {c: 2 for c in range(10)} and splits.train[0][1] == 0  # 1-based file
+    assert (
+        Counter(splits.train.labels.tolist()) == {c: 2 for c in range(10)} and splits.train[0][1] == 0
+    )  # 1-based file
     image, label = splits.pretrain[4]
     assert image.size == (96, 96) and label == -1 and pixel(image, 10, 40) == MARK and pixel(image, 40, 10) != MARK
     assert pixel(splits.train[3][0], 90, 5) == MARK
@@ -293,11 +346,13 @@ def test_missing_stl10_names_the_files_the_size_and_how_to_get_it(tmp_path, caps
     code, line = cli(run(tmp_path / "out", "--dataset", "stl10", "--data-root", str(root)), capsys)
     folder = root / "stl10_binary"
     assert code == 1
-    assert line == (f"error: STL-10 not found in {root}: there is no {folder}. Expected the binary version, {folder}/ with "
-                    f"train_X.bin, train_y.bin, unlabeled_X.bin, test_X.bin, test_y.bin (and class_names.txt). STL-10: "
-                    f"113,000 96x96 images (100,000 unlabeled, 5,000 labelled train, 8,000 test) in 10 classes, 2.5 GB as "
-                    f"stl10_binary.tar.gz. Get it with --download (into {root}), or download "
-                    f"http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz and extract it into {root}.")  # fmt: skip
+    assert line == (
+        f"error: STL-10 not found in {root}: there is no {folder}. Expected the binary version, {folder}/ with "
+        f"train_X.bin, train_y.bin, unlabeled_X.bin, test_X.bin, test_y.bin (and class_names.txt). STL-10: "
+        f"113,000 96x96 images (100,000 unlabeled, 5,000 labelled train, 8,000 test) in 10 classes, 2.5 GB as "
+        f"stl10_binary.tar.gz. Get it with --download (into {root}), or download "
+        f"http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz and extract it into {root}."
+    )
 
 
 # ImageNet and ImageNet-100 ---------------------------------------------------------------------------------------
@@ -330,7 +385,12 @@ def test_imagenet_tree_loads_with_imagenet_normalisation(imagenet_tree, tmp_path
     assert (len(splits.train), len(splits.test)) == (1000, 1000)
     info = splits.info
     assert (info.name, info.num_classes, info.image_size, info.mean, info.std) == (
-        "imagenet", 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        "imagenet",
+        1000,
+        224,
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+    )
     assert info.class_names[:2] == ("n00000000", "n00000001") and splits.train.targets[:3] == [0, 1, 2]
     capped = load_dataset(data("imagenet", imagenet_tree, num_train=500, num_test=100), tmp_path / "out")
     assert (len(capped.train), len(capped.test), len(set(capped.train.targets))) == (500, 100, 500)
@@ -345,7 +405,9 @@ def test_imagenet100_keeps_exactly_the_listed_classes(tmp_path) -> None:
     listed.write_text("# three of six\nn01491361 tiger shark\n\nn01440764 tench\nn01484850\n")
     splits = load_dataset(data("imagenet100", root, classes=str(listed)), tmp_path / "out")
     keep = ["n01440764", "n01484850", "n01491361"]  # sorted: labels 0, 1, 2
-    assert splits.info.class_names == tuple(keep) and splits.info.num_classes == 3 and splits.info.name == "imagenet3:mine"
+    assert (
+        splits.info.class_names == tuple(keep) and splits.info.num_classes == 3 and splits.info.name == "imagenet3:mine"
+    )
     assert (len(splits.train), len(splits.test)) == (9, 6)
     assert sorted({Path(p).parent.name for p, _ in splits.train.samples}) == keep
     assert all(keep[label] == Path(p).parent.name for p, label in splits.train.samples + splits.test.samples)
@@ -357,55 +419,83 @@ def test_imagenet100_keeps_exactly_the_listed_classes(tmp_path) -> None:
 def test_imagenet100_defaults_to_cmcs_class_list(tmp_path, capsys) -> None:
     wnids, name = imagenet.class_list("")
     assert name == "imagenet100" and len(set(wnids)) == 100 and all(re.fullmatch(r"n\d{8}", w) for w in wnids)
-    assert wnids[:3] == ["n02869837", "n01749939", "n02488291"] and wnids[-1] == "n02090622"  # CMC's imagenet100.txt order
-    root = wnid_tree(tmp_path / "in", sorted(wnids) + SIX[:1], {"train": 1, "val": 1})  # ImageNet-100 plus one more class
+    assert (
+        wnids[:3] == ["n02869837", "n01749939", "n02488291"] and wnids[-1] == "n02090622"
+    )  # CMC's imagenet100.txt order
+    root = wnid_tree(
+        tmp_path / "in", sorted(wnids) + SIX[:1], {"train": 1, "val": 1}
+    )  # ImageNet-100 plus one more class
     splits = load_dataset(data("imagenet100", root), tmp_path / "out")
-    assert splits.info.name == "imagenet100" and splits.info.class_names == tuple(sorted(wnids)) and len(splits.train) == 100
+    assert (
+        splits.info.name == "imagenet100"
+        and splits.info.class_names == tuple(sorted(wnids))
+        and len(splits.train) == 100
+    )
 
     few = wnid_tree(tmp_path / "few", SIX, {"train": 1, "val": 1})
     code, line = cli(run(tmp_path / "out", "--dataset", "imagenet100", "--data-root", str(few)), capsys)
     assert code == 1
-    assert line == (f"error: {few / 'train'}: 100 of the 100 listed classes have no folder (n02869837, n01749939, n02488291, "
-                    f"n02107142, n13037406, ...); expected <root>/train/<wnid>/<image> and <root>/val/<wnid>/<image>")  # fmt: skip
+    assert line == (
+        f"error: {few / 'train'}: 100 of the 100 listed classes have no folder (n02869837, n01749939, n02488291, "
+        f"n02107142, n13037406, ...); expected <root>/train/<wnid>/<image> and <root>/val/<wnid>/<image>"
+    )
 
 
 def test_imagenet_errors_say_what_is_expected(tmp_path, capsys) -> None:
     code, line = cli(run(tmp_path / "out", "--dataset", "imagenet", "--data-root", str(tmp_path / "nope")), capsys)
     assert code == 1
-    assert line.startswith(f"error: dataset 'imagenet' needs --data-root pointing at the ImageNet tree <root>/train/<wnid>/<image> "
-                           f"and <root>/val/<wnid>/<image>; got {tmp_path / 'nope'}, which does not exist. ImageNet: 1,281,167 "
-                           f"train and 50,000 val images in 1,000 classes, 138 GB as ILSVRC2012_img_train.tar")  # fmt: skip
+    assert line.startswith(
+        f"error: dataset 'imagenet' needs --data-root pointing at the ImageNet tree <root>/train/<wnid>/<image> "
+        f"and <root>/val/<wnid>/<image>; got {tmp_path / 'nope'}, which does not exist. ImageNet: 1,281,167 "
+        f"train and 50,000 val images in 1,000 classes, 138 GB as ILSVRC2012_img_train.tar"
+    )
     assert "cannot be downloaded automatically" in line and "https://image-net.org/download-images.php" in line
 
     flat = wnid_tree(tmp_path / "flat", SIX[:2], {"train": 1})
     (flat / "val").mkdir()
     (flat / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(jpeg_bytes())
     code, line = cli(run(tmp_path / "out", "--dataset", "imagenet", "--data-root", str(flat)), capsys)
-    assert code == 1 and line == (f"error: {flat / 'val'} holds the validation images without class folders (as "
-                                  f"ILSVRC2012_img_val.tar extracts); sort them into val/<wnid>/ with {imagenet.VALPREP} "
-                                  f"(run it inside val/)")  # fmt: skip
+    assert code == 1 and line == (
+        f"error: {flat / 'val'} holds the validation images without class folders (as "
+        f"ILSVRC2012_img_val.tar extracts); sort them into val/<wnid>/ with {imagenet.VALPREP} "
+        f"(run it inside val/)"
+    )
 
     small = wnid_tree(tmp_path / "small", SIX, {"train": 1, "val": 1})
     code, line = cli(run(tmp_path / "out", "--dataset", "imagenet", "--data-root", str(small)), capsys)
-    assert code == 1 and line == (f"error: {small}/train has 6 class folders, ImageNet has 1,000; for a subset use dataset "
-                                  f"imagenet100 with data.classes=<file of wnids>, or dataset folder")  # fmt: skip
+    assert code == 1 and line == (
+        f"error: {small}/train has 6 class folders, ImageNet has 1,000; for a subset use dataset "
+        f"imagenet100 with data.classes=<file of wnids>, or dataset folder"
+    )
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--dataset", "imagenet", "--download"], "error: --download: ImageNet cannot be downloaded automatically (its "
-                                                  "licence asks for an account): sign in at https://image-net.org/download-images.php"),
-        (["--dataset", "folder", "--download"], "error: --download: dataset 'folder' has nothing to download; the datasets "
-                                                "that download are cifar10, cifar100, stl10"),
-        (["--dataset", "cifar10", "--set", "data.classes=a.txt"], "error: data.classes is the class list of dataset "
-                                                                  "imagenet100; dataset 'cifar10' does not use it"),
-        (["--dataset", "imagenet100", "--data-root", ".", "--set", "data.classes=n01440764,n01440764"],
-         "error: data.classes='n01440764,n01440764' repeats n01440764; list at least two distinct class folders (wnids)"),
-        (["--dataset", "imagenet100", "--set", "data.classes=/no/such/file.txt"],
-         "error: data.classes='/no/such/file.txt': no such file; give a file with one wnid per line, or the wnids themselves"),
+        (
+            ["--dataset", "imagenet", "--download"],
+            "error: --download: ImageNet cannot be downloaded automatically (its "
+            "licence asks for an account): sign in at https://image-net.org/download-images.php",
+        ),
+        (
+            ["--dataset", "folder", "--download"],
+            "error: --download: dataset 'folder' has nothing to download; the datasets "
+            "that download are cifar10, cifar100, stl10",
+        ),
+        (
+            ["--dataset", "cifar10", "--set", "data.classes=a.txt"],
+            "error: data.classes is the class list of dataset imagenet100; dataset 'cifar10' does not use it",
+        ),
+        (
+            ["--dataset", "imagenet100", "--data-root", ".", "--set", "data.classes=n01440764,n01440764"],
+            "error: data.classes='n01440764,n01440764' repeats n01440764; list at least two distinct class folders (wnids)",
+        ),
+        (
+            ["--dataset", "imagenet100", "--set", "data.classes=/no/such/file.txt"],
+            "error: data.classes='/no/such/file.txt': no such file; give a file with one wnid per line, or the wnids themselves",
+        ),
     ],
-)  # fmt: skip
+)
 def test_data_options_that_do_not_fit_the_dataset(args: list[str], message: str, tmp_path, capsys) -> None:
     code, line = cli(run(tmp_path / "out", *args), capsys)
     assert line.startswith(message), line
@@ -444,8 +534,16 @@ def test_native_image_size_unless_set(tmp_path) -> None:
     synthetic = load_dataset(DataConfig(num_train=10, num_test=10), tmp_path / "out")
     assert synthetic.info.image_size == 32 and synthetic.train[0][0].shape == (3, 32, 32)
     imagenet_like = wnid_tree(tmp_path / "in", SIX[:2], {"train": 1, "val": 1})
-    assert load_dataset(data("imagenet100", imagenet_like, classes=",".join(SIX[:2])), tmp_path / "out").info.image_size == 224
-    assert load_dataset(data("imagenet100", imagenet_like, classes=",".join(SIX[:2]), image_size=64), tmp_path / "out").info.image_size == 64
+    assert (
+        load_dataset(data("imagenet100", imagenet_like, classes=",".join(SIX[:2])), tmp_path / "out").info.image_size
+        == 224
+    )
+    assert (
+        load_dataset(
+            data("imagenet100", imagenet_like, classes=",".join(SIX[:2]), image_size=64), tmp_path / "out"
+        ).info.image_size
+        == 64
+    )
 
 
 def test_splits_pretrain_on_train_unless_a_pretraining_set_is_given() -> None:
@@ -455,7 +553,11 @@ def test_splits_pretrain_on_train_unless_a_pretraining_set_is_given() -> None:
 
 
 def test_every_dataset_is_listed(capsys) -> None:
-    assert set(DATASET_HELP) == set(DATASETS) == {"synthetic", "folder", "cifar10", "cifar100", "stl10", "imagenet", "imagenet100"}
+    assert (
+        set(DATASET_HELP)
+        == set(DATASETS)
+        == {"synthetic", "folder", "cifar10", "cifar100", "stl10", "imagenet", "imagenet100"}
+    )
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for name, text in DATASET_HELP.items():

@@ -30,8 +30,13 @@ def write(path: Path, data: object) -> Path:
 
 def test_valid_files_score_with_both_protocols(voc_dir: Path, tmp_path: Path) -> None:
     dets = write(tmp_path / "dets.json", [GOOD, dict(GOOD, image_id="B", category="dog", bbox=[20, 20, 20, 20])])
-    assert detect_eval(voc_dir, dets, "voc07") == {"AP": 100.0, "AP50": 100.0, "AP75": 100.0,
-                                                   "per_class_AP50/cat": 100.0, "per_class_AP50/dog": 100.0}  # fmt: skip
+    assert detect_eval(voc_dir, dets, "voc07") == {
+        "AP": 100.0,
+        "AP50": 100.0,
+        "AP75": 100.0,
+        "per_class_AP50/cat": 100.0,
+        "per_class_AP50/dog": 100.0,
+    }
     assert detect_eval(voc_dir, dets, "coco") == pytest.approx({"AP": 100.0, "AP50": 100.0, "AP75": 100.0})
 
 
@@ -41,19 +46,30 @@ BAD_DETECTIONS = {
     "missing bbox": ([GOOD, {k: v for k, v in GOOD.items() if k != "bbox"}], r"entry \[1\]: missing the key 'bbox'"),
     "three numbers": ([dict(GOOD, bbox=[0, 0, 10])], r"entry \[0\]: bbox is \[0, 0, 10\], expected 4 finite numbers"),
     "negative width": ([dict(GOOD, bbox=[5, 0, -1, 10])], r"entry \[0\]: bbox is .*width >= 0 and height >= 0"),
-    "unknown image": ([GOOD, GOOD, dict(GOOD, image_id="C")], r"entry \[2\]: image_id 'C' is not an image of the "
-                                                              r"ground truth \(ids: 'A', 'B'\)"),
+    "unknown image": (
+        [GOOD, GOOD, dict(GOOD, image_id="C")],
+        r"entry \[2\]: image_id 'C' is not an image of the "
+        r"ground truth \(ids: 'A', 'B'\)",
+    ),
     "int image id": ([dict(GOOD, image_id=1)], r"entry \[0\]: image_id 1 is not an image .*'A', 'B'"),
-    "unknown category id": ([dict(GOOD, category_id=99)], r"entry \[0\]: category_id 99 is not a ground-truth "
-                                                          r"category \(ids: 1, 2, 3"),
-    "unknown category name": ([dict(GOOD, category="zebra")], r"category 'zebra' is not a ground-truth category "
-                                                              r"\(names: 'aeroplane'"),
+    "unknown category id": (
+        [dict(GOOD, category_id=99)],
+        r"entry \[0\]: category_id 99 is not a ground-truth "
+        r"category \(ids: 1, 2, 3",
+    ),
+    "unknown category name": (
+        [dict(GOOD, category="zebra")],
+        r"category 'zebra' is not a ground-truth category "
+        r"\(names: 'aeroplane'",
+    ),
     "no category": ([{k: v for k, v in GOOD.items() if k != "category"}], r"missing the key 'category_id' \(or "),
     "categories disagree": ([dict(GOOD, category_id=1)], r"category_id 1 and category 'cat' disagree"),
-    "nan score": ('[{"image_id": "A", "category": "cat", "bbox": [0, 0, 1, 1], "score": NaN}]',
-                  r"entry \[0\]: score is nan, expected a finite number"),
+    "nan score": (
+        '[{"image_id": "A", "category": "cat", "bbox": [0, 0, 1, 1], "score": NaN}]',
+        r"entry \[0\]: score is nan, expected a finite number",
+    ),
     "string score": ([dict(GOOD, score="0.5")], r"entry \[0\]: score is '0.5', expected a finite number"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_DETECTIONS))
@@ -70,22 +86,30 @@ def test_unknown_protocol_lists_the_valid_ones(voc_dir: Path, tmp_path: Path) ->
     assert list(PROTOCOLS) == ["voc07", "coco"]
 
 
-COCO_GT = {"images": [{"id": 1, "width": 64, "height": 48}],
-           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}],
-           "categories": [{"id": 1, "name": "cat"}]}  # fmt: skip
+COCO_GT = {
+    "images": [{"id": 1, "width": 64, "height": 48}],
+    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}],
+    "categories": [{"id": 1, "name": "cat"}],
+}
 BAD_GT = {
     "not json": ("images: []", r"not a JSON file"),
     "a list": ([], r"is a JSON list, expected an object with images, annotations and categories"),
     "no images": ({k: v for k, v in COCO_GT.items() if k != "images"}, r"missing the key 'images'"),
-    "missing bbox": (dict(COCO_GT, annotations=[{"id": 1, "image_id": 1, "category_id": 1}]),
-                     r"annotations\[0\]: missing the key 'bbox'"),
-    "unknown image": (dict(COCO_GT, annotations=[dict(COCO_GT["annotations"][0], image_id=5)]),
-                      r"annotations\[0\]: image_id 5 is not in images \(ids: 1\)"),
-    "unknown category": (dict(COCO_GT, annotations=[dict(COCO_GT["annotations"][0], category_id=2)]),
-                         r"annotations\[0\]: category_id 2 is not in categories \(ids: \[1\]\)"),
+    "missing bbox": (
+        dict(COCO_GT, annotations=[{"id": 1, "image_id": 1, "category_id": 1}]),
+        r"annotations\[0\]: missing the key 'bbox'",
+    ),
+    "unknown image": (
+        dict(COCO_GT, annotations=[dict(COCO_GT["annotations"][0], image_id=5)]),
+        r"annotations\[0\]: image_id 5 is not in images \(ids: 1\)",
+    ),
+    "unknown category": (
+        dict(COCO_GT, annotations=[dict(COCO_GT["annotations"][0], category_id=2)]),
+        r"annotations\[0\]: category_id 2 is not in categories \(ids: \[1\]\)",
+    ),
     "no size": (dict(COCO_GT, images=[{"id": 1, "width": 64}]), r"images\[0\]: missing the key 'height'"),
     "duplicate image": (dict(COCO_GT, images=COCO_GT["images"] * 2), r"images\[1\]: image id 1 appears twice"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_GT))
@@ -98,8 +122,11 @@ def test_malformed_coco_gt_names_the_file_entry_and_field(tmp_path: Path, case: 
 
 def test_ground_truth_paths_say_what_is_expected(tmp_path: Path, voc_dir: Path) -> None:
     expected = r"expected a COCO instances file .*a directory of VOC XML files, or a VOC-layout root"
-    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "gt.txt")) + r" is neither a \.json file nor a "
-                                         r"directory; " + expected):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=re.escape(str(tmp_path / "gt.txt")) + r" is neither a \.json file nor a "
+        r"directory; " + expected,
+    ):
         load_gt(write(tmp_path / "gt.txt", "x"))
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nowhere.json")) + " not found; " + expected):
         load_gt(tmp_path / "nowhere.json")
@@ -118,8 +145,11 @@ def test_voc_root_needs_a_known_split(tmp_path: Path) -> None:
     write_annotation(tmp_path / "Annotations/a.xml", "a.jpg", 64, 48, [{"name": "cat", "bbox": (1, 1, 5, 5)}])
     (tmp_path / "ImageSets/Main/test.txt").write_text("a\nb\n")
     for split in (None, "val"):
-        with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path))} is a VOC-layout root .*pass a split, one "
-                                             rf"of \['test'\] \(got {split!r}\)"):  # fmt: skip
+        with pytest.raises(
+            ValueError,
+            match=rf"{re.escape(str(tmp_path))} is a VOC-layout root .*pass a split, one "
+            rf"of \['test'\] \(got {split!r}\)",
+        ):
             load_gt(tmp_path, split)
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "Annotations/b.xml")) + " not found"):
         load_gt(tmp_path, "test")
@@ -158,9 +188,11 @@ def test_cli_clip_boxes_option(tmp_path: Path, capsys) -> None:
 
     (tmp_path / "xml").mkdir()
     xml = tmp_path / "xml/A.xml"
-    xml.write_text(f"<annotation><filename>A.jpg</filename><size><width>50</width><height>50</height></size>"
-                   f"<object><name>cat</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax>"
-                   f"<ymax>60</ymax></bndbox></object></annotation>")  # fmt: skip
+    xml.write_text(
+        f"<annotation><filename>A.jpg</filename><size><width>50</width><height>50</height></size>"
+        f"<object><name>cat</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax>"
+        f"<ymax>60</ymax></bndbox></object></annotation>"
+    )
     dets = write(tmp_path / "dets.json", [dict(GOOD, bbox=[0, 0, 20, 50])])
     argv = ["detect-eval", "--gt", str(tmp_path / "xml"), "--dets", str(dets), "--protocol", "voc07"]
     assert main(argv) == 1

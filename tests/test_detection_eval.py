@@ -14,8 +14,16 @@ from pycocotools.cocoeval import COCOeval
 from ssl_bench.data.voc import VOC_CLASSES, VOCDetection, write_annotation
 from ssl_bench.detection.coco import coco_eval
 from ssl_bench.detection.detect_eval import detect_eval, write_coco_results
-from ssl_bench.detection.records import (Detections, GroundTruth, ImageRecord, load_coco_gt, load_detections,
-                                         load_gt, load_voc_gt, to_coco)  # fmt: skip
+from ssl_bench.detection.records import (
+    Detections,
+    GroundTruth,
+    ImageRecord,
+    load_coco_gt,
+    load_detections,
+    load_gt,
+    load_voc_gt,
+    to_coco,
+)
 from ssl_bench.detection.voc07 import voc07_eval, voc_iou
 
 
@@ -49,13 +57,20 @@ def reference_voc07(gt: GroundTruth, dets: Detections) -> dict:
     aps: dict[float, list[float]] = {t: [] for t in thresholds}
     per_class = {}
     for c, name in enumerate(gt.categories, start=1):
-        objects = [[(box, bool(d)) for box, label, d in zip(im.boxes.tolist(), im.labels.tolist(), im.difficult)
-                    if label == c] for im in gt.images]  # fmt: skip
+        objects = [
+            [(box, bool(d)) for box, label, d in zip(im.boxes.tolist(), im.labels.tolist(), im.difficult) if label == c]
+            for im in gt.images
+        ]
         npos = sum(1 for objs in objects for _, d in objs if not d)
         if npos == 0:  # our choice: classes without a non-difficult box are not averaged
             continue
-        mine = [(s, i, b) for i, label, b, s in zip(dets.image_index.tolist(), dets.labels.tolist(),
-                                                    dets.boxes.tolist(), dets.scores.tolist()) if label == c]  # fmt: skip
+        mine = [
+            (s, i, b)
+            for i, label, b, s in zip(
+                dets.image_index.tolist(), dets.labels.tolist(), dets.boxes.tolist(), dets.scores.tolist()
+            )
+            if label == c
+        ]
         mine = sorted(mine, key=lambda d: -d[0])  # Python's sort is stable
         for t in thresholds:
             matched = [[False] * len(objs) for objs in objects]
@@ -75,8 +90,11 @@ def reference_voc07(gt: GroundTruth, dets: Detections) -> dict:
                     tp.append(0), fp.append(1)
             ap = 0.0
             for r in np.arange(0.0, 1.1, 0.1):  # the devkit's 11 points, its own floats
-                precisions = [sum(tp[: k + 1]) / max(sum(tp[: k + 1]) + sum(fp[: k + 1]), np.finfo(float).eps)
-                              for k in range(len(tp)) if sum(tp[: k + 1]) / npos >= r]  # fmt: skip
+                precisions = [
+                    sum(tp[: k + 1]) / max(sum(tp[: k + 1]) + sum(fp[: k + 1]), np.finfo(float).eps)
+                    for k in range(len(tp))
+                    if sum(tp[: k + 1]) / npos >= r
+                ]
                 ap += (max(precisions) if precisions else 0.0) / 11
             aps[t].append(ap * 100)
         per_class[name] = aps[0.5][-1]
@@ -110,8 +128,14 @@ def random_fixture(seed: int) -> tuple[GroundTruth, Detections]:
                 rows.append((i, label, b.tolist(), float(rng.integers(0, 8)) / 8))  # tied scores
     for _ in range(12):  # detections anywhere, including class "d" and the empty image
         x0, y0, w, h = rng.uniform(0, 60), rng.uniform(0, 60), rng.uniform(2, 40), rng.uniform(2, 40)
-        rows.append((int(rng.integers(0, 6)), int(rng.choice([1, 2, 4])), [x0, y0, x0 + w, y0 + h],
-                     float(rng.integers(0, 8)) / 8))  # fmt: skip
+        rows.append(
+            (
+                int(rng.integers(0, 6)),
+                int(rng.choice([1, 2, 4])),
+                [x0, y0, x0 + w, y0 + h],
+                float(rng.integers(0, 8)) / 8,
+            )
+        )
     order = rng.permutation(len(rows))
     return GroundTruth(["a", "b", "c", "d"], images), detections([rows[k] for k in order])
 
@@ -197,10 +221,12 @@ def test_voc_iou_uses_the_pixel_convention() -> None:
 
 def test_detections_must_name_images_and_labels_of_the_ground_truth() -> None:
     gt, _ = hand_fixture()
-    for rows, problem in [([(2, 1, [0, 0, 1, 1], 0.5)], "image_index outside 0..1"),
-                          ([(0, 0, [0, 0, 1, 1], 0.5)], "label outside 1..1"),
-                          ([(0, 1, [5, 0, 1, 1], 0.5)], "xmax < xmin"),
-                          ([(0, 1, [0, 0, 1, 1], math.nan)], "non-finite")]:  # fmt: skip
+    for rows, problem in [
+        ([(2, 1, [0, 0, 1, 1], 0.5)], "image_index outside 0..1"),
+        ([(0, 0, [0, 0, 1, 1], 0.5)], "label outside 1..1"),
+        ([(0, 1, [5, 0, 1, 1], 0.5)], "xmax < xmin"),
+        ([(0, 1, [0, 0, 1, 1], math.nan)], "non-finite"),
+    ]:
         for evaluate in (voc07_eval, coco_eval):
             with pytest.raises(ValueError, match=problem):
                 evaluate(gt, detections(rows))
@@ -235,18 +261,30 @@ def coco_instances(images: list[tuple[int, list[tuple[int, list[float], int]]]],
     annotations = []
     for image_id, objects in images:
         for cat, box, crowd in objects:
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat, "bbox": box,
-                                "area": box[2] * box[3], "iscrowd": crowd})  # fmt: skip
-    return {"images": [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.jpg"} for i, _ in images],
-            "annotations": annotations,
-            "categories": [{"id": k, "name": v} for k, v in categories.items()]}  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": crowd,
+                }
+            )
+    return {
+        "images": [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.jpg"} for i, _ in images],
+        "annotations": annotations,
+        "categories": [{"id": k, "name": v} for k, v in categories.items()],
+    }
 
 
 def test_coco_eval_matches_cocoeval_on_a_hand_checked_fixture(tmp_path: Path) -> None:
     """cat: one box seen with IoU 0.72 (matched at IoU thresholds .5 .. .7 only); dog: perfect. Image and category
     ids are neither 1-based nor contiguous, so our renumbering is exercised."""
-    gt_file = write_json(tmp_path / "gt.json", coco_instances(
-        [(7, [(4, [0, 0, 10, 10], 0)]), (12, [(9, [20, 30, 30, 10], 0)])], {4: "cat", 9: "dog"}))  # fmt: skip
+    gt_file = write_json(
+        tmp_path / "gt.json",
+        coco_instances([(7, [(4, [0, 0, 10, 10], 0)]), (12, [(9, [20, 30, 30, 10], 0)])], {4: "cat", 9: "dog"}),
+    )
     dog = {"image_id": 12, "category_id": 9, "bbox": [20, 30, 30, 10], "score": 0.8}
     cat = {"image_id": 7, "category_id": 4, "bbox": [0, 0, 10, 10], "score": 0.9}
     perfect = write_json(tmp_path / "perfect.json", [cat, dog])
@@ -287,15 +325,25 @@ def random_coco_files(seed: int, directory: Path) -> tuple[Path, Path]:
                 continue
             for _ in range(int(rng.integers(0, 4))):  # near duplicates, some exact
                 shift = [0.0] * 4 if rng.random() < 0.2 else [int(rng.integers(-30, 31)) / 10 for _ in range(4)]
-                near = [moved(box[0], shift[0]), moved(box[1], shift[1]), max(moved(box[2], shift[2]), 0.0),
-                        max(moved(box[3], shift[3]), 0.0)]  # fmt: skip
+                near = [
+                    moved(box[0], shift[0]),
+                    moved(box[1], shift[1]),
+                    max(moved(box[2], shift[2]), 0.0),
+                    max(moved(box[3], shift[3]), 0.0),
+                ]
                 score = int(rng.integers(0, 8)) / 8  # tied scores
                 results.append({"image_id": image_id, "category_id": cat, "bbox": near, "score": score})
         images.append((image_id, objects))
     for _ in range(12):  # detections anywhere, including category 20 and the empty image
         box = [float(v) for v in (*rng.uniform(0, 60, 2), *rng.uniform(2, 40, 2))]
-        results.append({"image_id": int(rng.choice(image_ids)), "category_id": int(rng.choice([3, 7, 20])), "bbox": box,
-                        "score": int(rng.integers(0, 8)) / 8})  # fmt: skip
+        results.append(
+            {
+                "image_id": int(rng.choice(image_ids)),
+                "category_id": int(rng.choice([3, 7, 20])),
+                "bbox": box,
+                "score": int(rng.integers(0, 8)) / 8,
+            }
+        )
     results = [results[k] for k in rng.permutation(len(results))]
     gt = coco_instances(images, {3: "a", 7: "b", 11: "c", 20: "d"})
     return write_json(directory / "gt.json", gt), write_json(directory / "results.json", results)
@@ -321,8 +369,10 @@ def test_random_coco_fixtures_exercise_crowds_ties_and_inexact_round_trips(tmp_p
     assert crowds > 10 and ties > 100 and inexact > 100
 
 
-TIES_BUG = ("library bug: to_coco renumbers images by their position in the file, so tied scores are ranked in "
-            "file order; COCOeval ranks them in image-id order")
+TIES_BUG = (
+    "library bug: to_coco renumbers images by their position in the file, so tied scores are ranked in "
+    "file order; COCOeval ranks them in image-id order"
+)
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=TIES_BUG)
@@ -330,22 +380,30 @@ def test_coco_eval_breaks_score_ties_in_image_id_order(tmp_path: Path) -> None:
     """Images listed as ids 2, 1; one cat on image 2. Two detections tie at 0.5: a hit on image 2 and a false
     positive on image 1. COCOeval takes image 1 first: FP then TP, precision 1/2 at full recall -> AP 50."""
     gt_file = write_json(tmp_path / "gt.json", coco_instances([(2, [(1, [0, 0, 10, 10], 0)]), (1, [])], {1: "cat"}))
-    results_file = write_json(tmp_path / "results.json", [
-        {"image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.5},
-        {"image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "score": 0.5}])  # fmt: skip
+    results_file = write_json(
+        tmp_path / "results.json",
+        [
+            {"image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.5},
+            {"image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "score": 0.5},
+        ],
+    )
     assert cocoeval_files(gt_file, results_file) == pytest.approx([50, 50, 50], abs=1e-9)
     assert ours_on_files(gt_file, results_file) == pytest.approx([50, 50, 50], abs=1e-9)
 
 
 def test_to_coco_fields_and_difficult_as_crowd() -> None:
-    gt = GroundTruth(["cat", "dog"], [image("a", [[1, 2, 11, 6.5], [0, 0, 50, 50]], [2, 1], [False, True]),
-                                      image("b", [], [])])  # fmt: skip
+    gt = GroundTruth(
+        ["cat", "dog"], [image("a", [[1, 2, 11, 6.5], [0, 0, 50, 50]], [2, 1], [False, True]), image("b", [], [])]
+    )
     gt_dict, results = to_coco(gt, detections([(1, 2, [3, 4, 5, 10], 0.25)]))
-    assert gt_dict["images"] == [{"id": 1, "width": 100, "height": 100, "file_name": "a"},
-                                 {"id": 2, "width": 100, "height": 100, "file_name": "b"}]  # fmt: skip
+    assert gt_dict["images"] == [
+        {"id": 1, "width": 100, "height": 100, "file_name": "a"},
+        {"id": 2, "width": 100, "height": 100, "file_name": "b"},
+    ]
     assert gt_dict["annotations"] == [
         {"id": 1, "image_id": 1, "category_id": 2, "bbox": [1, 2, 10, 4.5], "area": 45.0, "iscrowd": 0},
-        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 50], "area": 2500.0, "iscrowd": 1}]  # fmt: skip
+        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 50], "area": 2500.0, "iscrowd": 1},
+    ]
     assert gt_dict["categories"] == [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
     assert results == [{"image_id": 2, "category_id": 2, "bbox": [3, 4, 2, 6], "score": 0.25}]
 
@@ -371,9 +429,13 @@ def test_coco_eval_without_detections_is_zero() -> None:
 
 
 def test_voc_xml_directory_round_trip(tmp_path: Path) -> None:
-    objects = {"000005": [{"name": "dog", "bbox": (5, 6, 30, 40), "difficult": False},
-                          {"name": "person", "bbox": (2, 2, 10, 12), "difficult": True}],
-               "000007": []}  # fmt: skip
+    objects = {
+        "000005": [
+            {"name": "dog", "bbox": (5, 6, 30, 40), "difficult": False},
+            {"name": "person", "bbox": (2, 2, 10, 12), "difficult": True},
+        ],
+        "000007": [],
+    }
     for stem, objs in objects.items():
         write_annotation(tmp_path / f"{stem}.xml", f"{stem}.jpg", 64, 48, objs)
     gt = load_voc_gt(tmp_path)
@@ -391,8 +453,13 @@ def test_voc_root_split_agrees_with_the_training_loader(tmp_path: Path) -> None:
     for d in ("Annotations", "ImageSets/Main", "JPEGImages"):
         (tmp_path / d).mkdir(parents=True)
     write_annotation(tmp_path / "Annotations/a.xml", "a.jpg", 64, 48, [{"name": "zebra", "bbox": (1, 1, 5, 5)}])
-    write_annotation(tmp_path / "Annotations/b.xml", "b.jpg", 64, 48, [{"name": "apple", "bbox": (3, 4, 20, 30)},
-                                                                       {"name": "apple", "bbox": (1, 1, 9, 9)}])  # fmt: skip
+    write_annotation(
+        tmp_path / "Annotations/b.xml",
+        "b.jpg",
+        64,
+        48,
+        [{"name": "apple", "bbox": (3, 4, 20, 30)}, {"name": "apple", "bbox": (1, 1, 9, 9)}],
+    )
     (tmp_path / "ImageSets/Main/train.txt").write_text("a\n")
     (tmp_path / "ImageSets/Main/test.txt").write_text("b\n")
     gt, ds = load_gt(tmp_path, "test"), VOCDetection(tmp_path, "test")
@@ -404,11 +471,15 @@ def test_voc_root_split_agrees_with_the_training_loader(tmp_path: Path) -> None:
 
 
 def test_coco_gt_round_trip(tmp_path: Path) -> None:
-    data = {"images": [{"id": 42, "width": 640, "height": 480}, {"id": 7, "width": 32, "height": 32}],
-            "annotations": [{"id": 1, "image_id": 42, "category_id": 9, "bbox": [10, 20, 30.5, 40], "iscrowd": 0},
-                            {"id": 2, "image_id": 42, "category_id": 3, "bbox": [0, 0, 5, 5], "iscrowd": 1},
-                            {"id": 3, "image_id": 7, "category_id": 9, "bbox": [1, 1, 2, 2], "ignore": 1}],
-            "categories": [{"id": 9, "name": "zebra"}, {"id": 3, "name": "apple"}]}  # fmt: skip
+    data = {
+        "images": [{"id": 42, "width": 640, "height": 480}, {"id": 7, "width": 32, "height": 32}],
+        "annotations": [
+            {"id": 1, "image_id": 42, "category_id": 9, "bbox": [10, 20, 30.5, 40], "iscrowd": 0},
+            {"id": 2, "image_id": 42, "category_id": 3, "bbox": [0, 0, 5, 5], "iscrowd": 1},
+            {"id": 3, "image_id": 7, "category_id": 9, "bbox": [1, 1, 2, 2], "ignore": 1},
+        ],
+        "categories": [{"id": 9, "name": "zebra"}, {"id": 3, "name": "apple"}],
+    }
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(data))
     gt = load_gt(path)
@@ -430,8 +501,10 @@ def test_results_round_trip_and_both_category_spellings(tmp_path: Path) -> None:
     back = load_detections(path, gt)
     assert np.array_equal(back.image_index, dets.image_index) and np.array_equal(back.labels, dets.labels)
     assert np.array_equal(back.scores, dets.scores) and np.allclose(back.boxes, dets.boxes, rtol=0, atol=1e-12)
-    named = [{"image_id": "img0", "category": "b", "bbox": [1, 2, 3, 4], "score": 0.5},
-             {"image_id": "img1", "category_id": 11, "category": "a", "bbox": [0, 0, 0, 0], "score": 1}]  # fmt: skip
+    named = [
+        {"image_id": "img0", "category": "b", "bbox": [1, 2, 3, 4], "score": 0.5},
+        {"image_id": "img1", "category_id": 11, "category": "a", "bbox": [0, 0, 0, 0], "score": 1},
+    ]
     path.write_text(json.dumps(named))
     back = load_detections(path, gt)
     assert back.image_index.tolist() == [0, 1] and back.labels.tolist() == [2, 1]
@@ -452,7 +525,14 @@ def test_detect_eval_scores_a_saved_voc_run(tmp_path: Path) -> None:
     write_coco_results(tmp_path / "dets.json", gt, dets)
     result = detect_eval(tmp_path / "xml", tmp_path / "dets.json", "voc07")
     # only the cat class has boxes, so the means equal the hand-checked values of test_voc07_hand_checked_ap
-    assert result == pytest.approx({"AP": (2 * 2800 / 33 + 8 * 600 / 11) / 10, "AP50": 2800 / 33, "AP75": 600 / 11,
-                                    "per_class_AP50/cat": 2800 / 33}, abs=1e-9)  # fmt: skip
+    assert result == pytest.approx(
+        {
+            "AP": (2 * 2800 / 33 + 8 * 600 / 11) / 10,
+            "AP50": 2800 / 33,
+            "AP75": 600 / 11,
+            "per_class_AP50/cat": 2800 / 33,
+        },
+        abs=1e-9,
+    )
     coco = detect_eval(tmp_path / "xml", tmp_path / "dets.json", "coco")
     assert set(coco) == {"AP", "AP50", "AP75"} and 0 < coco["AP75"] < coco["AP50"] <= 100

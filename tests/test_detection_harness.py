@@ -8,14 +8,14 @@ from PIL import Image
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
-from ssl_bench.detection.config import DetectionConfig
-from ssl_bench.run_config import RunConfig, load, resolve
 from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.data.voc import VOC_CLASSES, ConcatVOC, VOCDetection, write_annotation
+from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.detection.detect_eval import detect_eval
 from ssl_bench.detection.evaluation import detection_sets, ground_truth
 from ssl_bench.eval.harness import EvalContext, evaluate
 from ssl_bench.methods import available_methods
+from ssl_bench.run_config import RunConfig, load, resolve
 
 METHODS = list(available_methods())
 INFO = DataInfo("synthetic", 10, 16, 32, (0.5,) * 3, (0.25,) * 3)
@@ -27,18 +27,22 @@ def context(tmp_path, cfg: DetectionConfig, method: str = "pirl") -> tuple[EvalC
     run.detection = cfg
     run_dir = tmp_path / "runs" / method
     run_dir.mkdir(parents=True)
-    ctx = EvalContext(Backbone("resnet18-smallstem-w0.25"), Splits([], [], INFO), run_dir, torch.device("cpu"), 0,
-                      shared=tmp_path)
+    ctx = EvalContext(
+        Backbone("resnet18-smallstem-w0.25"), Splits([], [], INFO), run_dir, torch.device("cpu"), 0, shared=tmp_path
+    )
     return ctx, resolve(run, method).run
 
 
 @pytest.mark.slow
 def test_detection_rows_files_and_backbone_unchanged(tmp_path) -> None:
-    cfg = DetectionConfig(synthetic_trainval=6, synthetic_test=3, synthetic_size=64, min_size=64, max_size=64,
-                          iterations=2, batch_size=2)  # fmt: skip
+    cfg = DetectionConfig(
+        synthetic_trainval=6, synthetic_test=3, synthetic_size=64, min_size=64, max_size=64, iterations=2, batch_size=2
+    )
     ctx, run = context(tmp_path, cfg)
     rows = evaluate("detection", ctx, run)  # evaluate() also checks the pretrained backbone came out unchanged
-    assert {(r.layer, r.protocol, r.metric) for r in rows} == {("c4", p, m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")}
+    assert {(r.layer, r.protocol, r.metric) for r in rows} == {
+        ("c4", p, m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")
+    }
     assert all(0 <= r.value <= 100 for r in rows)
     root = tmp_path / "data" / "synthetic-voc-6-3-64px"
     assert len((root / "ImageSets/Main/test.txt").read_text().split()) == 3
@@ -63,10 +67,12 @@ def test_detection_on_a_missing_root_says_what_to_do(tmp_path) -> None:
 
 # A tiny VOCdevkit: VOC2007 (trainval + test) and VOC2012 (trainval), 32x24 JPEGs with one or two Pascal objects each.
 DEVKIT = {
-    "2007": {"trainval": {"000005": ["dog"], "000007": ["car", "person"], "000009": ["dog"]},
-             "test": {"000001": ["person"], "000004": ["car"]}},
+    "2007": {
+        "trainval": {"000005": ["dog"], "000007": ["car", "person"], "000009": ["dog"]},
+        "test": {"000001": ["person"], "000004": ["car"]},
+    },
     "2012": {"trainval": {"2008_000002": ["person", "dog"], "2008_000003": ["bicycle"]}},
-}  # fmt: skip
+}
 
 
 def write_devkit(root, years: dict = DEVKIT):
@@ -88,7 +94,9 @@ def test_voc07_plus_12_trains_on_both_trainvals_and_tests_on_voc2007(tmp_path) -
     train, test = detection_sets(DetectionConfig(dataset="voc07+12", root=str(devkit)), tmp_path)
     assert isinstance(train, ConcatVOC) and len(train) == 3 + 2
     assert [(p.root.name, p.split, p.ids) for p in train.parts] == [
-        ("VOC2007", "trainval", ["000005", "000007", "000009"]), ("VOC2012", "trainval", ["2008_000002", "2008_000003"])]
+        ("VOC2007", "trainval", ["000005", "000007", "000009"]),
+        ("VOC2012", "trainval", ["2008_000002", "2008_000003"]),
+    ]
     assert (test.root.name, test.split, test.ids) == ("VOC2007", "test", ["000001", "000004"])
     assert train.classes == test.classes == VOC_CLASSES and all(p.classes == VOC_CLASSES for p in train.parts)
     label = {name: VOC_CLASSES.index(name) + 1 for name in ("dog", "person", "bicycle", "car")}
@@ -103,7 +111,10 @@ def test_voc07_plus_12_trains_on_both_trainvals_and_tests_on_voc2007(tmp_path) -
 def test_voc07_trains_on_voc2007_alone_and_needs_no_voc2012(tmp_path) -> None:
     devkit = write_devkit(tmp_path / "VOCdevkit", {"2007": DEVKIT["2007"]})
     train, test = detection_sets(DetectionConfig(dataset="voc07", root=str(devkit)), tmp_path)
-    assert isinstance(train, VOCDetection) and (train.root.name, train.ids) == ("VOC2007", ["000005", "000007", "000009"])
+    assert isinstance(train, VOCDetection) and (train.root.name, train.ids) == (
+        "VOC2007",
+        ["000005", "000007", "000009"],
+    )
     assert test.ids == ["000001", "000004"] and train.classes == test.classes == VOC_CLASSES
 
 
@@ -115,37 +126,64 @@ def test_a_torchvision_download_dir_is_taken_for_its_vocdevkit(tmp_path) -> None
 
 def test_voc07_plus_12_says_what_is_missing_and_how_to_get_it(tmp_path) -> None:
     only07 = write_devkit(tmp_path / "only07", {"2007": DEVKIT["2007"]})
-    with pytest.raises(ConfigError, match=r"detection.dataset=voc07\+12: .*only07 has no VOC2012/; it should be a VOCdevkit "
-                                          r"directory holding VOC2007/ and VOC2012/: .*about 2 GB.*"
-                                          r"torchvision.datasets.VOCDetection\(<dir>, year='2007'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"detection.dataset=voc07\+12: .*only07 has no VOC2012/; it should be a VOCdevkit "
+        r"directory holding VOC2007/ and VOC2012/: .*about 2 GB.*"
+        r"torchvision.datasets.VOCDetection\(<dir>, year='2007'",
+    ):
         detection_sets(DetectionConfig(dataset="voc07+12", root=str(only07)), tmp_path)
     only12 = write_devkit(tmp_path / "only12", {"2012": DEVKIT["2012"]})
-    with pytest.raises(ConfigError, match=r"has no VOC2007/; .*VOC2007/: trainval 5,011 \+ test 4,952 images, about 0.9 GB"):
+    with pytest.raises(
+        ConfigError, match=r"has no VOC2007/; .*VOC2007/: trainval 5,011 \+ test 4,952 images, about 0.9 GB"
+    ):
         detection_sets(DetectionConfig(dataset="voc07+12", root=str(only12)), tmp_path)
-    no_test = write_devkit(tmp_path / "no_test", {"2007": {"trainval": DEVKIT["2007"]["trainval"]}, "2012": DEVKIT["2012"]})
-    with pytest.raises(ConfigError, match=r"reads split 'test' of VOC2007, but .*test.txt is missing \(VOC2007's test set is "
-                                          r"a download of its own: VOCtest_06-Nov-2007.tar"):
+    no_test = write_devkit(
+        tmp_path / "no_test", {"2007": {"trainval": DEVKIT["2007"]["trainval"]}, "2012": DEVKIT["2012"]}
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"reads split 'test' of VOC2007, but .*test.txt is missing \(VOC2007's test set is "
+        r"a download of its own: VOCtest_06-Nov-2007.tar",
+    ):
         detection_sets(DetectionConfig(dataset="voc07+12", root=str(no_test)), tmp_path)
     with pytest.raises(ConfigError, match=r"VOC2007 is one year's VOC-layout directory; .*needs its parent"):
         detection_sets(DetectionConfig(dataset="voc07+12", root=str(only07 / "VOC2007")), tmp_path)
-    with pytest.raises(ConfigError, match=r"detection.dataset=voc07\+12 needs detection.root=<VOCdevkit dir> holding "
-                                          r"VOC2007/ and VOC2012/"):
+    with pytest.raises(
+        ConfigError,
+        match=r"detection.dataset=voc07\+12 needs detection.root=<VOCdevkit dir> holding "
+        r"VOC2007/ and VOC2012/",
+    ):
         detection_sets(DetectionConfig(dataset="voc07+12"), tmp_path)
-    with pytest.raises(ConfigError, match=r"detection.root .*nowhere does not exist; for detection.dataset=voc07 it should"):
+    with pytest.raises(
+        ConfigError, match=r"detection.root .*nowhere does not exist; for detection.dataset=voc07 it should"
+    ):
         detection_sets(DetectionConfig(dataset="voc07", root=str(tmp_path / "nowhere")), tmp_path)
 
 
 def test_detection_dataset_choices_include_the_paper_sets() -> None:
     assert load("ci", {"detection": {"dataset": "voc07+12"}}).detection.dataset == "voc07+12"
-    with pytest.raises(ConfigError, match=r"detection.dataset='voc12' is not valid; choose one of synthetic, voc, voc07, voc07\+12"):
+    with pytest.raises(
+        ConfigError, match=r"detection.dataset='voc12' is not valid; choose one of synthetic, voc, voc07, voc07\+12"
+    ):
         load("ci", {"detection": {"dataset": "voc12"}})
 
 
 @pytest.mark.slow
 def test_detection_runs_on_a_voc07_plus_12_devkit(tmp_path) -> None:
     devkit = write_devkit(tmp_path / "VOCdevkit")
-    ctx, run = context(tmp_path, DetectionConfig(dataset="voc07+12", root=str(devkit), min_size=64, max_size=64, iterations=2,
-                                            batch_size=2, roi_batch_size=16))  # fmt: skip
+    ctx, run = context(
+        tmp_path,
+        DetectionConfig(
+            dataset="voc07+12",
+            root=str(devkit),
+            min_size=64,
+            max_size=64,
+            iterations=2,
+            batch_size=2,
+            roi_batch_size=16,
+        ),
+    )
     rows = evaluate("detection", ctx, run)
     assert {(r.protocol, r.metric) for r in rows} == {(p, m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")}
     (dets,) = ctx.run_dir.glob("detections-*.json")

@@ -11,9 +11,9 @@ from torch.utils.data import Subset
 from torchvision.ops import FrozenBatchNorm2d
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.data.synthetic_voc import write_voc
 from ssl_bench.data.voc import VOCDetection
+from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.detection.model import Res5Head, build_detector
 from ssl_bench.detection.train import lr_factor, predict, train_detector
 from ssl_bench.methods import get_method
@@ -68,8 +68,12 @@ def trunk_of(detector: nn.Module, head: str) -> dict[str, torch.Tensor]:
 
 
 def frozen_bn_state(detector: nn.Module) -> dict[str, torch.Tensor]:
-    return {f"{name}.{k}": v.clone() for name, m in detector.named_modules() if isinstance(m, FrozenBatchNorm2d)
-            for k, v in m.state_dict().items()}  # fmt: skip
+    return {
+        f"{name}.{k}": v.clone()
+        for name, m in detector.named_modules()
+        if isinstance(m, FrozenBatchNorm2d)
+        for k, v in m.state_dict().items()
+    }
 
 
 def tiny_cfg(**kw) -> DetectionConfig:
@@ -82,7 +86,15 @@ def test_c4_uses_layer3_as_trunk_and_layer4_as_box_head(spec: str, stride: int, 
     before = snapshot(backbone)
     det = build_detector(backbone, 10, "c4", min_size=SIZE, max_size=SIZE)
     assert_untouched(backbone, before)
-    assert [n for n, _ in det.backbone.named_children()] == ["conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3"]
+    assert [n for n, _ in det.backbone.named_children()] == [
+        "conv1",
+        "bn1",
+        "act1",
+        "maxpool",
+        "layer1",
+        "layer2",
+        "layer3",
+    ]
     assert det.backbone(torch.zeros(1, 3, SIZE, SIZE)).shape == (1, 64, SIZE // stride, SIZE // stride)  # real stride
     assert det.rpn.anchor_generator.sizes == (sizes,)  # 32..512 x 64/800, floored at max(4, stride), deduplicated
     assert det.rpn.head.cls_logits.out_channels == 3 * len(sizes)
@@ -164,8 +176,18 @@ def test_training_moves_only_the_trainable_parts(voc: VOCDetection, head: str) -
 
 
 def test_training_is_seeded(voc: VOCDetection) -> None:
-    runs = [train_detector(build_detector(pretrained(STANDARD), 10, min_size=SIZE, max_size=SIZE), voc,
-                           tiny_cfg(iterations=2), 0.02, 0, CPU, seed=3) for _ in range(2)]  # fmt: skip
+    runs = [
+        train_detector(
+            build_detector(pretrained(STANDARD), 10, min_size=SIZE, max_size=SIZE),
+            voc,
+            tiny_cfg(iterations=2),
+            0.02,
+            0,
+            CPU,
+            seed=3,
+        )
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1]
 
 

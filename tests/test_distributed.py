@@ -31,11 +31,14 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, options", [
-    ("npidpp", {"loss": "infonce", "num_negatives": 16}),
-    ("npidpp", {"loss": "nce", "num_negatives": 16, "shared_negatives": False}),
-    ("pirl", {"num_negatives": 16}),  # PIRL's default loss: NCE
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("npidpp", {"loss": "infonce", "num_negatives": 16}),
+        ("npidpp", {"loss": "nce", "num_negatives": 16, "shared_negatives": False}),
+        ("pirl", {"num_negatives": 16}),  # PIRL's default loss: NCE
+    ],
+)
 def test_two_ranks_keep_the_bank_of_one_process(name, options, tmp_path) -> None:
     mp.spawn(worker, args=(2, free_port(), name, options, str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
@@ -56,9 +59,28 @@ def test_two_ranks_keep_the_bank_of_one_process(name, options, tmp_path) -> None
 TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
 needs_torchrun = pytest.mark.skipif(not Path(TORCHRUN).exists(), reason="no torchrun")
 # npidpp trains 2 epochs of 4 global batches (256 / 64), the others 1; checkpoints every step
-SETTINGS = ["--preset", "ci", "--epochs", "1", "--set", "npidpp.epochs=2", "--set", "data.num_train=256",
-            "--set", "data.num_test=64", "--set", "npidpp.num_negatives=64", "--set", "pirl.num_negatives=64",
-            "--set", "linear.epochs=2", "--set", "checkpoint.every_steps=1", "--set", "threads=1"]  # fmt: skip
+SETTINGS = [
+    "--preset",
+    "ci",
+    "--epochs",
+    "1",
+    "--set",
+    "npidpp.epochs=2",
+    "--set",
+    "data.num_train=256",
+    "--set",
+    "data.num_test=64",
+    "--set",
+    "npidpp.num_negatives=64",
+    "--set",
+    "pirl.num_negatives=64",
+    "--set",
+    "linear.epochs=2",
+    "--set",
+    "checkpoint.every_steps=1",
+    "--set",
+    "threads=1",
+]
 
 
 def torchrun(out: Path, *args: str, kill_at: str = "") -> subprocess.CompletedProcess:
@@ -117,8 +139,11 @@ def test_torchrun_run_killed_mid_epoch_resumes_to_the_same_numbers(straight, tmp
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     def numbers(out: Path) -> list[tuple[str, ...]]:
-        return sorted((r["layer"], r["metric"], r["value"], r["config_hash"]) for r in rows(out)
-                      if (r["method"], r["eval"]) == ("npidpp", "knn"))  # fmt: skip
+        return sorted(
+            (r["layer"], r["metric"], r["value"], r["config_hash"])
+            for r in rows(out)
+            if (r["method"], r["eval"]) == ("npidpp", "knn")
+        )
 
     assert numbers(tmp_path) and numbers(tmp_path) == numbers(reference)
     a, b = (next((out / "runs").glob("npidpp_*/backbone.pt")).read_bytes() for out in (reference, tmp_path))

@@ -63,7 +63,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, info, m
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path, info) -> None:
     t = trainer(tmp_path, info, epochs=1, lr=1e30)
-    with pytest.raises(NonFiniteLoss, match=r"supervised: the loss became (nan|inf).*epoch 1, step \d+.*Lower the learning rate"):
+    with pytest.raises(
+        NonFiniteLoss, match=r"supervised: the loss became (nan|inf).*epoch 1, step \d+.*Lower the learning rate"
+    ):
         t.fit(Indexed(Images(), t.method.transform()))
 
 

@@ -16,18 +16,55 @@ FINGERPRINTS = ROOT / "results" / "baselines" / "fingerprints.json"
 
 # (what, file, old text, new text, fingerprint sections to compute, a key prefix that must be named)
 CHANGES = [
-    ("NPID++ temperature 0.07 -> 0.2", "methods/npid.py", "temperature: float = 0.07", "temperature: float = 0.2",
-     ["methods.npidpp", "configs"], "methods.npidpp.steps."),
-    ("PIRL lambda 0.5 -> 0.4", "methods/pirl.py", "lam: float = 0.5", "lam: float = 0.4", ["methods.pirl"], "methods.pirl.steps."),
-    ("Jigsaw grayscale 0.66 -> 0.5", "methods/jigsaw.py", "grayscale_p: float = 0.66", "grayscale_p: float = 0.5",
-     ["methods.jigsaw"], "methods.jigsaw.steps."),
-    ("RotNet all four rotations -> one", "methods/rotnet.py", "all_rotations: bool = True", "all_rotations: bool = False",
-     ["methods.rotnet"], "methods.rotnet.steps."),
-    ("linear-probe weight decay 5e-4 -> 1e-4", "ssl_bench/eval/linear_probe.py", "lr: float = 0.1\n    weight_decay: float = 5e-4",
-     "lr: float = 0.1\n    weight_decay: float = 1e-4", ["evaluations.linear"], "evaluations.linear."),
-    ("voc07 IoU threshold > -> >=", "ssl_bench/detection/voc07.py", "hit = ovmax > threshold", "hit = ovmax >= threshold",
-     ["evaluations.detection"], "evaluations.detection.voc07."),
-]  # fmt: skip
+    (
+        "NPID++ temperature 0.07 -> 0.2",
+        "methods/npid.py",
+        "temperature: float = 0.07",
+        "temperature: float = 0.2",
+        ["methods.npidpp", "configs"],
+        "methods.npidpp.steps.",
+    ),
+    (
+        "PIRL lambda 0.5 -> 0.4",
+        "methods/pirl.py",
+        "lam: float = 0.5",
+        "lam: float = 0.4",
+        ["methods.pirl"],
+        "methods.pirl.steps.",
+    ),
+    (
+        "Jigsaw grayscale 0.66 -> 0.5",
+        "methods/jigsaw.py",
+        "grayscale_p: float = 0.66",
+        "grayscale_p: float = 0.5",
+        ["methods.jigsaw"],
+        "methods.jigsaw.steps.",
+    ),
+    (
+        "RotNet all four rotations -> one",
+        "methods/rotnet.py",
+        "all_rotations: bool = True",
+        "all_rotations: bool = False",
+        ["methods.rotnet"],
+        "methods.rotnet.steps.",
+    ),
+    (
+        "linear-probe weight decay 5e-4 -> 1e-4",
+        "ssl_bench/eval/linear_probe.py",
+        "lr: float = 0.1\n    weight_decay: float = 5e-4",
+        "lr: float = 0.1\n    weight_decay: float = 1e-4",
+        ["evaluations.linear"],
+        "evaluations.linear.",
+    ),
+    (
+        "voc07 IoU threshold > -> >=",
+        "ssl_bench/detection/voc07.py",
+        "hit = ovmax > threshold",
+        "hit = ovmax >= threshold",
+        ["evaluations.detection"],
+        "evaluations.detection.voc07.",
+    ),
+]
 
 
 def package_copy(tmp_path: Path) -> Path:
@@ -48,8 +85,24 @@ def fingerprint_check(copy: Path, select: list[str]) -> subprocess.CompletedProc
     flags = [f for s in select for f in ("--select", s)]
     env = {**os.environ, "PYTHONPATH": str(copy), "COLUMNS": "200"}
     code = "import sys, ssl_bench, ssl_bench.cli as c; assert ssl_bench.__file__.startswith(sys.argv[1]); sys.exit(c.main(sys.argv[2:]))"
-    return subprocess.run([sys.executable, "-c", code, str(copy), "check", "--fingerprints", "--fingerprints-file", str(FINGERPRINTS),
-                           *flags], capture_output=True, text=True, env=env, cwd=copy, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(copy),
+            "check",
+            "--fingerprints",
+            "--fingerprints-file",
+            str(FINGERPRINTS),
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=copy,
+        timeout=600,
+    )
 
 
 def test_the_unedited_copy_passes(tmp_path: Path) -> None:
@@ -60,8 +113,9 @@ def test_the_unedited_copy_passes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("what, file, old, new, select, named", CHANGES, ids=[c[0] for c in CHANGES])
-def test_a_one_line_change_fails_the_gate(tmp_path: Path, what: str, file: str, old: str, new: str, select: list[str],
-                                          named: str) -> None:  # fmt: skip
+def test_a_one_line_change_fails_the_gate(
+    tmp_path: Path, what: str, file: str, old: str, new: str, select: list[str], named: str
+) -> None:
     copy = package_copy(tmp_path)
     edit(copy, file, old, new)
     done = fingerprint_check(copy, select)

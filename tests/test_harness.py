@@ -5,10 +5,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.run_config import RunConfig
 from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.eval import harness
 from ssl_bench.eval.harness import EvalContext, evaluate
+from ssl_bench.run_config import RunConfig
 
 
 class Tiny(Dataset):

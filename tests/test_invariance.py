@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import copy
-
 import math
 
 import numpy as np
@@ -10,13 +9,13 @@ import torch
 from torch import nn
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.eval.invariance import InvarianceConfig
-from ssl_bench.run_config import RunConfig
 from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.eval import invariance as inv
 from ssl_bench.eval.harness import EvalContext, evaluate
+from ssl_bench.eval.invariance import InvarianceConfig
 from ssl_bench.methods import get_method
 from ssl_bench.methods.pirl import PIRLConfig
+from ssl_bench.run_config import RunConfig
 
 INFO = DataInfo("tiny", 4, 16, 32, (0.5,) * 3, (0.25,) * 3)
 
@@ -69,8 +68,12 @@ def test_a_position_blind_backbone_is_invariant_and_a_real_one_is_not() -> None:
 
 def test_jigsaw_distance_is_zero_for_the_identity_order(monkeypatch) -> None:
     views = inv.test_views(tiny(4, 0), INFO, 4)
-    monkeypatch.setattr(inv, "draws", lambda cfg, n, k=9: (torch.arange(9).expand(cfg.repeats, n, 9), torch.ones(cfg.repeats, n)))
-    d = inv.backbone_distances(Backbone("resnet18-w0.25"), views, "jigsaw", InvarianceConfig(repeats=2), torch.device("cpu"))
+    monkeypatch.setattr(
+        inv, "draws", lambda cfg, n, k=9: (torch.arange(9).expand(cfg.repeats, n, 9), torch.ones(cfg.repeats, n))
+    )
+    d = inv.backbone_distances(
+        Backbone("resnet18-w0.25"), views, "jigsaw", InvarianceConfig(repeats=2), torch.device("cpu")
+    )
     assert d.abs().max() < 1e-5
 
 
@@ -83,8 +86,14 @@ def test_invariance_eval_rows_raw_file_and_pirl_heads(tmp_path) -> None:
     torch.save({"method": method.state_dict()}, tmp_path / "checkpoint.pt")
     trained = get_method("pirl")(copy.deepcopy(backbone), pirl_cfg, INFO)
     trained.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["method"])
-    ctx = EvalContext(backbone, Splits(tiny(16, 0), tiny(8, 1), INFO), tmp_path, torch.device("cpu"), seed=0,
-                      embeddings=lambda: trained.eval().embeddings())  # what the runner hands down for PIRL
+    ctx = EvalContext(
+        backbone,
+        Splits(tiny(16, 0), tiny(8, 1), INFO),
+        tmp_path,
+        torch.device("cpu"),
+        seed=0,
+        embeddings=lambda: trained.eval().embeddings(),
+    )  # what the runner hands down for PIRL
     rows = evaluate("invariance", ctx, cfg)
     keys = {(r.protocol, r.layer) for r in rows}
     assert keys == {("jigsaw", "pooled"), ("rotation", "pooled"), ("jigsaw", "head")}

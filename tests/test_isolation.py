@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import restore_torch_settings, torch_settings
+
 from ssl_bench.cli import main
 
 BEFORE = torch_settings()  # at collection, before any test ran
@@ -16,8 +16,22 @@ def test_run_changes_torch_settings_for_good(tmp_path) -> None:
     assert torch_settings() == BEFORE
     threads = 1 if BEFORE["threads"] != 1 else 2  # a count the run really changes, on any machine
     tiny = ["data.num_train=32", "data.num_test=16", "knn.k=5"]
-    argv = ["run", "--preset", "ci", "--methods", "random", "--epochs", "1", "--evals", "knn", "--threads", str(threads),
-            "--out", str(tmp_path), "--no-report"]  # fmt: skip
+    argv = [
+        "run",
+        "--preset",
+        "ci",
+        "--methods",
+        "random",
+        "--epochs",
+        "1",
+        "--evals",
+        "knn",
+        "--threads",
+        str(threads),
+        "--out",
+        str(tmp_path),
+        "--no-report",
+    ]
     assert main([*argv, *(a for s in tiny for a in ("--set", s))]) == 0
     after = torch_settings()
     assert (after["threads"], after["deterministic"], after["warn_only"]) == (threads, True, True)

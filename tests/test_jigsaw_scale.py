@@ -48,7 +48,9 @@ def test_tile_and_small_features_match_a_per_tile_reference(images) -> None:
             assert got.shape == expected.shape, stage
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
-            small = standardise(F.interpolate(image[None], size=8, mode="bilinear", antialias=True, align_corners=False))
+            small = standardise(
+                F.interpolate(image[None], size=8, mode="bilinear", antialias=True, align_corners=False)
+            )
             expected_small = backbone.stages(small, [stage])[stage].float().mean((2, 3))[0]
             torch.testing.assert_close(feats["small", stage][3], expected_small, rtol=1e-4, atol=1e-5)
             assert feats["tiles", stage].shape == (5, 9 * expected_small.numel())  # nine pooled tiles side by side

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssl_bench.data.jigsaw import JigsawView, TileGeometry, assemble_tiles, extract_tiles, normalize_tiles, shuffle_tiles
+from ssl_bench.data.jigsaw import (
+    JigsawView,
+    TileGeometry,
+    assemble_tiles,
+    extract_tiles,
+    normalize_tiles,
+    shuffle_tiles,
+)
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

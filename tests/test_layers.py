@@ -28,8 +28,11 @@ LAYERS = [
 REPORT_MAY_IMPORT = {"report", "__init__", "references"}
 # Siblings of the middle layer that must not see each other: an evaluation never sees a method (or the engine that
 # trains one); a method never sees an evaluation.
-FORBIDDEN = {"eval": {"methods", "engine", "checkpointer"}, "detection": {"methods", "engine"},
-             "methods": {"eval", "detection", "results"}}  # fmt: skip
+FORBIDDEN = {
+    "eval": {"methods", "engine", "checkpointer"},
+    "detection": {"methods", "engine"},
+    "methods": {"eval", "detection", "results"},
+}
 
 
 def modules() -> dict[str, Path]:
@@ -100,9 +103,12 @@ def test_no_method_name_is_tested_outside_methods() -> None:
     ("jigsaw" and "rotation" are also transform names: ``transform == "jigsaw"`` is about the transform.)"""
     names = "|".join(["random", "supervised", "autoencoder", "rotnet", "jigsaw", "npidpp", "pirl"])
     pattern = re.compile(rf"""[=!]=\s*["']({names})["']|["']({names})["']\s*[=!]=|\bin\s*\(["']({names})["']""")
-    hits = [f"{path.relative_to(ROOT)}:{i}" for path in sorted((ROOT / "ssl_bench").rglob("*.py"))
-            for i, line in enumerate(path.read_text().splitlines(), 1)
-            if pattern.search(line) and not re.search(r"\btransform\s*==", line)]  # fmt: skip
+    hits = [
+        f"{path.relative_to(ROOT)}:{i}"
+        for path in sorted((ROOT / "ssl_bench").rglob("*.py"))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line) and not re.search(r"\btransform\s*==", line)
+    ]
     assert not hits, f"method names compared outside methods/: {hits}"
 
 

@@ -49,7 +49,9 @@ def test_update_needs_no_grad_and_leaves_v_alone() -> None:
 
 
 def test_k_is_capped_at_n_minus_1_with_a_warning() -> None:
-    with pytest.warns(UserWarning, match=r"32000 negatives requested but the memory bank has only 100 slots .* using 99"):
+    with pytest.warns(
+        UserWarning, match=r"32000 negatives requested but the memory bank has only 100 slots .* using 99"
+    ):
         assert cap_negatives(32_000, 100) == 99
     with warnings.catch_warnings():
         warnings.simplefilter("error")

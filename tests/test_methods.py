@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from ssl_bench.backbone import Backbone
+from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import collate
 from ssl_bench.methods import METHODS, get_method
-from ssl_bench.config import ConfigError
 
 TINY = "resnet18-w0.25"
 

@@ -81,7 +81,9 @@ def test_bad_config_is_an_error(data: DataInfo) -> None:
         build(NPIDpp, data, loss="softmax")
     with pytest.raises(ValueError, match="pirl.transform='colour' is not valid; choose one of jigsaw, rotation"):
         build(PIRL, data, transform="colour")
-    with pytest.raises(ValueError, match=r"pirl.lam must be in \[0, 1\] \(the weight of the transformed-view term\), got 1.5"):
+    with pytest.raises(
+        ValueError, match=r"pirl.lam must be in \[0, 1\] \(the weight of the transformed-view term\), got 1.5"
+    ):
         build(PIRL, data, lam=1.5)
 
 

@@ -41,7 +41,9 @@ def test_reproducible_and_read_back_from_cache(tmp_path: Path, monkeypatch: pyte
     first = permutation_set(50, "maxavg", seed=3, cache_dir=tmp_path)
     path = tmp_path / cache_file_name(50, "maxavg", 3)
     assert path.is_file() and [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
-    assert "n50" in path.name and "maxavg" in path.name and "seed3" in path.name and f"v{P.ALGORITHM_VERSION}" in path.name
+    assert (
+        "n50" in path.name and "maxavg" in path.name and "seed3" in path.name and f"v{P.ALGORITHM_VERSION}" in path.name
+    )
     assert np.array_equal(np.load(path), first.numpy())
 
     def fail(*args: object, **kwargs: object) -> None:
@@ -97,7 +99,11 @@ def greedy_reference(candidates: torch.Tensor, size: int, variant: str) -> torch
     distances = torch.zeros(size, len(candidates), dtype=torch.int8)  # row j: every candidate's distance to chosen j
     distances[0] = hamming(candidates[0], candidates)[0]
     for k in range(1, size):
-        score = distances[:k].sum(0, dtype=torch.float64) / k if variant == "maxavg" else distances[:k].min(0).values.double()
+        score = (
+            distances[:k].sum(0, dtype=torch.float64) / k
+            if variant == "maxavg"
+            else distances[:k].min(0).values.double()
+        )
         score[chosen] = -math.inf  # (N,) average or minimum distance to the chosen set
         chosen.append(int(torch.nonzero(score == score.max())[0]))  # the earliest candidate among the best
         distances[k] = hamming(candidates[chosen[-1]], candidates)[0]

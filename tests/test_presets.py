@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.detection.config import DetectionConfig
-from ssl_bench.run_config import available_presets, load, method_config, resolve
 from ssl_bench.data.registry import DATASETS
+from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.engine import lr_factor, optimisation
 from ssl_bench.methods import available_methods
+from ssl_bench.run_config import available_presets, load, method_config, resolve
 from ssl_bench.runner import eval_hash, plan
 
 PRESETS = available_presets()
@@ -43,8 +43,9 @@ def test_preset_resolves_plans_and_says_what_it_shrinks(name: str) -> None:
     assert cfg.preset == name
     assert len(plan(cfg)) == len(cfg.methods) * len(cfg.backbones) * len(cfg.seeds)
     text = resources.files("ssl_bench.presets").joinpath(f"{name}.toml").read_text()
-    assert any(line.lstrip().startswith("#") and "paper" in line for line in text.splitlines()), \
+    assert any(line.lstrip().startswith("#") and "paper" in line for line in text.splitlines()), (
         f"{name}.toml has no comment relating it to the paper"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -57,12 +58,23 @@ def test_imagenet_paper_pretraining_is_the_papers() -> None:
     cfg = load("imagenet-paper", {})
     assert cfg.backbones == ["resnet50"] and (cfg.data.name, cfg.data.image_size) == ("imagenet", 224)
     assert (cfg.data.num_train, cfg.data.num_test) == (0, 0)  # all of ImageNet
-    assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.lr, cfg.train.weight_decay, cfg.train.warmup_epochs) == \
-        (1024, 800, None, None, 0.0)  # unset: each method's paper values (run_config.resolve)
+    assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.lr, cfg.train.weight_decay, cfg.train.warmup_epochs) == (
+        1024,
+        800,
+        None,
+        None,
+        0.0,
+    )  # unset: each method's paper values (run_config.resolve)
     got = units("imagenet-paper")
     assert set(got) == {"random", "supervised", "rotnet", "jigsaw", "npidpp", "pirl"}
     pirl, npid = got["pirl"].method_cfg, got["npidpp"].method_cfg
-    assert (pirl.num_negatives, pirl.temperature, pirl.lam, pirl.loss, pirl.transform) == (32000, 0.07, 0.5, "nce", "jigsaw")
+    assert (pirl.num_negatives, pirl.temperature, pirl.lam, pirl.loss, pirl.transform) == (
+        32000,
+        0.07,
+        0.5,
+        "nce",
+        "jigsaw",
+    )
     assert (npid.num_negatives, npid.temperature, npid.loss) == (32000, 0.07, "nce")
     # the preset restates the paper's values: they are the methods' Config defaults, not overrides of them
     assert pirl == method_config("pirl", {}) and npid == method_config("npidpp", {})
@@ -82,13 +94,24 @@ def test_imagenet_paper_pretraining_is_the_papers() -> None:
 def test_imagenet_paper_evaluations_are_the_papers() -> None:
     cfg = load("imagenet-paper", {})
     assert cfg.evals == ["linear", "knn", "semisup", "detection"]
-    assert (cfg.linear.layers, cfg.linear.max_dims, cfg.linear.epochs, cfg.linear.lr, cfg.linear.weight_decay) == \
-        (["all"], 9216, 28, 0.01, 5e-4)
+    assert (cfg.linear.layers, cfg.linear.max_dims, cfg.linear.epochs, cfg.linear.lr, cfg.linear.weight_decay) == (
+        ["all"],
+        9216,
+        28,
+        0.01,
+        5e-4,
+    )
     assert (cfg.knn.k, cfg.knn.temperature) == (200, 0.07)
     assert cfg.semisup.fractions == [0.01, 0.1] and "finetune" in cfg.semisup.modes
     paper = DetectionConfig()
     assert cfg.detection == DetectionConfig(dataset="voc07+12")  # everything else is the paper's default schedule
-    assert (paper.iterations, paper.batch_size, paper.head, paper.freeze_bn, paper.steps) == (25000, 16, "c4", True, [0.68])
+    assert (paper.iterations, paper.batch_size, paper.head, paper.freeze_bn, paper.steps) == (
+        25000,
+        16,
+        "c4",
+        True,
+        [0.68],
+    )
     schedule = {m: (d.lr, d.warmup_iters) for m in ("pirl", "jigsaw") for d in [resolve(cfg, m).run.detection]}
     assert schedule == {"pirl": (0.003, 1000), "jigsaw": (0.02, 100)}
 
@@ -111,7 +134,15 @@ def test_small_scale_presets_use_each_methods_paper_rate(name: str, images: int)
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (200, 256, None)
     assert (cfg.data.name, cfg.data.image_size, cfg.data.num_train, cfg.data.num_test) == (name, images, 0, 0)
     assert cfg.knn.k == 200 and cfg.linear.max_dims == 9216
-    assert set(cfg.methods) == set(METHODS) & {"random", "supervised", "autoencoder", "rotnet", "jigsaw", "npidpp", "pirl"}
+    assert set(cfg.methods) == set(METHODS) & {
+        "random",
+        "supervised",
+        "autoencoder",
+        "rotnet",
+        "jigsaw",
+        "npidpp",
+        "pirl",
+    }
     got = units(name)
     assert got["pirl"].method_cfg.num_negatives == 32000 and got["rotnet"].method_cfg.all_rotations is True
     for method, rate in (("pirl", 0.03), ("npidpp", 0.03), ("jigsaw", 0.1), ("rotnet", 0.2), ("supervised", 0.1)):

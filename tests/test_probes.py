@@ -4,10 +4,9 @@ import math
 
 import torch
 
-from ssl_bench.eval.linear_probe import LinearConfig
 from ssl_bench.eval.features import grid_size
 from ssl_bench.eval.knn import knn_scores
-from ssl_bench.eval.linear_probe import probe, topk_accuracy
+from ssl_bench.eval.linear_probe import LinearConfig, probe, topk_accuracy
 
 
 def knn_reference(train_x, train_y, test_x, num_classes, k, t):
@@ -47,5 +46,11 @@ def test_linear_probe_learns_separable_data() -> None:
 
 def test_pooling_rule_matches_the_paper_dimensions() -> None:
     # Goyal et al. / PIRL Table 7 at 224 px: conv1 64x12x12, res2 256x6x6, res3 512x4x4, res4 1024x3x3, res5 2048x2x2
-    assert [grid_size(c, s, 9216) for c, s in [(64, 112), (256, 56), (512, 28), (1024, 14), (2048, 7)]] == [12, 6, 4, 3, 2]
+    assert [grid_size(c, s, 9216) for c, s in [(64, 112), (256, 56), (512, 28), (1024, 14), (2048, 7)]] == [
+        12,
+        6,
+        4,
+        3,
+        2,
+    ]
     assert grid_size(512, 1, 9216) == 1  # never above the map's own size

@@ -7,28 +7,52 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ssl_bench.report.tables import PAPER_LAYERS
 from ssl_bench.report.published import COLUMNS, default_path, is_imagenet, linear_points, load_published, show_published
+from ssl_bench.report.tables import PAPER_LAYERS
 
 R50 = 25_600_000
 LINEAR_BEST = {  # method -> (top-1, params)
-    "supervised": (75.9, R50), "jigsaw": (45.7, R50), "rotnet": (48.9, R50), "npidpp": (59.0, R50), "pirl": (63.6, R50),
-    "MoCo": (60.6, R50), "NPID": (54.0, R50), "CMC": (64.1, 51e6), "CPC": (48.7, 44.5e6), "CPC-Huge": (61.0, 305e6),
-    "BigBiGAN-Big": (61.3, 86e6), "AMDIM": (68.1, 670e6), "AET": (40.6, 61e6), "DeepCluster": (39.8, 61e6),
+    "supervised": (75.9, R50),
+    "jigsaw": (45.7, R50),
+    "rotnet": (48.9, R50),
+    "npidpp": (59.0, R50),
+    "pirl": (63.6, R50),
+    "MoCo": (60.6, R50),
+    "NPID": (54.0, R50),
+    "CMC": (64.1, 51e6),
+    "CPC": (48.7, 44.5e6),
+    "CPC-Huge": (61.0, 305e6),
+    "BigBiGAN-Big": (61.3, 86e6),
+    "AMDIM": (68.1, 670e6),
+    "AET": (40.6, 61e6),
+    "DeepCluster": (39.8, 61e6),
     "PIRL-c2x": (67.4, 98e6),
-}  # fmt: skip
+}
 LAYERWISE = {  # conv1, res2, res3, res4, res5
-    "random": (9.6, 13.7, 12.0, 8.0, 5.6), "supervised": (11.6, 33.3, 48.7, 67.9, 75.5),
-    "jigsaw": (12.4, 28.0, 39.9, 45.7, 34.2), "npidpp": (6.6, 27.4, 38.5, 53.1, 59.0), "pirl": (6.2, 30.0, 40.1, 56.6, 63.6),
-}  # fmt: skip
+    "random": (9.6, 13.7, 12.0, 8.0, 5.6),
+    "supervised": (11.6, 33.3, 48.7, 67.9, 75.5),
+    "jigsaw": (12.4, 28.0, 39.9, 45.7, 34.2),
+    "npidpp": (6.6, 27.4, 38.5, 53.1, 59.0),
+    "pirl": (6.2, 30.0, 40.1, 56.6, 63.6),
+}
 DETECTION = {  # (table, method) -> AP, AP50, AP75
-    ("Table 1", "supervised"): (52.6, 81.1, 57.4), ("Table 1", "jigsaw"): (48.9, 75.1, 52.9),
-    ("Table 1", "rotnet"): (46.3, 72.5, 49.3), ("Table 1", "npidpp"): (52.3, 79.1, 56.9),
-    ("Table 1", "pirl"): (54.0, 80.7, 59.7), ("Table 1", "MoCo"): (55.2, 81.4, 61.2),
-    ("VOC07 train only", "supervised"): (43.8, 74.5, 45.9), ("VOC07 train only", "jigsaw"): (37.7, 64.9, 38.0),
+    ("Table 1", "supervised"): (52.6, 81.1, 57.4),
+    ("Table 1", "jigsaw"): (48.9, 75.1, 52.9),
+    ("Table 1", "rotnet"): (46.3, 72.5, 49.3),
+    ("Table 1", "npidpp"): (52.3, 79.1, 56.9),
+    ("Table 1", "pirl"): (54.0, 80.7, 59.7),
+    ("Table 1", "MoCo"): (55.2, 81.4, 61.2),
+    ("VOC07 train only", "supervised"): (43.8, 74.5, 45.9),
+    ("VOC07 train only", "jigsaw"): (37.7, 64.9, 38.0),
     ("VOC07 train only", "pirl"): (44.7, 73.4, 47.0),
-}  # fmt: skip
-SEMISUP = {"random": (22.0, 59.0), "NPID": (39.2, 77.4), "jigsaw": (45.3, 79.3), "npidpp": (52.6, 81.5), "pirl": (57.2, 83.8)}
+}
+SEMISUP = {
+    "random": (22.0, 59.0),
+    "NPID": (39.2, 77.4),
+    "jigsaw": (45.3, 79.3),
+    "npidpp": (52.6, 81.5),
+    "pirl": (57.2, 83.8),
+}
 
 
 @pytest.fixture(scope="module")

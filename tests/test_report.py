@@ -51,11 +51,22 @@ KNN = {  # (method, backbone) -> top1 for seeds (0, 1)
 
 def row(method: str, backbone: str, eval_name: str, layer: str, value: float | str, seed: int, **extra: str) -> dict:
     base = {
-        "method": method, "backbone": backbone, "params": str(PARAMS.get(backbone, "")), "dataset": "cifar10",
-        "preset": "cifar10", "eval": eval_name, "protocol": "", "layer": layer, "metric": "top1", "value": str(value),
-        "seed": str(seed), "config_hash": f"h-{eval_name}-{layer}", "run_id": f"{method}-{backbone}-s{seed}",
-        "created": f"2025-11-2{seed}T10:00:00+00:00", "note": "extra column, ignored",
-    }  # fmt: skip
+        "method": method,
+        "backbone": backbone,
+        "params": str(PARAMS.get(backbone, "")),
+        "dataset": "cifar10",
+        "preset": "cifar10",
+        "eval": eval_name,
+        "protocol": "",
+        "layer": layer,
+        "metric": "top1",
+        "value": str(value),
+        "seed": str(seed),
+        "config_hash": f"h-{eval_name}-{layer}",
+        "run_id": f"{method}-{backbone}-s{seed}",
+        "created": f"2025-11-2{seed}T10:00:00+00:00",
+        "note": "extra column, ignored",
+    }
     return base | extra
 
 
@@ -109,11 +120,14 @@ def headline_row(files: ReportFiles, method: str, backbone: str) -> dict:
 @pytest.mark.parametrize(
     ("method", "backbone", "layer"),
     [
-        ("random", "resnet18-w0.5", "layer2"), ("random", "resnet18", "layer2"),
-        ("rotnet", "resnet18-w0.5", "layer3"), ("rotnet", "resnet18", "layer3"),
-        ("pirl", "resnet18-w0.5", "layer4"), ("pirl", "resnet18", "layer4"),
+        ("random", "resnet18-w0.5", "layer2"),
+        ("random", "resnet18", "layer2"),
+        ("rotnet", "resnet18-w0.5", "layer3"),
+        ("rotnet", "resnet18", "layer3"),
+        ("pirl", "resnet18-w0.5", "layer4"),
+        ("pirl", "resnet18", "layer4"),
     ],
-)  # fmt: skip
+)
 def test_headline_mean_std_and_best_layer(report: ReportFiles, method: str, backbone: str, layer: str) -> None:
     r = headline_row(report, method, backbone)
     a, b = LINEAR[(method, backbone, layer)]
@@ -142,7 +156,11 @@ def test_summary_md_cells(report: ReportFiles) -> None:
     assert "| method | layer2 | layer3 | layer4 |" in text
     assert "Mean ± sample std (ddof=1) [95% t-interval] over 2 seeds." in text
     assert "one seed" not in text.lower()
-    assert "## cifar10" in text and "### resnet18-w0.5 (2.80 M parameters)" in text and "### resnet18 (11.20 M parameters)" in text
+    assert (
+        "## cifar10" in text
+        and "### resnet18-w0.5 (2.80 M parameters)" in text
+        and "### resnet18 (11.20 M parameters)" in text
+    )
     assert "- methods: Random (`random`), RotNet (`rotnet`), PIRL (`pirl`)" in text
     assert "- seeds: 0, 1; mean ± sample std (ddof=1) [95% t-interval] over 2 seeds" in text
     assert f"- rows: {len(fixture_rows())} used of {len(fixture_rows())} in results.csv, from 12 run(s)" in text
@@ -160,7 +178,13 @@ def test_files_written(report: ReportFiles, tmp_path: Path) -> None:
     assert "<svg" in report.plot_svg.read_text()
     assert report.index_html == directory / "index.html"
     assert report.layerwise_png == directory / "layerwise.png"
-    assert report.written == [report.summary_md, report.index_html, report.plot_png, report.plot_svg, report.layerwise_png]
+    assert report.written == [
+        report.summary_md,
+        report.index_html,
+        report.plot_png,
+        report.plot_svg,
+        report.layerwise_png,
+    ]
     assert all(p.is_file() for p in report.written)
     assert report.notes == (  # linear and knn only: the other evaluations are missing
         "no semisup rows: run with --evals semisup (paper Table 3: 1% and 10% labels)",
@@ -187,11 +211,14 @@ def test_plot_one_point_per_method_and_backbone(report: ReportFiles) -> None:
     expected = {
         (m, round(PARAMS[b] / 1e6, 6), round((LINEAR[(m, b, layer)][0] + LINEAR[(m, b, layer)][1]) / 2, 6))
         for m, b, layer in [
-            ("random", "resnet18-w0.5", "layer2"), ("random", "resnet18", "layer2"),
-            ("rotnet", "resnet18-w0.5", "layer3"), ("rotnet", "resnet18", "layer3"),
-            ("pirl", "resnet18-w0.5", "layer4"), ("pirl", "resnet18", "layer4"),
+            ("random", "resnet18-w0.5", "layer2"),
+            ("random", "resnet18", "layer2"),
+            ("rotnet", "resnet18-w0.5", "layer3"),
+            ("rotnet", "resnet18", "layer3"),
+            ("pirl", "resnet18-w0.5", "layer4"),
+            ("pirl", "resnet18", "layer4"),
         ]
-    }  # fmt: skip
+    }
     assert len(points) == 6
     assert {(m, round(x, 6), round(y, 6)) for m, x, y in points} == expected
     (ax,) = [a for a in fig.axes if a.get_visible()]
@@ -207,9 +234,14 @@ def test_plot_one_point_per_method_and_backbone(report: ReportFiles) -> None:
 
 def test_plot_error_bars_are_std_over_seeds(report: ReportFiles) -> None:
     fig = figures.accuracy_vs_params(report.summary)
-    segments = [seg for ax in fig.axes for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments()]
+    segments = [
+        seg for ax in fig.axes for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments()
+    ]
     assert len(segments) == 6
-    spans = {(round(seg[0][0], 3), round(min(seg[0][1], seg[1][1]), 3), round(max(seg[0][1], seg[1][1]), 3)) for seg in segments}
+    spans = {
+        (round(seg[0][0], 3), round(min(seg[0][1], seg[1][1]), 3), round(max(seg[0][1], seg[1][1]), 3))
+        for seg in segments
+    }
     s = std2(60.0, 62.0)
     assert (11.2, round(61.0 - s, 3), round(61.0 + s, 3)) in spans  # pirl, resnet18
 
@@ -264,7 +296,9 @@ def test_console_table(tmp_path: Path) -> None:
     out = console.export_text()
     assert "linear top1 (best layer)" in out and "knn top1" in out
     assert "61.0 ± 1.4 (layer4)" in out and "54.0 ± 1.4" in out and "PIRL" in out
-    assert "semisup" not in out.split("note:")[0] and "detection" not in out.split("note:")[0]  # columns only when present
+    assert (
+        "semisup" not in out.split("note:")[0] and "detection" not in out.split("note:")[0]
+    )  # columns only when present
     assert "note: no detection rows: run with --evals detection" in out
 
 
@@ -322,19 +356,38 @@ def test_missing_columns_are_named(tmp_path: Path) -> None:
 
 def test_method_and_layer_order() -> None:
     assert results.ordered_methods(["zeta", "pirl", "alpha", "random", "supervised", "npidpp"]) == [
-        "random", "supervised", "npidpp", "pirl", "alpha", "zeta",
-    ]  # fmt: skip
+        "random",
+        "supervised",
+        "npidpp",
+        "pirl",
+        "alpha",
+        "zeta",
+    ]
     assert results.ordered_layers(["layer4", "pooled", "stem", "layer1", "blocks.3"]) == [
-        "stem", "layer1", "layer4", "pooled", "blocks.3",
-    ]  # fmt: skip
+        "stem",
+        "layer1",
+        "layer4",
+        "pooled",
+        "blocks.3",
+    ]
 
 
 def test_best_layer_tie_takes_the_earlier_layer() -> None:
-    agg = pd.DataFrame({
-        "dataset": ["d"] * 2, "preset": [""] * 2, "backbone": ["b"] * 2, "method": ["m"] * 2, "eval": ["linear"] * 2,
-        "protocol": [""] * 2, "layer": ["layer4", "layer3"], "metric": ["top1"] * 2, "mean": [50.0, 50.0],
-        "std": [1.0, 2.0], "n": [2, 2],
-    })  # fmt: skip
+    agg = pd.DataFrame(
+        {
+            "dataset": ["d"] * 2,
+            "preset": [""] * 2,
+            "backbone": ["b"] * 2,
+            "method": ["m"] * 2,
+            "eval": ["linear"] * 2,
+            "protocol": [""] * 2,
+            "layer": ["layer4", "layer3"],
+            "metric": ["top1"] * 2,
+            "mean": [50.0, 50.0],
+            "std": [1.0, 2.0],
+            "n": [2, 2],
+        }
+    )
     assert results.best_layers(results.layer_table(agg))["layer"].tolist() == ["layer3"]
 
 

@@ -17,9 +17,24 @@ def write(out: Path, dataset: str) -> Path:
         writer = csv.DictWriter(f, fieldnames=list(results.REQUIRED_COLUMNS))
         writer.writeheader()
         for method, value in (("random", 10.0), ("pirl", 50.0)):
-            writer.writerow({"method": method, "backbone": "resnet18", "params": 11_000_000, "dataset": dataset, "preset": "p",
-                             "eval": "linear", "protocol": "", "layer": "layer4", "metric": "top1", "value": value, "seed": 0,
-                             "config_hash": "h", "run_id": f"{method}-0", "created": "2026-01-01T00:00:00+00:00"})  # fmt: skip
+            writer.writerow(
+                {
+                    "method": method,
+                    "backbone": "resnet18",
+                    "params": 11_000_000,
+                    "dataset": dataset,
+                    "preset": "p",
+                    "eval": "linear",
+                    "protocol": "",
+                    "layer": "layer4",
+                    "metric": "top1",
+                    "value": value,
+                    "seed": 0,
+                    "config_hash": "h",
+                    "run_id": f"{method}-0",
+                    "created": "2026-01-01T00:00:00+00:00",
+                }
+            )
     return out
 
 
@@ -30,9 +45,16 @@ def test_flag_parses(flags: list[str], expected: bool | None) -> None:
 
 @pytest.mark.parametrize(
     ("dataset", "flags", "shown"),
-    [("cifar10", [], False), ("cifar10", ["--published"], True), ("imagenet", [], True), ("imagenet", ["--no-published"], False)],
-)  # fmt: skip
-def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], dataset: str, flags: list[str], shown: bool) -> None:
+    [
+        ("cifar10", [], False),
+        ("cifar10", ["--published"], True),
+        ("imagenet", [], True),
+        ("imagenet", ["--no-published"], False),
+    ],
+)
+def test_report_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dataset: str, flags: list[str], shown: bool
+) -> None:
     out = write(tmp_path, dataset)
     assert main(["report", "--out", str(out), *flags]) == 0
     assert ("PIRL (published)" in (out / "report" / "summary.md").read_text()) is shown

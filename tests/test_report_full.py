@@ -36,11 +36,24 @@ def rows_for(method: str, seed: int) -> list[dict]:
     out = []
 
     def add(eval_name: str, protocol: str, layer: str, metric: str, value: float) -> None:
-        out.append({
-            "method": method, "backbone": BACKBONE, "params": PARAMS, "dataset": DATASET, "preset": "ci", "eval": eval_name,
-            "protocol": protocol, "layer": layer, "metric": metric, "value": round(value, 4), "seed": seed,
-            "config_hash": f"{method}-{eval_name}", "run_id": run_id(method, seed), "created": f"2026-01-0{seed + 1}T10:00:00+00:00",
-        })  # fmt: skip
+        out.append(
+            {
+                "method": method,
+                "backbone": BACKBONE,
+                "params": PARAMS,
+                "dataset": DATASET,
+                "preset": "ci",
+                "eval": eval_name,
+                "protocol": protocol,
+                "layer": layer,
+                "metric": metric,
+                "value": round(value, 4),
+                "seed": seed,
+                "config_hash": f"{method}-{eval_name}",
+                "run_id": run_id(method, seed),
+                "created": f"2026-01-0{seed + 1}T10:00:00+00:00",
+            }
+        )
 
     level, noise = LEVEL[method], NOISE[seed]
     for stage in STAGES:
@@ -101,7 +114,10 @@ def full_fixture(out: Path, methods: tuple[str, ...] = METHODS, seeds: tuple[int
             if method in RAW_FOR:
                 run = out / "runs" / run_id(method, seed)
                 run.mkdir(parents=True, exist_ok=True)
-                raw = {f"{p}/{layer}": torch.tensor(samples(c, seed), dtype=torch.float32) for p, layer, c in invariance_keys(method)}
+                raw = {
+                    f"{p}/{layer}": torch.tensor(samples(c, seed), dtype=torch.float32)
+                    for p, layer, c in invariance_keys(method)
+                }
                 torch.save(raw, run / "invariance.pt")
     return out
 
@@ -112,9 +128,17 @@ def full(tmp_path: Path) -> ReportFiles:
 
 
 EXPECTED_FILES = (
-    "summary.md", "index.html", "accuracy_vs_params.png", "accuracy_vs_params.svg", "layerwise.png", "invariance.png",
-    "detection_ap.md", "detection_ap.csv", "detection_ap.tex", "semisup.md",
-)  # fmt: skip
+    "summary.md",
+    "index.html",
+    "accuracy_vs_params.png",
+    "accuracy_vs_params.svg",
+    "layerwise.png",
+    "invariance.png",
+    "detection_ap.md",
+    "detection_ap.csv",
+    "detection_ap.tex",
+    "semisup.md",
+)
 
 
 def test_every_file_is_written(full: ReportFiles, tmp_path: Path) -> None:
@@ -145,14 +169,24 @@ def test_index_html_is_self_contained(full: ReportFiles, tmp_path: Path) -> None
 def test_summary_has_every_section(full: ReportFiles) -> None:
     text = full.summary_md.read_text()
     for part in (
-        "## What was run", "- seeds: 0, 1", "software (installed when this report was written", "torch ", "timm ",
-        "torchvision ", "ssl_bench 0.1.0", "python 3.", "## synthetic", "Ranking by linear top1 (best layer)",
+        "## What was run",
+        "- seeds: 0, 1",
+        "software (installed when this report was written",
+        "torch ",
+        "timm ",
+        "torchvision ",
+        "ssl_bench 0.1.0",
+        "python 3.",
+        "## synthetic",
+        "Ranking by linear top1 (best layer)",
         "![Linear probe top-1 vs. number of parameters (paper Fig. 2)](accuracy_vs_params.png)",
         "![Linear probe top-1 per stage (paper Fig. 5)](layerwise.png)",
         "![Invariance to the pretext transforms (paper Fig. 4)](invariance.png)",
-        "## Semi-supervised learning (paper Table 3)", "## Object detection (paper Table 1)", "## Invariance (paper Fig. 4)",
+        "## Semi-supervised learning (paper Table 3)",
+        "## Object detection (paper Table 1)",
+        "## Invariance (paper Fig. 4)",
         "Not shown: these runs pretrain on synthetic",
-    ):  # fmt: skip
+    ):
         assert part in text, part
     assert "one seed" not in text.lower()
     assert "published)" not in text
@@ -162,7 +196,10 @@ def test_headline_cells_have_mean_std_and_interval(full: ReportFiles) -> None:
     text = full.summary_md.read_text()
     # PIRL: linear 54/56 at layer4, knn 49/51, finetune-1% 29/31, voc07 AP 32/34 -> std sqrt(2), t(0.975, 1) = 12.706
     half = 12.7062047 * 2**0.5 / 2**0.5  # t * std / sqrt(n) = 12.706 exactly
-    assert f"| PIRL | 55.0 ± 1.4 [{55 - half:.1f}, {55 + half:.1f}] (layer4) | 50.0 ± 1.4 [{50 - half:.1f}, {50 + half:.1f}] |" in text
+    assert (
+        f"| PIRL | 55.0 ± 1.4 [{55 - half:.1f}, {55 + half:.1f}] (layer4) | 50.0 ± 1.4 [{50 - half:.1f}, {50 + half:.1f}] |"
+        in text
+    )
     assert "| method | linear top1 (best layer) | knn top1 | semisup finetune-1% top1 | detection voc07 AP |" in text
 
 
@@ -190,18 +227,25 @@ def test_semisup_table(full: ReportFiles, tmp_path: Path) -> None:
     text = (tmp_path / "report" / "semisup.md").read_text()
     assert "| Method | Network | Top-1 1% | Top-1 10% | Top-5 1% | Top-5 10% |" in text
     # fine-tuned: 70 - 15 = 55 (1%), 70 - 5 = 65 (10%); top-5 +20
-    assert ("| Supervised | resnet18-smallstem | 55.0 ± 1.4 [42.3, 67.7] | 65.0 ± 1.4 [52.3, 77.7] | "
-            "75.0 ± 1.4 [62.3, 87.7] | 85.0 ± 1.4 [72.3, 97.7] |") in text  # fmt: skip
+    assert (
+        "| Supervised | resnet18-smallstem | 55.0 ± 1.4 [42.3, 67.7] | 65.0 ± 1.4 [52.3, 77.7] | "
+        "75.0 ± 1.4 [62.3, 87.7] | 85.0 ± 1.4 [72.3, 97.7] |"
+    ) in text
     # low-shot linear: best stage layer4 (SHAPE 0): 70 - 15 - 3 = 52, top-5 at that stage 70 - 15 + 15 = 70
-    assert ("| Supervised | resnet18-smallstem | 52.0 ± 1.4 [39.3, 64.7] (layer4) | 62.0 ± 1.4 [49.3, 74.7] (layer4) | "
-            "70.0 ± 1.4 [57.3, 82.7] | 80.0 ± 1.4 [67.3, 92.7] |") in text  # fmt: skip
+    assert (
+        "| Supervised | resnet18-smallstem | 52.0 ± 1.4 [39.3, 64.7] (layer4) | 62.0 ± 1.4 [49.3, 74.7] (layer4) | "
+        "70.0 ± 1.4 [57.3, 82.7] | 80.0 ± 1.4 [67.3, 92.7] |"
+    ) in text
     assert text.index("Fine-tuned") < text.index("Low-shot linear probe (not in the paper)")
     assert "Mean ± sample std (ddof=1) [95% t-interval] over 2 seeds." in text
 
 
 def test_invariance_uses_raw_files_and_falls_back_to_quantiles(full: ReportFiles) -> None:
     text = full.summary_md.read_text()
-    assert "no raw invariance distances (invariance.pt in the run directory) for jigsaw jigsaw/pooled, jigsaw rotation/pooled" in text
+    assert (
+        "no raw invariance distances (invariance.pt in the run directory) for jigsaw jigsaw/pooled, jigsaw rotation/pooled"
+        in text
+    )
     assert "| PIRL | heads f(v_I) vs. g(v_I^t) |" in text
     pooled = np.concatenate([samples(0.3, 0), samples(0.3, 1)])
     q25, q50, q75 = np.quantile(pooled, [0.25, 0.5, 0.75])
@@ -231,7 +275,9 @@ def test_published_only_when_asked(tmp_path: Path) -> None:
     off_text = off.summary_md.read_text()
     assert "(published" not in off_text and "Published:" not in off_text and "Hollow markers" not in off_text
     assert "Not shown: these runs pretrain on synthetic" in off_text
-    assert not any("published" in line for line in ranking_rows(text, "linear top1 (best layer)"))  # never ranked with ours
+    assert not any(
+        "published" in line for line in ranking_rows(text, "linear top1 (best layer)")
+    )  # never ranked with ours
     csv_text = (tmp_path / "on" / "report" / "detection_ap.csv").read_text()
     assert "PIRL (Misra & van der Maaten, CVPR 2020, arXiv:1912.01991), Table 1" in csv_text
     assert "arXiv" not in (tmp_path / "off" / "report" / "detection_ap.csv").read_text()
@@ -284,10 +330,12 @@ def test_partial_table_explains_what_is_missing(tmp_path: Path) -> None:
     files = make_report(write_results(tmp_path, rows))
     text = files.summary_md.read_text()
     for hint in (
-        "no kNN rows: run with --evals knn", "no semisup rows: run with --evals semisup",
-        "no detection rows: run with --evals detection", "no invariance rows: run with --evals invariance",
+        "no kNN rows: run with --evals knn",
+        "no semisup rows: run with --evals semisup",
+        "no detection rows: run with --evals detection",
+        "no invariance rows: run with --evals invariance",
         "one seed: no error bars / intervals",
-    ):  # fmt: skip
+    ):
         assert hint in text, hint
     assert sorted(p.name for p in files.written) == sorted(
         ["summary.md", "index.html", "accuracy_vs_params.png", "accuracy_vs_params.svg", "layerwise.png"]
@@ -313,17 +361,25 @@ def test_stale_files_of_an_earlier_report_are_removed(tmp_path: Path) -> None:
     rows = [r for m in METHODS for r in rows_for(m, 0) if r["eval"] in ("linear", "knn")]
     write_results(tmp_path, rows)
     make_report(tmp_path)
-    assert not (tmp_path / "report" / "detection_ap.tex").exists() and not (tmp_path / "report" / "invariance.png").exists()
+    assert (
+        not (tmp_path / "report" / "detection_ap.tex").exists()
+        and not (tmp_path / "report" / "invariance.png").exists()
+    )
     assert "detection_ap" not in (tmp_path / "report" / "index.html").read_text()
 
 
 def test_several_runs_of_one_seed_use_the_latest(tmp_path: Path) -> None:
-    old = [r | {"run_id": "pirl_old", "created": "2025-12-01T10:00:00+00:00", "value": 1.0}
-           for r in rows_for("pirl", 0) if r["eval"] in ("linear", "knn")]  # fmt: skip
+    old = [
+        r | {"run_id": "pirl_old", "created": "2025-12-01T10:00:00+00:00", "value": 1.0}
+        for r in rows_for("pirl", 0)
+        if r["eval"] in ("linear", "knn")
+    ]
     rows = [r for m in ("random", "pirl") for r in rows_for(m, 0) if r["eval"] in ("linear", "knn")] + old
     files = make_report(write_results(tmp_path, rows))
     pirl = files.summary[files.summary["method"] == "pirl"].iloc[0]
     assert pirl["linear_top1"] == pytest.approx(54.0) and pirl["linear_seeds"] == 1
     note = [n for n in files.notes if n.startswith("pirl /")]
-    assert note == [f"pirl / {BACKBONE} / seed 0 ({DATASET}) has 2 runs: linear, knn from the latest, "
-                    f"{run_id('pirl', 0)} of 2026-01-01 10:00 UTC; ignored pirl_old"]  # fmt: skip
+    assert note == [
+        f"pirl / {BACKBONE} / seed 0 ({DATASET}) has 2 runs: linear, knn from the latest, "
+        f"{run_id('pirl', 0)} of 2026-01-01 10:00 UTC; ignored pirl_old"
+    ]

@@ -37,10 +37,20 @@ def test_one_seed_has_no_spread_and_nan_is_ignored() -> None:
 
 
 def test_intervals_on_the_aggregate_table() -> None:
-    df = pd.DataFrame({
-        "dataset": "d", "preset": "p", "backbone": "b", "method": ["m", "m", "m", "k"], "eval": "linear", "protocol": "",
-        "layer": "layer4", "metric": "top1", "value": [70.0, 72.0, 74.0, 50.0], "seed": [0, 1, 2, 0],
-    })  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "dataset": "d",
+            "preset": "p",
+            "backbone": "b",
+            "method": ["m", "m", "m", "k"],
+            "eval": "linear",
+            "protocol": "",
+            "layer": "layer4",
+            "metric": "top1",
+            "value": [70.0, 72.0, 74.0, 50.0],
+            "seed": [0, 1, 2, 0],
+        }
+    )
     agg = results.aggregate(df).set_index("method")
     assert agg.at["m", "ci_low"] == pytest.approx(72.0 - T2 * 2.0 / math.sqrt(3), abs=1e-6)
     assert agg.at["m", "ci_high"] == pytest.approx(72.0 + T2 * 2.0 / math.sqrt(3), abs=1e-6)
@@ -56,8 +66,10 @@ def est(mean: float, low: float, high: float, n: int = 3) -> Estimate:
 def test_overlapping_intervals_are_ties() -> None:
     ranked = rank_with_ties({"c": est(45, 40, 50), "a": est(65, 60, 70), "b": est(61, 58, 64)})
     assert [(r.name, r.label, r.tied_with) for r in ranked] == [
-        ("a", "1=", ("b",)), ("b", "1=", ("a",)), ("c", "3", ()),  # c: a and b are clearly above
-    ]  # fmt: skip
+        ("a", "1=", ("b",)),
+        ("b", "1=", ("a",)),
+        ("c", "3", ()),  # c: a and b are clearly above
+    ]
 
 
 def test_ties_need_not_be_transitive() -> None:
@@ -73,8 +85,16 @@ def test_touching_intervals_overlap_and_separate_ones_do_not() -> None:
 
 def test_one_seed_ranks_by_value_and_only_equal_values_tie() -> None:
     nan = float("nan")
-    ranked = rank_with_ties({
-        "x": Estimate(50, nan, 1, nan, nan), "y": Estimate(50, nan, 1, nan, nan), "z": Estimate(49.9, nan, 1, nan, nan),
-        "w": Estimate(nan, nan, 0, nan, nan),
-    })  # fmt: skip
-    assert [(r.name, r.label, r.tied_with) for r in ranked] == [("x", "1=", ("y",)), ("y", "1=", ("x",)), ("z", "3", ())]
+    ranked = rank_with_ties(
+        {
+            "x": Estimate(50, nan, 1, nan, nan),
+            "y": Estimate(50, nan, 1, nan, nan),
+            "z": Estimate(49.9, nan, 1, nan, nan),
+            "w": Estimate(nan, nan, 0, nan, nan),
+        }
+    )
+    assert [(r.name, r.label, r.tied_with) for r in ranked] == [
+        ("x", "1=", ("y",)),
+        ("y", "1=", ("x",)),
+        ("z", "3", ()),
+    ]

@@ -10,8 +10,8 @@ import pytest
 
 from ssl_bench.report import results, tables
 from ssl_bench.report.page import markdown_to_html
-from ssl_bench.report.tables import DISPLAY_NAMES, display_name
 from ssl_bench.report.published import load_published
+from ssl_bench.report.tables import DISPLAY_NAMES, display_name
 
 T1 = 12.7062047  # t quantile 0.975, 1 degree of freedom
 # (method, head) -> metric -> values of seeds 0 and 1
@@ -25,10 +25,22 @@ DETECTION = {
 
 def detection_agg(protocol: str = "voc07") -> pd.DataFrame:
     rows = [
-        {"dataset": "imagenet", "preset": "p", "backbone": "r18", "method": m, "eval": "detection", "protocol": protocol,
-         "layer": head, "metric": metric, "value": float(v), "seed": seed}
-        for (m, head), metrics in DETECTION.items() for metric, values in metrics.items() for seed, v in enumerate(values)
-    ]  # fmt: skip
+        {
+            "dataset": "imagenet",
+            "preset": "p",
+            "backbone": "r18",
+            "method": m,
+            "eval": "detection",
+            "protocol": protocol,
+            "layer": head,
+            "metric": metric,
+            "value": float(v),
+            "seed": seed,
+        }
+        for (m, head), metrics in DETECTION.items()
+        for metric, values in metrics.items()
+        for seed, v in enumerate(values)
+    ]
     return results.aggregate(pd.DataFrame(rows))
 
 
@@ -37,7 +49,9 @@ def test_detection_markdown_with_delta_ap75() -> None:
     assert "### Detection voc07 · c4 head" in md and "### Detection voc07 · fpn head" in md
     assert md.index("c4 head") < md.index("fpn head")
     assert "| Method | Network | AP^all | AP50 | AP75 | ΔAP75 |" in md
-    assert "| Supervised | r18 | 51.0 ± 1.4 [38.3, 63.7] | 81.0 ± 1.4 [68.3, 93.7] | 56.0 ± 1.4 [43.3, 68.7] | – |" in md
+    assert (
+        "| Supervised | r18 | 51.0 ± 1.4 [38.3, 63.7] | 81.0 ± 1.4 [68.3, 93.7] | 56.0 ± 1.4 [43.3, 68.7] | – |" in md
+    )
     assert "| Jigsaw | r18 | 47.0 ± 2.8 [21.6, 72.4] | 71.0 ± 1.4 [58.3, 83.7] | 50.0 ± 2.8 [24.6, 75.4] | -6.0 |" in md
     assert "| PIRL | r18 | 54.0 ± 1.4 [41.3, 66.7] | 80.0 ± 1.4 [67.3, 92.7] | 59.0 ± 1.4 [46.3, 71.7] | +3.0 |" in md
     body = md.split("fpn head")[1]
@@ -50,10 +64,22 @@ def test_detection_markdown_with_delta_ap75() -> None:
 
 def test_detection_csv_numbers() -> None:
     frame = pd.read_csv(io.StringIO(tables.detection_csv(tables.detection_tables(detection_agg()))))
-    assert list(frame.columns[:9]) == ["protocol", "head", "source", "dataset", "preset", "method", "method_name", "network", "seeds"]
+    assert list(frame.columns[:9]) == [
+        "protocol",
+        "head",
+        "source",
+        "dataset",
+        "preset",
+        "method",
+        "method_name",
+        "network",
+        "seeds",
+    ]
     pirl = frame[(frame["method"] == "pirl") & (frame["head"] == "c4")].iloc[0]
     assert pirl["AP"] == pytest.approx(54.0) and pirl["AP_std"] == pytest.approx(math.sqrt(2), rel=1e-3)
-    assert pirl["AP_ci95_low"] == pytest.approx(54.0 - T1, abs=1e-2) and pirl["AP_ci95_high"] == pytest.approx(54.0 + T1, abs=1e-2)
+    assert pirl["AP_ci95_low"] == pytest.approx(54.0 - T1, abs=1e-2) and pirl["AP_ci95_high"] == pytest.approx(
+        54.0 + T1, abs=1e-2
+    )
     assert pirl["dAP75"] == pytest.approx(3.0) and pirl["seeds"] == 2 and pirl["source"] == "ours"
     assert pirl["method_name"] == "PIRL"
     assert math.isnan(frame[frame["method"] == "supervised"].iloc[0]["dAP75"])
@@ -83,7 +109,9 @@ def test_detection_published_block_has_its_own_reference() -> None:
     assert "| PIRL (published) | ResNet-50 | 44.7 | 73.4 | 47.0 | +1.1 |" in md
     assert "Protocol: VOC07+12 trainval -> VOC07 test, Faster R-CNN R50-C4, frozen BN, ImageNet pretraining." in md
     tex = tables.detection_latex(det)
-    assert "\\emph{Published:" in tex and "MoCo (BN fine-tuned, not frozen) & ResNet-50 & 55.2 & 81.4 & 61.2 & +3.8" in tex
+    assert (
+        "\\emph{Published:" in tex and "MoCo (BN fine-tuned, not frozen) & ResNet-50 & 55.2 & 81.4 & 61.2 & +3.8" in tex
+    )
     frame = pd.read_csv(io.StringIO(tables.detection_csv(det)))
     published = frame[frame["source"] != "ours"]
     assert len(published) == 9 and published["seeds"].isna().all()
@@ -92,8 +120,11 @@ def test_detection_published_block_has_its_own_reference() -> None:
 def test_coco_comes_after_voc07() -> None:
     agg = pd.concat([detection_agg("coco"), detection_agg("voc07")], ignore_index=True)
     assert [(t.protocol, t.head) for t in tables.detection_tables(agg)] == [
-        ("voc07", "c4"), ("voc07", "fpn"), ("coco", "c4"), ("coco", "fpn"),
-    ]  # fmt: skip
+        ("voc07", "c4"),
+        ("voc07", "fpn"),
+        ("coco", "c4"),
+        ("coco", "fpn"),
+    ]
 
 
 def test_semisup_fractions_and_no_rows() -> None:
@@ -103,10 +134,25 @@ def test_semisup_fractions_and_no_rows() -> None:
 
 
 def test_html_converter() -> None:
-    md = "\n".join([
-        "# Title <x>", "", "- a `code` item", "- **bold** & more", "", "| h1 | h2 |", "|---|---|", "| 1 | 2 |", "",
-        "![Fig](fig.png)", "", "The caption.", "", "A paragraph", "on two lines.",
-    ])  # fmt: skip
+    md = "\n".join(
+        [
+            "# Title <x>",
+            "",
+            "- a `code` item",
+            "- **bold** & more",
+            "",
+            "| h1 | h2 |",
+            "|---|---|",
+            "| 1 | 2 |",
+            "",
+            "![Fig](fig.png)",
+            "",
+            "The caption.",
+            "",
+            "A paragraph",
+            "on two lines.",
+        ]
+    )
     page = markdown_to_html(md)
     assert "<h1>Title &lt;x&gt;</h1>" in page
     assert "<ul><li>a <code>code</code> item</li><li><strong>bold</strong> &amp; more</li></ul>" in page
@@ -128,5 +174,6 @@ def test_display_names_agree_with_the_methods() -> None:
 
 def test_delta_that_rounds_to_zero_prints_without_a_minus_sign():
     from ssl_bench.report.tables import _delta, _tex_delta
+
     assert _delta(-0.04) == "+0.0" and _delta(-0.06) == "-0.1" and _delta(2.0) == "+2.0"
     assert _tex_delta(-0.04) == "+0.0" and _tex_delta(-1.25) == "$-$1.2"

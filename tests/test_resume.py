@@ -31,10 +31,33 @@ from ssl_bench.run_config import load
 from ssl_bench.runner import plan
 
 # npidpp: memory bank, Z-free InfoNCE negatives drawn from the global generator in every step; 5 steps an epoch
-SETTINGS = ["--preset", "ci", "--epochs", "2", "--set", "data.num_train=160", "--set", "data.num_test=60",
-            "--set", "train.batch_size=32", "--set", "npidpp.num_negatives=64", "--set", "checkpoint.every_steps=2",
-            "--set", "linear.epochs=3", "--set", "detection.iterations=4", "--set", "detection.synthetic_trainval=8",
-            "--set", "detection.synthetic_test=4", "--set", "train.deterministic=true", "--no-report"]  # fmt: skip
+SETTINGS = [
+    "--preset",
+    "ci",
+    "--epochs",
+    "2",
+    "--set",
+    "data.num_train=160",
+    "--set",
+    "data.num_test=60",
+    "--set",
+    "train.batch_size=32",
+    "--set",
+    "npidpp.num_negatives=64",
+    "--set",
+    "checkpoint.every_steps=2",
+    "--set",
+    "linear.epochs=3",
+    "--set",
+    "detection.iterations=4",
+    "--set",
+    "detection.synthetic_trainval=8",
+    "--set",
+    "detection.synthetic_test=4",
+    "--set",
+    "train.deterministic=true",
+    "--no-report",
+]
 NUMBERS = ("method", "eval", "protocol", "layer", "metric", "value", "seed", "config_hash")
 
 
@@ -77,11 +100,15 @@ def reference(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_at, checkpoint, steps_left, left_by_kill", [
-    ("train-step:8", (1, 2), 3, set()),  # epoch 2, step 3: the step-2 checkpoint is on disk
-    # the end-of-epoch-1 checkpoint is being written: its temporary file is left, the step-4 checkpoint is used
-    ("checkpoint:3", (0, 4), 6, {".checkpoint.pt.tmp<pid>", ".checkpoint.pt.sha256.tmp<pid>"}),
-], ids=["train-step:8", "checkpoint:3"])  # fmt: skip
+@pytest.mark.parametrize(
+    "kill_at, checkpoint, steps_left, left_by_kill",
+    [
+        ("train-step:8", (1, 2), 3, set()),  # epoch 2, step 3: the step-2 checkpoint is on disk
+        # the end-of-epoch-1 checkpoint is being written: its temporary file is left, the step-4 checkpoint is used
+        ("checkpoint:3", (0, 4), 6, {".checkpoint.pt.tmp<pid>", ".checkpoint.pt.sha256.tmp<pid>"}),
+    ],
+    ids=["train-step:8", "checkpoint:3"],
+)
 def test_run_killed_while_pretraining_resumes_from_its_last_checkpoint_to_the_same_numbers(
     kill_at, checkpoint, steps_left, left_by_kill, reference, tmp_path
 ) -> None:
@@ -104,12 +131,16 @@ def test_run_killed_while_pretraining_resumes_from_its_last_checkpoint_to_the_sa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_at, evals, done_before", [
-    ("features:1", "knn", set()),  # features extracted, not yet saved
-    ("probe:2", "linear", set()),
-    ("detection-step:3", "detection", set()),
-    ("results:2", "knn,linear", {"knn"}),  # linear's rows in results.csv's temporary file, not yet renamed
-], ids=["features:1", "probe:2", "detection-step:3", "results:2"])  # fmt: skip
+@pytest.mark.parametrize(
+    "kill_at, evals, done_before",
+    [
+        ("features:1", "knn", set()),  # features extracted, not yet saved
+        ("probe:2", "linear", set()),
+        ("detection-step:3", "detection", set()),
+        ("results:2", "knn,linear", {"knn"}),  # linear's rows in results.csv's temporary file, not yet renamed
+    ],
+    ids=["features:1", "probe:2", "detection-step:3", "results:2"],
+)
 def test_run_killed_while_evaluating_resumes_to_the_same_numbers(
     kill_at, evals, done_before, reference, tmp_path
 ) -> None:

@@ -11,11 +11,11 @@ import torch
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch, collate
-from ssl_bench.data.types import DataInfo
-from ssl_bench.methods.jigsaw import Jigsaw, JigsawConfig
-from ssl_bench.methods.rotnet import RotNet, RotNetConfig, RotationViews
 from ssl_bench.data.jigsaw import JigsawView
 from ssl_bench.data.permutations import cache_file_name, permutation_set
+from ssl_bench.data.types import DataInfo
+from ssl_bench.methods.jigsaw import Jigsaw, JigsawConfig
+from ssl_bench.methods.rotnet import RotationViews, RotNet, RotNetConfig
 
 TINY = "resnet18-w0.25"
 INFO = DataInfo(name="t", num_classes=10, num_train=8, image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
@@ -138,7 +138,12 @@ def test_paper_defaults() -> None:
     rot, jig = RotNetConfig(), JigsawConfig()
     assert (rot.lr, rot.weight_decay, rot.momentum, rot.all_rotations) == (0.2, 5e-4, 0.9, True)
     assert (jig.lr, jig.weight_decay, jig.momentum) == (0.1, 1e-4, 0.9)
-    assert (jig.num_permutations, jig.permutation_variant, jig.grayscale_p, jig.tile_dim) == (2000, "maxavg", 0.66, 1000)
+    assert (jig.num_permutations, jig.permutation_variant, jig.grayscale_p, jig.tile_dim) == (
+        2000,
+        "maxavg",
+        0.66,
+        1000,
+    )
 
 
 def test_jigsaw_config_errors_name_the_problem() -> None:

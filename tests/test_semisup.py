@@ -9,11 +9,10 @@ from torch.utils.data import Dataset
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
-from ssl_bench.eval.semisup import SemisupConfig
-from ssl_bench.run_config import RunConfig
 from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.eval.harness import EvalContext, evaluate
-from ssl_bench.eval.semisup import balanced_subset, finetune, lowshot_linear, subset_ids
+from ssl_bench.eval.semisup import SemisupConfig, balanced_subset, finetune, lowshot_linear, subset_ids
+from ssl_bench.run_config import RunConfig
 
 INFO = DataInfo("colours", 4, 64, 32, (0.5,) * 3, (0.25,) * 3)
 COLOURS = torch.tensor([[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30]], dtype=torch.uint8)
@@ -42,7 +41,9 @@ def test_subsets_are_class_balanced_and_reproducible() -> None:
     assert counts == {c: round(0.1 * (100 + 10 * c)) for c in range(10)}
     assert ids == sorted(set(ids)) and ids == balanced_subset(labels, 0.1, seed=3)
     assert ids != balanced_subset(labels, 0.1, seed=4)
-    assert Counter(labels[i] for i in balanced_subset(labels, 0.001, seed=0)) == {c: 1 for c in range(10)}  # >= 1 a class
+    assert Counter(labels[i] for i in balanced_subset(labels, 0.001, seed=0)) == {
+        c: 1 for c in range(10)
+    }  # >= 1 a class
 
 
 def test_subset_ids_are_saved_once_and_checked(tmp_path) -> None:
@@ -52,7 +53,11 @@ def test_subset_ids_are_saved_once_and_checked(tmp_path) -> None:
     assert path.name == "folder-cifar10-1pct-s0.json"
     assert json.loads(path.read_text())["ids"] == first and len(first) == 5
     path.write_text(json.dumps({**json.loads(path.read_text()), "ids": [1, 2, 3]}))
-    assert subset_ids(tmp_path, "folder:cifar10", labels, 0.01, 0) == [1, 2, 3]  # the saved file wins: same images for all
+    assert subset_ids(tmp_path, "folder:cifar10", labels, 0.01, 0) == [
+        1,
+        2,
+        3,
+    ]  # the saved file wins: same images for all
     with pytest.raises(ConfigError, match="different folder:cifar10 training split.*Delete it"):
         subset_ids(tmp_path, "folder:cifar10", labels[:-5], 0.01, 0)
 
@@ -88,6 +93,9 @@ def test_semisup_rows_and_shared_subsets(tmp_path) -> None:
     assert {r.layer for r in rows if r.protocol.startswith("finetune")} == {"all"}
     assert {r.layer for r in rows if r.protocol.startswith("linear")} == set(Backbone("resnet18-w0.25").stage_names)
     assert {r.metric for r in rows} == {"top1", "top5"} and all(0 <= r.value <= 100 for r in rows)
-    assert sorted(p.name for p in (tmp_path / "out" / "subsets").iterdir()) == ["colours-25pct-s0.json", "colours-50pct-s0.json"]
+    assert sorted(p.name for p in (tmp_path / "out" / "subsets").iterdir()) == [
+        "colours-25pct-s0.json",
+        "colours-50pct-s0.json",
+    ]
     ids = json.loads((tmp_path / "out" / "subsets" / "colours-25pct-s0.json").read_text())["ids"]
     assert Counter(splits.train.targets[i] for i in ids) == {c: 3 for c in range(4)}

@@ -64,13 +64,17 @@ def failing(error: BaseException, half_write: bool = False):
     return fail
 
 
-@pytest.mark.parametrize("where, error", [
-    ("torch.save", EIO),
-    ("os.fsync", EIO),
-    ("os.replace", EIO),  # the rename into place
-    ("torch.save", pickle.PicklingError("Can't pickle <lambda>")),  # not an OSError: cleaned up all the same
-    ("torch.save", KeyboardInterrupt("Ctrl-C")),
-], ids=["write-EIO", "fsync-EIO", "rename-EIO", "write-PicklingError", "write-Ctrl-C"])  # fmt: skip
+@pytest.mark.parametrize(
+    "where, error",
+    [
+        ("torch.save", EIO),
+        ("os.fsync", EIO),
+        ("os.replace", EIO),  # the rename into place
+        ("torch.save", pickle.PicklingError("Can't pickle <lambda>")),  # not an OSError: cleaned up all the same
+        ("torch.save", KeyboardInterrupt("Ctrl-C")),
+    ],
+    ids=["write-EIO", "fsync-EIO", "rename-EIO", "write-PicklingError", "write-Ctrl-C"],
+)
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(where, error, tmp_path, monkeypatch) -> None:
     path = saved(tmp_path)
     before = path.read_bytes(), storage.sidecar(path).read_bytes()
@@ -105,16 +109,21 @@ def test_the_file_is_renamed_into_place_before_its_sidecar(tmp_path, monkeypatch
     monkeypatch.setattr(os, "replace", recorded)
     storage.save(NEW, path)
     pid = os.getpid()
-    assert renames == [(f".checkpoint.pt.tmp{pid}", "checkpoint.pt"),
-                       (f".checkpoint.pt.sha256.tmp{pid}", "checkpoint.pt.sha256")]
+    assert renames == [
+        (f".checkpoint.pt.tmp{pid}", "checkpoint.pt"),
+        (f".checkpoint.pt.sha256.tmp{pid}", "checkpoint.pt.sha256"),
+    ]
     torch.testing.assert_close(storage.load(path), NEW)
 
 
-@pytest.mark.parametrize("crash, previous, outcome", [
-    ("before the renames", True, "old"),  # at the fault point "checkpoint": the old file and sidecar untouched
-    ("between the renames", True, "redone"),  # the new file beside the old sidecar: CorruptFile, never used
-    ("between the renames", False, "new"),  # the first version, complete (fsynced) but without its sidecar: loads
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "crash, previous, outcome",
+    [
+        ("before the renames", True, "old"),  # at the fault point "checkpoint": the old file and sidecar untouched
+        ("between the renames", True, "redone"),  # the new file beside the old sidecar: CorruptFile, never used
+        ("between the renames", False, "new"),  # the first version, complete (fsynced) but without its sidecar: loads
+    ],
+)
 def test_a_crash_while_saving_never_leaves_a_file_that_passes_for_another(
     crash, previous, outcome, tmp_path, monkeypatch
 ) -> None:

@@ -114,8 +114,12 @@ def test_corrupt_cache_is_regenerated_with_a_warning(tmp_path, damage: str) -> N
 
 def test_cache_of_another_version_is_regenerated(tmp_path) -> None:
     fresh = SyntheticImages(tmp_path, "train", 10, image_size=16)
-    np.savez(fresh.path, version=np.int64(render.VERSION - 1), images=np.zeros((10, 16, 16, 3), np.uint8),
-             labels=np.zeros(10, np.int64))  # fmt: skip
+    np.savez(
+        fresh.path,
+        version=np.int64(render.VERSION - 1),
+        images=np.zeros((10, 16, 16, 3), np.uint8),
+        labels=np.zeros(10, np.int64),
+    )
     with pytest.warns(UserWarning, match="regenerating"):
         again = SyntheticImages(tmp_path, "train", 10, image_size=16)
     assert torch.equal(again.images, fresh.images)
@@ -127,7 +131,9 @@ def test_channel_stats_match_torch() -> None:
     mean, std = channel_stats(images)
     x = images.double() / 255
     torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), x.mean((0, 2, 3)))
-    torch.testing.assert_close(torch.tensor(std, dtype=torch.float64), x.transpose(0, 1).reshape(3, -1).std(1, correction=0))
+    torch.testing.assert_close(
+        torch.tensor(std, dtype=torch.float64), x.transpose(0, 1).reshape(3, -1).std(1, correction=0)
+    )
 
 
 def test_save_grid_draws_one_labelled_row_per_class(tmp_path) -> None:
@@ -139,5 +145,7 @@ def test_save_grid_draws_one_labelled_row_per_class(tmp_path) -> None:
     assert grid.shape == (10 * (tile + pad) + pad, label_w + 3 * (tile + pad) + pad, 3)
     first_of_class_2 = int(np.flatnonzero(labels == 2)[0])
     y0, x0 = pad + 2 * (tile + pad), label_w
-    np.testing.assert_array_equal(grid[y0 : y0 + tile, x0 : x0 + tile], images[first_of_class_2].repeat(3, 0).repeat(3, 1))
+    np.testing.assert_array_equal(
+        grid[y0 : y0 + tile, x0 : x0 + tile], images[first_of_class_2].repeat(3, 0).repeat(3, 1)
+    )
     assert (grid[pad : pad + tile, :label_w] < 128).any()  # the class name is written left of the row

@@ -31,8 +31,14 @@ def xml_boxes(xml: Path) -> list[tuple[str, list[int], bool]]:
     return out
 
 
-def make_voc(root: Path, objects: list[dict], width: int = 64, height: int = 48, split: str = "train",
-             names: tuple[str, ...] = ("img1",)) -> Path:  # fmt: skip
+def make_voc(
+    root: Path,
+    objects: list[dict],
+    width: int = 64,
+    height: int = 48,
+    split: str = "train",
+    names: tuple[str, ...] = ("img1",),
+) -> Path:
     """A hand-made VOC-layout set: one JPEG and one annotation per name, all in one split."""
     for d in ("Annotations", "ImageSets/Main", "JPEGImages"):
         (root / d).mkdir(parents=True, exist_ok=True)
@@ -47,7 +53,9 @@ def test_write_voc_layout(synthetic_voc: Path) -> None:
     root = synthetic_voc
     assert (root / "ImageSets/Main/trainval.txt").read_text().split() == [f"{i:06d}" for i in range(1, 7)]
     assert (root / "ImageSets/Main/test.txt").read_text().split() == [f"{i:06d}" for i in range(7, 11)]
-    assert len(list((root / "JPEGImages").glob("*.jpg"))) == 10 and len(list((root / "Annotations").glob("*.xml"))) == 10
+    assert (
+        len(list((root / "JPEGImages").glob("*.jpg"))) == 10 and len(list((root / "Annotations").glob("*.xml"))) == 10
+    )
     assert json.loads((root / VOC_MARKER).read_text())["num_test"] == 4
     xml = ET.parse(root / "Annotations/000001.xml").getroot()
     assert [xml.find(f"size/{k}").text for k in ("width", "height", "depth")] == ["64", "64", "3"]  # type: ignore[union-attr]
@@ -108,8 +116,10 @@ def test_write_voc_is_idempotent_and_rewrites_for_new_parameters(tmp_path) -> No
 
 
 def test_voc_class_names_give_the_standard_voc_order(tmp_path) -> None:
-    objects = [{"name": "dog", "bbox": (5, 6, 30, 40), "difficult": False},
-               {"name": "person", "bbox": (2, 2, 10, 12), "difficult": True}]  # fmt: skip
+    objects = [
+        {"name": "dog", "bbox": (5, 6, 30, 40), "difficult": False},
+        {"name": "person", "bbox": (2, 2, 10, 12), "difficult": True},
+    ]
     ds = VOCDetection(make_voc(tmp_path, objects), "train")
     assert ds.classes == VOC_CLASSES and len(VOC_CLASSES) == 20 and VOC_CLASSES[11] == "dog"
     _, target = ds[0]
@@ -166,11 +176,15 @@ def test_missing_root_is_a_file_not_found_error(tmp_path) -> None:
 
 BROKEN = {
     "size/height": "<annotation><filename>img1.jpg</filename><size><width>64</width></size></annotation>",
-    "name": ("<annotation><size><width>64</width><height>48</height></size><object><bndbox><xmin>1</xmin>"
-             "<ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>"),
-    "bndbox/xmax": ("<annotation><size><width>64</width><height>48</height></size><object><name>cat</name><bndbox>"
-                    "<xmin>1</xmin><ymin>1</ymin><ymax>5</ymax></bndbox></object></annotation>"),
-}  # fmt: skip
+    "name": (
+        "<annotation><size><width>64</width><height>48</height></size><object><bndbox><xmin>1</xmin>"
+        "<ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>"
+    ),
+    "bndbox/xmax": (
+        "<annotation><size><width>64</width><height>48</height></size><object><name>cat</name><bndbox>"
+        "<xmin>1</xmin><ymin>1</ymin><ymax>5</ymax></bndbox></object></annotation>"
+    ),
+}
 
 
 @pytest.mark.parametrize("field", list(BROKEN))
@@ -183,21 +197,37 @@ def test_missing_field_names_file_and_field(tmp_path, field: str) -> None:
 
 
 def test_box_outside_the_image_is_an_error_or_clipped_with_a_warning(tmp_path) -> None:
-    make_voc(tmp_path, [{"name": "cat", "bbox": (10, 10, 20, 20), "difficult": False},
-                        {"name": "dog", "bbox": (30, 5, 40, 15), "difficult": False}])  # fmt: skip
+    make_voc(
+        tmp_path,
+        [
+            {"name": "cat", "bbox": (10, 10, 20, 20), "difficult": False},
+            {"name": "dog", "bbox": (30, 5, 40, 15), "difficult": False},
+        ],
+    )
     xml = tmp_path / "Annotations" / "img1.xml"
     text = xml.read_text().replace("<xmax>20</xmax>", "<xmax>70</xmax>").replace("<ymin>5</ymin>", "<ymin>0</ymin>")
     xml.write_text(text)
-    with pytest.raises(ValueError, match=rf"{re.escape(str(xml))}: object 0 \(cat\) has box .* = \(10, 10, 70, 20\), outside the 64x48 image.*clip_boxes=True"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(str(xml))}: object 0 \(cat\) has box .* = \(10, 10, 70, 20\), outside the 64x48 image.*clip_boxes=True",
+    ):
         VOCDetection(tmp_path, "train")
-    with pytest.warns(UserWarning, match=rf"{re.escape(str(xml))}: clipped boxes .*\(10, 10, 70, 20\) -> \(10, 10, 64, 20\).*\(30, 0, 40, 15\) -> \(30, 1, 40, 15\)"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"{re.escape(str(xml))}: clipped boxes .*\(10, 10, 70, 20\) -> \(10, 10, 64, 20\).*\(30, 0, 40, 15\) -> \(30, 1, 40, 15\)",
+    ):
         ds = VOCDetection(tmp_path, "train", clip_boxes=True)
     assert ds[0][1]["boxes"].tolist() == [[9, 9, 64, 20], [29, 0, 40, 15]]
 
 
 def test_empty_box_is_an_error_or_dropped(tmp_path) -> None:
-    make_voc(tmp_path, [{"name": "cat", "bbox": (10, 10, 20, 20), "difficult": False},
-                        {"name": "dog", "bbox": (30, 5, 40, 15), "difficult": False}])  # fmt: skip
+    make_voc(
+        tmp_path,
+        [
+            {"name": "cat", "bbox": (10, 10, 20, 20), "difficult": False},
+            {"name": "dog", "bbox": (30, 5, 40, 15), "difficult": False},
+        ],
+    )
     xml = tmp_path / "Annotations" / "img1.xml"
     xml.write_text(xml.read_text().replace("<xmin>30</xmin>", "<xmin>40</xmin>"))  # xmax == xmin: a click, no drag
     with pytest.raises(ValueError, match=r"object 1 \(dog\) has box .* = \(40, 5, 40, 15\)"):
@@ -236,8 +266,10 @@ def test_real_bccd_set() -> None:
         VOCDetection(BCCD, "trainval")
     with pytest.warns(UserWarning) as caught:
         train = VOCDetection(BCCD, "trainval", clip_boxes=True)
-    assert sorted({Path(str(w.message).split(":")[0]).name for w in caught}) == ["BloodImage_00338.xml",
-                                                                                 "BloodImage_00343.xml"]  # fmt: skip
+    assert sorted({Path(str(w.message).split(":")[0]).name for w in caught}) == [
+        "BloodImage_00338.xml",
+        "BloodImage_00343.xml",
+    ]
     with pytest.warns(UserWarning):
         test = VOCDetection(BCCD, "test", clip_boxes=True)
     assert (len(train), len(test)) == (292, 72)

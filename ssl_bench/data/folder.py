@@ -25,8 +25,10 @@ from ssl_bench.config import ConfigError, DataConfig
 from ssl_bench.data.types import DataInfo, Splits, labels_of
 
 LAYOUT = "<root>/train/<class>/<image> and <root>/test/<class>/<image> (or val/ instead of test/)"
-HOW = ("Make one by saving a labelled dataset's images one folder per class (e.g. CIFAR-10 as PNGs), "
-       "or leave out --dataset to use the built-in synthetic dataset.")
+HOW = (
+    "Make one by saving a labelled dataset's images one folder per class (e.g. CIFAR-10 as PNGs), "
+    "or leave out --dataset to use the built-in synthetic dataset."
+)
 
 
 def load_image(path: str) -> Image.Image:
@@ -59,14 +61,18 @@ def image_folder(split: Path, classes: list[str] | None = None, layout: str = LA
         missing = [c for c in classes if not (split / c).is_dir()]
         if missing:
             shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-            raise FileNotFoundError(f"{split}: {len(missing)} of the {len(classes)} listed classes have no folder ({shown}); "
-                                    f"expected {layout}")  # fmt: skip
+            raise FileNotFoundError(
+                f"{split}: {len(missing)} of the {len(classes)} listed classes have no folder ({shown}); "
+                f"expected {layout}"
+            )
     try:
         if classes is not None:
             return _ListedClasses(str(split), classes, loader=load_image)
         return ImageFolder(str(split), loader=load_image)
     except FileNotFoundError as e:  # a class folder without image files
-        raise FileNotFoundError(f"{split}: {e}; put images in every class folder (or remove the empty ones): {layout}") from None
+        raise FileNotFoundError(
+            f"{split}: {e}; put images in every class folder (or remove the empty ones): {layout}"
+        ) from None
 
 
 class UnlabelledImages(Dataset):
@@ -116,8 +122,17 @@ def balanced_subset(dataset: Dataset, count: int, seed: int) -> Dataset:
     return LabelledSubset(dataset, sorted(keep))
 
 
-def channel_stats_of(dataset: Dataset, image_size: int, limit: int = 500) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    to = v2.Compose([v2.ToImage(), v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.ToDtype(torch.float32, scale=True)])
+def channel_stats_of(
+    dataset: Dataset, image_size: int, limit: int = 500
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    to = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(image_size, antialias=True),
+            v2.CenterCrop(image_size),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
     step = max(1, len(dataset) // limit)  # type: ignore[arg-type]
     x = torch.stack([to(dataset[i][0]) for i in range(0, len(dataset), step)[:limit]])  # type: ignore[arg-type]
     return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).clamp_min(1e-3).tolist())
@@ -126,25 +141,46 @@ def channel_stats_of(dataset: Dataset, image_size: int, limit: int = 500) -> tup
 def load_folder(cfg: DataConfig, out_dir: Path) -> Splits:
     root = Path(cfg.root) if cfg.root else None
     if root is None or not root.is_dir():
-        got = "nothing" if root is None else f"{root}, which is a file" if root.exists() else f"{root}, which does not exist"
-        raise FileNotFoundError(f"dataset 'folder' needs --data-root pointing at an ImageFolder tree: {LAYOUT}; got {got}. {HOW}")
+        got = (
+            "nothing"
+            if root is None
+            else f"{root}, which is a file"
+            if root.exists()
+            else f"{root}, which does not exist"
+        )
+        raise FileNotFoundError(
+            f"dataset 'folder' needs --data-root pointing at an ImageFolder tree: {LAYOUT}; got {got}. {HOW}"
+        )
     if cfg.image_size is None:
-        raise ConfigError("dataset 'folder' has no native image size: set data.image_size, e.g. 32 for CIFAR-sized images, "
-                          "96 or 224 for photos")  # fmt: skip
+        raise ConfigError(
+            "dataset 'folder' has no native image size: set data.image_size, e.g. 32 for CIFAR-sized images, "
+            "96 or 224 for photos"
+        )
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     train_dir = root / "train"
-    if test_dir is None and train_dir.is_dir() and image_files(train_dir) and not any(d.is_dir() for d in train_dir.iterdir()):
+    if (
+        test_dir is None
+        and train_dir.is_dir()
+        and image_files(train_dir)
+        and not any(d.is_dir() for d in train_dir.iterdir())
+    ):
         return unlabelled_folder(root, cfg)
     if not train_dir.is_dir() or test_dir is None:
         missing = "train/" if not train_dir.is_dir() else "test/ (or val/)"
-        raise FileNotFoundError(f"{root} is not an ImageFolder tree with train and test splits (no {missing}); expected {LAYOUT}. {HOW}")
+        raise FileNotFoundError(
+            f"{root} is not an ImageFolder tree with train and test splits (no {missing}); expected {LAYOUT}. {HOW}"
+        )
     train_all, test_all = image_folder(train_dir), image_folder(test_dir)
     if train_all.classes != test_all.classes:
-        raise ValueError(f"{root}: the class folders of train/ and {test_dir.name}/ differ; they must name the same classes")
+        raise ValueError(
+            f"{root}: the class folders of train/ and {test_dir.name}/ differ; they must name the same classes"
+        )
     train = balanced_subset(train_all, cfg.num_train, cfg.seed)
     test = balanced_subset(test_all, cfg.num_test, cfg.seed + 1)
     mean, std = channel_stats_of(train, cfg.image_size)
-    info = DataInfo(f"folder:{root.name}", len(train_all.classes), len(train), cfg.image_size, mean, std, tuple(train_all.classes))  # type: ignore[arg-type]
+    info = DataInfo(
+        f"folder:{root.name}", len(train_all.classes), len(train), cfg.image_size, mean, std, tuple(train_all.classes)
+    )  # type: ignore[arg-type]
     return Splits(train, test, info)
 
 

@@ -150,8 +150,12 @@ def _hsv_to_rgb(x: Tensor) -> Tensor:
     return v.unsqueeze(-3) - v.unsqueeze(-3) * s.unsqueeze(-3) * (torch.minimum(k, 4 - k).clamp(0, 1))
 
 
-def jitter_tiles(tiles: Tensor, strength: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.2), gray_p: float = 0.2,
-                 generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
+def jitter_tiles(
+    tiles: Tensor,
+    strength: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.2),
+    gray_p: float = 0.2,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """PIRL's per-tile colour augmentation (VISSL pirl_jigsaw: ColorJitter(0.4, 0.4, 0.4, 0.2) + grayscale 0.2 on
     every tile), drawn independently per tile but computed for all tiles at once: (T, 3, t, t) in [0, 1] -> same.
 
@@ -217,7 +221,9 @@ class JigsawView:
         # PIRL's per-tile colour augmentation (VISSL pirl_jigsaw config): ColorJitter(0.4, 0.4, 0.4, 0.2), grayscale 0.2
         self.tile_color_jitter = tile_color_jitter
         self.normalize = v2.Normalize(list(mean), list(std))
-        self.per_tile_norm = per_tile_norm  # Noroozi & Favaro: yes; PIRL (VISSL config): no, it would undo the tile jitter
+        self.per_tile_norm = (
+            per_tile_norm  # Noroozi & Favaro: yes; PIRL (VISSL config): no, it would undo the tile jitter
+        )
 
     def __call__(self, image: Any) -> dict[str, Tensor]:
         x = self.image_ops(image).as_subclass(Tensor)  # (C, crop, crop) in [0, 1]

@@ -137,15 +137,41 @@ def _draw_background(rng: np.random.Generator, n: int, clouds: int = 3) -> _Back
     sun = np.stack([rng.random(n) < 0.25, u(0.1, 0.9, n), u(0.05, 0.22, n), u(0.03, 0.06, n)], 1)
     cw = u(0.1, 0.3, (n, clouds))
     cy = np.minimum(u(0.04, 0.3, (n, clouds)), horizon[:, None] - 0.15)
-    cloud = np.stack([rng.random((n, clouds)) < 0.45, u(0, 1, (n, clouds)), cy, cw, u(0.5, 0.9, (n, clouds)),
-                      u(0.85, 1.0, (n, clouds))], 2)  # fmt: skip
+    cloud = np.stack(
+        [
+            rng.random((n, clouds)) < 0.45,
+            u(0, 1, (n, clouds)),
+            cy,
+            cw,
+            u(0.5, 0.9, (n, clouds)),
+            u(0.85, 1.0, (n, clouds)),
+        ],
+        2,
+    )
     camera = np.stack([u(0.85, 1.15, n), u(1, 4, n) / 255], 1)
-    return _Background(horizon, wave, hill, _hsv(th, ts, tv), _hsv(hh, hs, hv), _hsv(gh, gs, gv), ground_tex,
-                       rng.standard_normal((n, 5, 5)), rng.standard_normal((n, 13, 13)), sun, cloud, camera)  # fmt: skip
+    return _Background(
+        horizon,
+        wave,
+        hill,
+        _hsv(th, ts, tv),
+        _hsv(hh, hs, hv),
+        _hsv(gh, gs, gv),
+        ground_tex,
+        rng.standard_normal((n, 5, 5)),
+        rng.standard_normal((n, 13, 13)),
+        sun,
+        cloud,
+        camera,
+    )
 
 
-def _draw_objects(rng: np.random.Generator, cls: Array, horizon: Array, scale: tuple[float, float] = (0.36, 0.6),
-                  depth: Array | None = None) -> _Objects:  # fmt: skip
+def _draw_objects(
+    rng: np.random.Generator,
+    cls: Array,
+    horizon: Array,
+    scale: tuple[float, float] = (0.36, 0.6),
+    depth: Array | None = None,
+) -> _Objects:
     """Objects of the given classes standing on the ground of scenes with the given horizons (one row each).
 
     ``depth`` in [0, 1] (0 at the horizon, 1 at the bottom) places the base; nearer objects are drawn larger.
@@ -161,8 +187,20 @@ def _draw_objects(rng: np.random.Generator, cls: Array, horizon: Array, scale: t
     c1 = _hsv(u(0, 1, n), u(0.35, 0.9, n), u(0.45, 0.95, n))
     c2 = _hsv(u(0, 1, n), u(0.2, 0.8, n), u(0.4, 0.95, n))
     texture = np.stack([rng.integers(0, 4, n), u(0.1, 0.3, n), u(2.5, 7, n), u(0, math.pi, n), u(0, TAU, n)], 1)
-    return _Objects(cls, bx, by, height, stretch, flip, c1, c2, texture, u(0, 1, (n, 3)), rng.standard_normal((n, 7, 7)),
-                    u(0.3, 0.5, n))  # fmt: skip
+    return _Objects(
+        cls,
+        bx,
+        by,
+        height,
+        stretch,
+        flip,
+        c1,
+        c2,
+        texture,
+        u(0, 1, (n, 3)),
+        rng.standard_normal((n, 7, 7)),
+        u(0.3, 0.5, n),
+    )
 
 
 def _draw_clutter(rng: np.random.Generator, horizon: Array, slots: int = 4, p: float = 0.5) -> _Clutter:
@@ -202,7 +240,9 @@ Parts = tuple[Array, Array, Array]
 def _tree(x: Array, y: Array, j: Sequence[Array]) -> Parts:
     trunk = _rect(np.abs(x), y, 0, 0.045 + 0.03 * j[0], 0, 0.26)
     w = 0.85 + 0.3 * j[1]
-    crown = _trap(x, y, 0.18, 0.62, 0.34 * w, 0) | _trap(x, y, 0.4, 0.82, 0.28 * w, 0) | _trap(x, y, 0.6, 1, 0.21 * w, 0)
+    crown = (
+        _trap(x, y, 0.18, 0.62, 0.34 * w, 0) | _trap(x, y, 0.4, 0.82, 0.28 * w, 0) | _trap(x, y, 0.6, 1, 0.21 * w, 0)
+    )
     return crown, trunk & ~crown, np.zeros_like(crown)
 
 
@@ -285,7 +325,17 @@ def _snowman(x: Array, y: Array, j: Sequence[Array]) -> Parts:
 
 
 SHAPES: tuple[Callable[[Array, Array, Sequence[Array]], Parts], ...] = (
-    _tree, _house, _person, _car, _mushroom, _lamppost, _cup, _flag, _arrow, _snowman)  # fmt: skip
+    _tree,
+    _house,
+    _person,
+    _car,
+    _mushroom,
+    _lamppost,
+    _cup,
+    _flag,
+    _arrow,
+    _snowman,
+)
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
@@ -337,8 +387,11 @@ def _background(bg: _Background, u: Array, v: Array) -> Array:
         if rows.size == 0:
             continue
         cx, cy, cw, alpha, bright = (_col(bg.clouds[rows, k, m]) for m in range(1, 6))
-        puff = (_ellipse(u, v, cx, cy, cw, 0.35 * cw) | _ellipse(u, v, cx - 0.3 * cw, cy - 0.2 * cw, 0.5 * cw, 0.35 * cw)
-                | _ellipse(u, v, cx + 0.25 * cw, cy - 0.25 * cw, 0.45 * cw, 0.4 * cw))  # fmt: skip
+        puff = (
+            _ellipse(u, v, cx, cy, cw, 0.35 * cw)
+            | _ellipse(u, v, cx - 0.3 * cw, cy - 0.2 * cw, 0.5 * cw, 0.35 * cw)
+            | _ellipse(u, v, cx + 0.25 * cw, cy - 0.25 * cw, 0.45 * cw, 0.4 * cw)
+        )
         a = alpha * (puff & (v <= cy + 0.2 * cw))  # (B,R,R) flat bottom
         shade = bright * (1.05 - 0.3 * np.clip((v - cy + 0.5 * cw) / (0.7 * cw), 0, 1))  # (B,R,1) lit from above
         cover[rows] += a * (1 - cover[rows])
@@ -351,9 +404,13 @@ def _background(bg: _Background, u: Array, v: Array) -> Array:
     rows = np.flatnonzero(bg.ground_tex[:, 1] > 0)
     if rows.size:
         famp, ffreq, fphase = (_col(bg.ground_tex[rows, k]) for k in range(1, 4))
-        light[rows] *= 1 + famp * g[rows] * np.sin(ffreq / (v - h[rows] + 0.03) + fphase)  # furrows crowd to the horizon
+        light[rows] *= 1 + famp * g[rows] * np.sin(
+            ffreq / (v - h[rows] + 0.03) + fphase
+        )  # furrows crowd to the horizon
     haze = 0.35 * (1 - g) ** 3  # aerial perspective: far ground fades into the horizon sky
-    ground = (_col(bg.ground) * (1 - haze[..., None]) + _col(bg.sky_horizon) * haze[..., None]) * (1.1 - 0.25 * g)[..., None]
+    ground = (_col(bg.ground) * (1 - haze[..., None]) + _col(bg.sky_horizon) * haze[..., None]) * (1.1 - 0.25 * g)[
+        ..., None
+    ]
     hills = 0.425 * _col(bg.ground) + 0.5 * _col(bg.sky_horizon)  # (B,1,1,3) hazy, far away
 
     np.copyto(sky, hills, where=(v >= hill)[..., None])  # in place: faster than np.where
@@ -410,11 +467,17 @@ def _paint_objects(img: Array, u: Array, v: Array, o: _Objects) -> Array:
 
 CLUTTER: tuple[Callable[[Array, Array], Array], ...] = (
     lambda x, y: _ellipse(x, y, 0, 0, 0.9, 0.6) & (y >= 0),  # rock
-    lambda x, y: (_ellipse(x, y, -0.4, 0.35, 0.4, 0.4) | _ellipse(x, y, 0.4, 0.35, 0.4, 0.4)
-                  | _ellipse(x, y, 0, 0.6, 0.45, 0.45)) & (y >= 0),  # bush
+    lambda x, y: (
+        (
+            _ellipse(x, y, -0.4, 0.35, 0.4, 0.4)
+            | _ellipse(x, y, 0.4, 0.35, 0.4, 0.4)
+            | _ellipse(x, y, 0, 0.6, 0.45, 0.45)
+        )
+        & (y >= 0)
+    ),  # bush
     lambda x, y: _rect(np.abs(x), y, 0, 0.4, 0, 0.75),  # box
     lambda x, y: _trap(x, y, 0, 1, 0.45, 0),  # cone
-)  # fmt: skip
+)
 
 
 def _paint_clutter(img: Array, u: Array, v: Array, cl: _Clutter, active: Array) -> Array:

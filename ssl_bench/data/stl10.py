@@ -13,13 +13,26 @@ from pathlib import Path
 from torchvision.datasets import STL10
 
 from ssl_bench.config import DataConfig
-from ssl_bench.data.types import DataInfo, Splits, data_root
 from ssl_bench.data.folder import balanced_subset, channel_stats_of
+from ssl_bench.data.types import DataInfo, Splits, data_root
 
 NATIVE_SIZE = 96
-CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")  # if class_names.txt is absent
-SIZE = ("113,000 96x96 images (100,000 unlabeled, 5,000 labelled train, 8,000 test) in 10 classes, 2.5 GB as "
-        "stl10_binary.tar.gz")  # fmt: skip
+CLASSES = (
+    "airplane",
+    "bird",
+    "car",
+    "cat",
+    "deer",
+    "dog",
+    "horse",
+    "monkey",
+    "ship",
+    "truck",
+)  # if class_names.txt is absent
+SIZE = (
+    "113,000 96x96 images (100,000 unlabeled, 5,000 labelled train, 8,000 test) in 10 classes, 2.5 GB as "
+    "stl10_binary.tar.gz"
+)
 
 
 def load_stl10(cfg: DataConfig, out_dir: Path) -> Splits:
@@ -30,9 +43,11 @@ def load_stl10(cfg: DataConfig, out_dir: Path) -> Splits:
     if absent and not cfg.download:
         where = f"{root}" if cfg.root else f"{root} (no --data-root given)"
         found = f"{folder} lacks {', '.join(absent)}" if folder.is_dir() else f"there is no {folder}"
-        raise FileNotFoundError(f"STL-10 not found in {where}: {found}. Expected the binary version, {folder}/ with "
-                                f"{', '.join(files)} (and class_names.txt). STL-10: {SIZE}. Get it with --download (into "
-                                f"{root}), or download {STL10.url} and extract it into {root}.")  # fmt: skip
+        raise FileNotFoundError(
+            f"STL-10 not found in {where}: {found}. Expected the binary version, {folder}/ with "
+            f"{', '.join(files)} (and class_names.txt). STL-10: {SIZE}. Get it with --download (into "
+            f"{root}), or download {STL10.url} and extract it into {root}."
+        )
     unlabeled, train_all, test_all = (split(root, name, cfg.download) for name in ("unlabeled", "train", "test"))
     pretrain = balanced_subset(unlabeled, cfg.num_train, cfg.seed)
     train = balanced_subset(train_all, cfg.num_train, cfg.seed)
@@ -50,11 +65,15 @@ def split(root: Path, name: str, download: bool) -> STL10:
     try:
         return STL10(str(root), split=name, download=download)
     except RuntimeError:  # torchvision: "Dataset not found or corrupted"
-        raise RuntimeError(f"STL-10: the files in {folder} do not match torchvision's md5 checksums (an interrupted download "
-                           f"or extraction?); delete {folder} and run again with --download, or extract "
-                           f"{STL10.filename} there again") from None  # fmt: skip
+        raise RuntimeError(
+            f"STL-10: the files in {folder} do not match torchvision's md5 checksums (an interrupted download "
+            f"or extraction?); delete {folder} and run again with --download, or extract "
+            f"{STL10.filename} there again"
+        ) from None
     except OSError as e:
         if not download:
             raise
-        raise OSError(f"STL-10: downloading {STL10.url} failed ({e}); check the network, or download it by hand and "
-                      f"extract it into {root}") from None  # fmt: skip
+        raise OSError(
+            f"STL-10: downloading {STL10.url} failed ({e}); check the network, or download it by hand and "
+            f"extract it into {root}"
+        ) from None

@@ -39,8 +39,11 @@ def _load_cache(path: Path, num_images: int, image_size: int) -> tuple[Array, Ar
         return None
     expected = (num_images, image_size, image_size, 3)
     if version != VERSION or images.shape != expected or images.dtype != np.uint8 or labels.shape != (num_images,):
-        warnings.warn(f"synthetic cache {path} holds version {version}, images {images.shape} {images.dtype}, "
-                      f"expected version {VERSION}, images {expected} uint8; regenerating it", stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"synthetic cache {path} holds version {version}, images {images.shape} {images.dtype}, "
+            f"expected version {VERSION}, images {expected} uint8; regenerating it",
+            stacklevel=3,
+        )
         return None
     return images, labels.astype(np.int64)
 
@@ -97,8 +100,9 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def save_grid(path: str | Path, images: torch.Tensor, labels: Sequence[int], classes: Sequence[str],
-              per_class: int = 8) -> Path:  # fmt: skip
+def save_grid(
+    path: str | Path, images: torch.Tensor, labels: Sequence[int], classes: Sequence[str], per_class: int = 8
+) -> Path:
     """A PNG with one row per class, labelled with its name; small images are upscaled (nearest) to >= 96 px."""
     images = torch.as_tensor(images)
     lab = np.asarray(labels)
@@ -125,7 +129,9 @@ def synthetic_root(cfg: DataConfig, out_dir: Path) -> Path:
 
 def load_synthetic(cfg: DataConfig, out_dir: Path) -> Splits:
     if cfg.num_train <= 0 or cfg.num_test <= 0:
-        raise ConfigError("the synthetic dataset needs data.num_train and data.num_test above 0 (they are how many images to generate)")
+        raise ConfigError(
+            "the synthetic dataset needs data.num_train and data.num_test above 0 (they are how many images to generate)"
+        )
     root = synthetic_root(cfg, out_dir)
     size = cfg.image_size or NATIVE_SIZE
     train = SyntheticImages(root, "train", cfg.num_train, size, cfg.seed)

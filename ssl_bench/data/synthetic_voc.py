@@ -9,8 +9,21 @@ import numpy as np
 from PIL import Image
 
 from ssl_bench import storage
-from ssl_bench.data.render import (CLASSES, SUPERSAMPLE, VERSION, Array, _background, _check_size, _draw_background,
-                                   _draw_clutter, _draw_objects, _finish, _grid, _paint_clutter, _paint_objects)  # fmt: skip
+from ssl_bench.data.render import (
+    CLASSES,
+    SUPERSAMPLE,
+    VERSION,
+    Array,
+    _background,
+    _check_size,
+    _draw_background,
+    _draw_clutter,
+    _draw_objects,
+    _finish,
+    _grid,
+    _paint_clutter,
+    _paint_objects,
+)
 from ssl_bench.data.voc import write_annotation
 
 VOC_MARKER = "synthetic_voc.json"
@@ -67,23 +80,39 @@ def _render_scene(rng: np.random.Generator, size: int, max_objects: int) -> tupl
         drawn = full[k].reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).any((1, 3))
         edge = bool(drawn[0].any() or drawn[-1].any() or drawn[:, 0].any() or drawn[:, -1].any())
         visible = (owner == k).sum() / max(1, full[k].sum())
-        annotated.append({"name": CLASSES[int(cls[k])], "bbox": bbox, "difficult": bool(visible < 0.4),
-                          "truncated": edge, "visible": float(visible)})  # fmt: skip
+        annotated.append(
+            {
+                "name": CLASSES[int(cls[k])],
+                "bbox": bbox,
+                "difficult": bool(visible < 0.4),
+                "truncated": edge,
+                "visible": float(visible),
+            }
+        )
     return pixels, annotated
 
 
-def write_voc(root: str | Path, num_trainval: int, num_test: int, image_size: int = 128, seed: int = 0,
-              max_objects: int = 4) -> Path:  # fmt: skip
+def write_voc(
+    root: str | Path, num_trainval: int, num_test: int, image_size: int = 128, seed: int = 0, max_objects: int = 4
+) -> Path:
     """Write the synthetic detection set in Pascal VOC layout under ``root`` (once; the marker file is written last).
 
     trainval images are ``000001 ..``, test images follow them; scene i depends only on (seed, i). Returns ``root``.
     """
     _check_size(image_size)
     if num_trainval < 1 or num_test < 1 or max_objects < 1:
-        raise ValueError(f"need num_trainval, num_test, max_objects >= 1, got {num_trainval}, {num_test}, {max_objects}")
+        raise ValueError(
+            f"need num_trainval, num_test, max_objects >= 1, got {num_trainval}, {num_test}, {max_objects}"
+        )
     root = Path(root)
-    params = {"version": VERSION, "num_trainval": num_trainval, "num_test": num_test, "image_size": image_size,
-              "seed": seed, "max_objects": max_objects}  # fmt: skip
+    params = {
+        "version": VERSION,
+        "num_trainval": num_trainval,
+        "num_test": num_test,
+        "image_size": image_size,
+        "seed": seed,
+        "max_objects": max_objects,
+    }
     marker = root / VOC_MARKER
     try:
         if json.loads(marker.read_text()) == params:

@@ -19,33 +19,59 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import ConcatDataset, Dataset
 from PIL import Image
+from torch.utils.data import ConcatDataset, Dataset
 from torchvision.datasets import VOCDetection as TorchvisionVOC
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ssl_bench.config import ConfigError
 
 VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)  # fmt: skip
-LAYOUT = ("<root>/Annotations/<id>.xml, <root>/ImageSets/Main/<split>.txt (one image id per line) and "
-          "<root>/JPEGImages/<id>.jpg")  # fmt: skip
-GET_VOC = ("For real Pascal VOC use torchvision.datasets.VOCDetection(<dir>, year='2007', image_set='trainval', "
-           "download=True) and pass <dir>/VOCdevkit/VOC2007 as root, or download it from "
-           "http://host.robots.ox.ac.uk/pascal/VOC/.")  # fmt: skip
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+LAYOUT = (
+    "<root>/Annotations/<id>.xml, <root>/ImageSets/Main/<split>.txt (one image id per line) and "
+    "<root>/JPEGImages/<id>.jpg"
+)
+GET_VOC = (
+    "For real Pascal VOC use torchvision.datasets.VOCDetection(<dir>, year='2007', image_set='trainval', "
+    "download=True) and pass <dir>/VOCdevkit/VOC2007 as root, or download it from "
+    "http://host.robots.ox.ac.uk/pascal/VOC/."
+)
 # A VOCdevkit directory holds one VOC-layout directory per year, VOC2007/ and VOC2012/: what the official tars unpack
 # to and what torchvision's downloader writes under <dir>/VOCdevkit.
 VOC_YEARS = {
-    "2007": ("VOC2007/: trainval 5,011 + test 4,952 images, about 0.9 GB (VOCtrainval_06-Nov-2007.tar, 460 MB, and "
-             "VOCtest_06-Nov-2007.tar, 451 MB)"),
+    "2007": (
+        "VOC2007/: trainval 5,011 + test 4,952 images, about 0.9 GB (VOCtrainval_06-Nov-2007.tar, 460 MB, and "
+        "VOCtest_06-Nov-2007.tar, 451 MB)"
+    ),
     "2012": "VOC2012/: trainval 11,540 images, about 2 GB (VOCtrainval_11-May-2012.tar)",
-}  # fmt: skip
-GET_DEVKIT = ("Get them with torchvision.datasets.VOCDetection(<dir>, year='2007', image_set='trainval', download=True), "
-              "the same with image_set='test', and year='2012', image_set='trainval': they land in <dir>/VOCdevkit/VOC<year> "
-              "(pass <dir>/VOCdevkit or <dir>). Or unpack the tars from http://host.robots.ox.ac.uk/pascal/VOC/ "
-              "(voc2007/, voc2012/) into one directory: each unpacks to VOCdevkit/VOC<year>.")  # fmt: skip
+}
+GET_DEVKIT = (
+    "Get them with torchvision.datasets.VOCDetection(<dir>, year='2007', image_set='trainval', download=True), "
+    "the same with image_set='test', and year='2012', image_set='trainval': they land in <dir>/VOCdevkit/VOC<year> "
+    "(pass <dir>/VOCdevkit or <dir>). Or unpack the tars from http://host.robots.ox.ac.uk/pascal/VOC/ "
+    "(voc2007/, voc2012/) into one directory: each unpacks to VOCdevkit/VOC<year>."
+)
 COORDS = ("xmin", "ymin", "xmax", "ymax")
 FIELDS = "size/width, size/height and, for every <object>, name and bndbox/xmin, ymin, xmax, ymax"
 
@@ -70,7 +96,9 @@ def _field(tree: dict, keys: Sequence[str], xml: Path, where: str) -> str:
     node: Any = tree
     for key in keys:
         if not isinstance(node, dict) or key not in node:
-            raise ValueError(f"{xml}: {where} is missing the field {'/'.join(keys)}; add it (a VOC annotation needs {FIELDS})")
+            raise ValueError(
+                f"{xml}: {where} is missing the field {'/'.join(keys)}; add it (a VOC annotation needs {FIELDS})"
+            )
         node = node[key]
     if not isinstance(node, str):
         raise ValueError(f"{xml}: {where} has a malformed field {'/'.join(keys)} (expected one value)")
@@ -117,7 +145,8 @@ def parse_annotation(xml: Path, clip_boxes: bool = False) -> dict:
                     f"{width}x{height} image or empty (VOC boxes are 1-based and inclusive: 1 <= xmin < xmax <= width, "
                     f"1 <= ymin < ymax <= height). To clip such boxes to the image with a warning (boxes left empty are "
                     f"dropped) use --set detection.clip_boxes=true (ssl-bench run), --clip-boxes (ssl-bench detect-eval) "
-                    f"or clip_boxes=True (Python).")  # fmt: skip
+                    f"or clip_boxes=True (Python)."
+                )
             x0, y0, x1, y1 = max(x0, 1), max(y0, 1), min(x1, width), min(y1, height)
             empty = x0 >= x1 or y0 >= y1
             fixed.append(f"{where} ({name}) {tuple(box)} -> {'dropped (empty)' if empty else (x0, y0, x1, y1)}")
@@ -127,8 +156,12 @@ def parse_annotation(xml: Path, clip_boxes: bool = False) -> dict:
     if fixed:
         warnings.warn(f"{xml}: clipped boxes to the {width}x{height} image: {'; '.join(fixed)}", stacklevel=3)
     filename = tree.get("filename")
-    return {"filename": filename if isinstance(filename, str) else "", "width": width, "height": height,
-            "objects": objects}  # fmt: skip
+    return {
+        "filename": filename if isinstance(filename, str) else "",
+        "width": width,
+        "height": height,
+        "objects": objects,
+    }
 
 
 class VOCDetection(Dataset):
@@ -139,8 +172,9 @@ class VOCDetection(Dataset):
     the background of torchvision's detectors.
     """
 
-    def __init__(self, root: str | Path, split: str, classes: Sequence[str] | None = None,
-                 clip_boxes: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, root: str | Path, split: str, classes: Sequence[str] | None = None, clip_boxes: bool = False
+    ) -> None:
         self.root = Path(root)
         split_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
         for need in (self.root / "Annotations", self.root / "JPEGImages", split_file):
@@ -156,7 +190,9 @@ class VOCDetection(Dataset):
         for image_id in wanted:
             xml = self.root / "Annotations" / f"{image_id}.xml"
             if not xml.is_file():
-                raise FileNotFoundError(f"{xml} not found: every id in ImageSets/Main/*.txt needs an annotation ({LAYOUT})")
+                raise FileNotFoundError(
+                    f"{xml} not found: every id in ImageSets/Main/*.txt needs an annotation ({LAYOUT})"
+                )
             records[image_id] = parse_annotation(xml, clip_boxes)
         if classes is None:
             names = sorted({o["name"] for r in records.values() for o in r["objects"]})
@@ -170,15 +206,18 @@ class VOCDetection(Dataset):
         for image_id, rec in zip(self.ids, self._records):
             unknown = sorted({o["name"] for o in rec["objects"]} - set(index))
             if unknown:
-                raise ValueError(f"{self.root / 'Annotations' / image_id}.xml: class {unknown} not in classes "
-                                 f"{list(self.classes)}")  # fmt: skip
+                raise ValueError(
+                    f"{self.root / 'Annotations' / image_id}.xml: class {unknown} not in classes {list(self.classes)}"
+                )
             boxes = torch.tensor([o["bbox"] for o in rec["objects"]], dtype=torch.float32).reshape(-1, 4)
             boxes[:, :2] -= 1  # VOC 1-based inclusive -> 0-based xyxy
-            self._targets.append({
-                "boxes": boxes,  # (N, 4)
-                "labels": torch.tensor([index[o["name"]] for o in rec["objects"]], dtype=torch.int64),  # (N,)
-                "difficult": torch.tensor([o["difficult"] for o in rec["objects"]], dtype=torch.bool),  # (N,)
-            })  # fmt: skip
+            self._targets.append(
+                {
+                    "boxes": boxes,  # (N, 4)
+                    "labels": torch.tensor([index[o["name"]] for o in rec["objects"]], dtype=torch.int64),  # (N,)
+                    "difficult": torch.tensor([o["difficult"] for o in rec["objects"]], dtype=torch.bool),  # (N,)
+                }
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -195,12 +234,15 @@ class VOCDetection(Dataset):
             raise FileNotFoundError(f"{path} not found: image {self.ids[i]} of split {self.split!r} ({LAYOUT})")
         try:  # PIL, not torchvision.io: torchvision 0.29 deprecated its image decoders
             with Image.open(path) as im:
-                image = pil_to_tensor(im.convert("RGB")).contiguous()  # (3, H, W) uint8; convert decodes, truncation -> OSError
+                image = pil_to_tensor(
+                    im.convert("RGB")
+                ).contiguous()  # (3, H, W) uint8; convert decodes, truncation -> OSError
         except OSError as e:
             raise OSError(f"{path}: unreadable or truncated image ({e})") from None
         if tuple(image.shape[1:]) != (rec["height"], rec["width"]):
-            raise ValueError(f"{path} is {image.shape[2]}x{image.shape[1]} but its annotation says "
-                             f"{rec['width']}x{rec['height']}")  # fmt: skip
+            raise ValueError(
+                f"{path} is {image.shape[2]}x{image.shape[1]} but its annotation says {rec['width']}x{rec['height']}"
+            )
         target = {k: t.clone() for k, t in self._targets[i].items()}
         target["image_id"] = torch.tensor(i, dtype=torch.int64)
         return image, target
@@ -268,27 +310,42 @@ def devkit_root(dataset: str, root_dir: str, train_split: str, test_split: str) 
     need = " and ".join(f"VOC{y}/" for y in years)
     about = f"{'; '.join(VOC_YEARS[y] for y in years)}. Each VOC<year>/ holds {LAYOUT.replace('<root>', 'VOC<year>')}"
     if not root_dir:
-        raise ConfigError(f"detection.dataset={dataset} needs detection.root=<VOCdevkit dir> holding {need}: {about}. "
-                          f"{GET_DEVKIT}")  # fmt: skip
+        raise ConfigError(
+            f"detection.dataset={dataset} needs detection.root=<VOCdevkit dir> holding {need}: {about}. {GET_DEVKIT}"
+        )
     root = Path(root_dir).expanduser()
     if not root.is_dir():
-        raise ConfigError(f"detection.root {root} does not exist; for detection.dataset={dataset} it should be a "
-                          f"VOCdevkit directory holding {need}: {about}. {GET_DEVKIT}")  # fmt: skip
+        raise ConfigError(
+            f"detection.root {root} does not exist; for detection.dataset={dataset} it should be a "
+            f"VOCdevkit directory holding {need}: {about}. {GET_DEVKIT}"
+        )
     if not (root / "VOC2007").is_dir() and (root / "VOCdevkit").is_dir():
         root = root / "VOCdevkit"  # the directory given to torchvision's downloader
     if (root / "Annotations").is_dir():
-        raise ConfigError(f"detection.root {root} is one year's VOC-layout directory; detection.dataset={dataset} "
-                          f"needs its parent, the VOCdevkit directory holding {need} (or use detection.dataset=voc "
-                          f"for this directory alone)")  # fmt: skip
+        raise ConfigError(
+            f"detection.root {root} is one year's VOC-layout directory; detection.dataset={dataset} "
+            f"needs its parent, the VOCdevkit directory holding {need} (or use detection.dataset=voc "
+            f"for this directory alone)"
+        )
     missing = [f"VOC{y}/" for y in years if not (root / f"VOC{y}").is_dir()]
     if missing:
-        raise ConfigError(f"detection.dataset={dataset}: {root} has no {' or '.join(missing)}; it should be a VOCdevkit "
-                          f"directory holding {need}: {about}. {GET_DEVKIT}")  # fmt: skip
+        raise ConfigError(
+            f"detection.dataset={dataset}: {root} has no {' or '.join(missing)}; it should be a VOCdevkit "
+            f"directory holding {need}: {about}. {GET_DEVKIT}"
+        )
     for year, split in [(y, train_split) for y in train_years] + [(test_year, test_split)]:
         path = root / f"VOC{year}" / "ImageSets" / "Main" / f"{split}.txt"
         if not path.is_file():
-            own = (" (VOC2007's test set is a download of its own: VOCtest_06-Nov-2007.tar, or torchvision's year='2007', "
-                   "image_set='test')") if (year, split) == ("2007", "test") else ""  # fmt: skip
-            raise ConfigError(f"detection.dataset={dataset} reads split {split!r} of VOC{year}, but {path} is "
-                              f"missing{own}. {GET_DEVKIT}")  # fmt: skip
+            own = (
+                (
+                    " (VOC2007's test set is a download of its own: VOCtest_06-Nov-2007.tar, or torchvision's year='2007', "
+                    "image_set='test')"
+                )
+                if (year, split) == ("2007", "test")
+                else ""
+            )
+            raise ConfigError(
+                f"detection.dataset={dataset} reads split {split!r} of VOC{year}, but {path} is "
+                f"missing{own}. {GET_DEVKIT}"
+            )
     return root

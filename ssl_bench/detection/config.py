@@ -38,7 +38,9 @@ class DetectionConfig:
     clip_boxes: bool = False  # clip boxes outside the image (with a warning) instead of stopping
     head: str = "c4"  # c4 (res5 as the RoI head, the paper's) | fpn
     freeze_bn: bool = True
-    roi_batch_size: int = 512  # sampled RoIs per training image (Detectron2 BATCH_SIZE_PER_IMAGE); most of a C4 step's cost
+    roi_batch_size: int = (
+        512  # sampled RoIs per training image (Detectron2 BATCH_SIZE_PER_IMAGE); most of a C4 step's cost
+    )
     min_size: int = 800  # shorter image side (train and test)
     max_size: int = 1333
     iterations: int = 25000
@@ -54,8 +56,19 @@ class DetectionConfig:
     synthetic_size: int = 128
 
     def check(self) -> None:
-        positive("detection", self, "min_size", "max_size", "iterations", "batch_size", "roi_batch_size", "lr",
-                 "synthetic_trainval", "synthetic_test", "synthetic_size")  # fmt: skip
+        positive(
+            "detection",
+            self,
+            "min_size",
+            "max_size",
+            "iterations",
+            "batch_size",
+            "roi_batch_size",
+            "lr",
+            "synthetic_trainval",
+            "synthetic_test",
+            "synthetic_size",
+        )
         non_negative("detection", self, "warmup_iters")
         one_of("detection", self, "head", HEADS)
         one_of("detection", self, "dataset", DATASETS)

@@ -14,8 +14,9 @@ from ssl_bench.detection.voc07 import voc07_eval
 PROTOCOLS: dict[str, Callable[[GroundTruth, Detections], dict]] = {"voc07": voc07_eval, "coco": coco_eval}
 
 
-def detect_eval(gt_path: str | Path, dets_path: str | Path, protocol: str,
-                split: str | None = None, clip_boxes: bool = False) -> dict[str, float]:  # fmt: skip
+def detect_eval(
+    gt_path: str | Path, dets_path: str | Path, protocol: str, split: str | None = None, clip_boxes: bool = False
+) -> dict[str, float]:
     """Load the ground truth (COCO .json or VOC directory, ``split`` for a VOC-layout root) and a COCO results
     json, and evaluate. Nested results are flattened: per_class_AP50 {"dog": x} becomes "per_class_AP50/dog"."""
     if protocol not in PROTOCOLS:
@@ -35,8 +36,15 @@ def write_coco_results(path: str | Path, gt: GroundTruth, dets: Detections) -> N
     """Write ``dets`` as a COCO results json that ``load_detections(path, gt)`` reads back: the ground truth's
     own image ids and category ids, bbox [x, y, width, height] in 0-based pixels, full-precision floats."""
     check_detections(gt, dets)
-    results = [{"image_id": gt.images[i].id, "category_id": gt.category_ids[label - 1],
-                "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": score}
-               for i, label, b, score in zip(dets.image_index.tolist(), dets.labels.tolist(), dets.boxes.tolist(),
-                                             dets.scores.tolist())]  # fmt: skip
+    results = [
+        {
+            "image_id": gt.images[i].id,
+            "category_id": gt.category_ids[label - 1],
+            "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+            "score": score,
+        }
+        for i, label, b, score in zip(
+            dets.image_index.tolist(), dets.labels.tolist(), dets.boxes.tolist(), dets.scores.tolist()
+        )
+    ]
     storage.write_text(path, json.dumps(results))

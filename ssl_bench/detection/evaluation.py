@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ssl_bench import storage
 from ssl_bench.config import ConfigError, config_hash
-from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.data.synthetic_voc import write_voc
 from ssl_bench.data.voc import DEVKIT_SETS, GET_VOC, LAYOUT, VOC_CLASSES, ConcatVOC, VOCDetection, devkit_root
+from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.detection.detect_eval import PROTOCOLS, write_coco_results
 from ssl_bench.detection.model import build_detector
 from ssl_bench.detection.records import Detections, GroundTruth, ImageRecord
@@ -46,10 +47,10 @@ def detection_root(cfg: DetectionConfig, shared_dir: Path) -> Path:
 DETECTION_DATASET_HELP = {
     "synthetic": "built-in VOC-layout scenes of the synthetic objects, generated under <out>/data (the default)",
     "voc": "any VOC-layout root (detection.root=<dir> with Annotations/, ImageSets/Main/, JPEGImages/), e.g. BCCD; "
-           "trains on detection.train_split, tests on detection.test_split",
+    "trains on detection.train_split, tests on detection.test_split",
     "voc07": "Pascal VOC2007 trainval -> VOC2007 test (detection.root=<VOCdevkit>)",
     "voc07+12": "PIRL Table 1: VOC2007 + VOC2012 trainval -> VOC2007 test (detection.root=<VOCdevkit>)",
-}  # fmt: skip
+}
 
 
 def detection_sets(cfg: DetectionConfig, shared_dir: Path) -> tuple[VOCDetection | ConcatVOC, VOCDetection]:
@@ -73,8 +74,16 @@ def ground_truth(dataset: VOCDetection) -> GroundTruth:
     images = []
     for i, image_id in enumerate(dataset.ids):
         target, record = dataset.target(i), dataset.annotation(i)
-        images.append(ImageRecord(image_id, record["width"], record["height"], target["boxes"].numpy(),
-                                  target["labels"].numpy(), target["difficult"].numpy()))  # fmt: skip
+        images.append(
+            ImageRecord(
+                image_id,
+                record["width"],
+                record["height"],
+                target["boxes"].numpy(),
+                target["labels"].numpy(),
+                target["difficult"].numpy(),
+            )
+        )
     return GroundTruth(list(dataset.classes), images)
 
 
@@ -82,11 +91,15 @@ def as_detections(predictions: list[dict[str, np.ndarray]]) -> Detections:
     """predict()'s per-image dicts -> one Detections table (image_index = position in the test split)."""
     index = [np.full(len(p["scores"]), i) for i, p in enumerate(predictions)]
     cat = lambda key, empty: np.concatenate([p[key] for p in predictions] + [empty])  # noqa: E731
-    return Detections(np.concatenate(index + [np.zeros(0, np.int64)]), cat("labels", np.zeros(0, np.int64)),
-                      cat("boxes", np.zeros((0, 4))), cat("scores", np.zeros(0)))  # fmt: skip
+    return Detections(
+        np.concatenate(index + [np.zeros(0, np.int64)]),
+        cat("labels", np.zeros(0, np.int64)),
+        cat("boxes", np.zeros((0, 4))),
+        cat("scores", np.zeros(0)),
+    )
 
 
-def run_detection(ctx, cfg: DetectionConfig) -> list[tuple[str, str, float, str]]:
+def run_detection(ctx: Any, cfg: DetectionConfig) -> list[tuple[str, str, float, str]]:
     """Train, detect and score on ``ctx`` (an EvalContext: backbone, data, run directory) with ``cfg`` resolved (its
     lr and warm-up set): (layer = the head, metric, value, protocol) for AP, AP50, AP75 under each protocol. The
     files written to the run directory are named by the hash of ``cfg``."""
@@ -95,13 +108,34 @@ def run_detection(ctx, cfg: DetectionConfig) -> list[tuple[str, str, float, str]
     info = ctx.splits.info
     tag = config_hash(asdict(cfg))[:8]
     train, test = detection_sets(cfg, ctx.shared_dir)
-    model = build_detector(ctx.backbone, len(train.classes), cfg.head, cfg.freeze_bn, cfg.min_size, cfg.max_size,
-                           image_mean=info.mean, image_std=info.std, roi_batch_size=cfg.roi_batch_size)  # fmt: skip
+    model = build_detector(
+        ctx.backbone,
+        len(train.classes),
+        cfg.head,
+        cfg.freeze_bn,
+        cfg.min_size,
+        cfg.max_size,
+        image_mean=info.mean,
+        image_std=info.std,
+        roi_batch_size=cfg.roi_batch_size,
+    )
     lr, warmup = cfg.lr, cfg.warmup_iters
-    logs = train_detector(model, train, cfg, lr, warmup, ctx.device, ctx.seed, task_name=f"detection {cfg.head}",
-                          checkpoint=ctx.run_dir / f"detection-{tag}.ckpt.pt", every=ctx.checkpoint)  # fmt: skip
+    logs = train_detector(
+        model,
+        train,
+        cfg,
+        lr,
+        warmup,
+        ctx.device,
+        ctx.seed,
+        task_name=f"detection {cfg.head}",
+        checkpoint=ctx.run_dir / f"detection-{tag}.ckpt.pt",
+        every=ctx.checkpoint,
+    )
     storage.write_text(ctx.run_dir / f"detection-{tag}.jsonl", "".join(json.dumps(row) + "\n" for row in logs))
-    (ctx.run_dir / f"detection-{tag}.ckpt.pt").unlink(missing_ok=True)  # the finished model is not kept (see the detections json)
+    (ctx.run_dir / f"detection-{tag}.ckpt.pt").unlink(
+        missing_ok=True
+    )  # the finished model is not kept (see the detections json)
     storage.sidecar(ctx.run_dir / f"detection-{tag}.ckpt.pt").unlink(missing_ok=True)
     gt, dets = ground_truth(test), as_detections(predict(model, test, ctx.device))
     write_coco_results(ctx.run_dir / f"detections-{tag}.json", gt, dets)

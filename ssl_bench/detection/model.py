@@ -48,10 +48,20 @@ MIN_ANCHOR = 4  # px
 TRAIN_SIZES = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)  # Detectron2 VOC MIN_SIZE_TRAIN (test: 800)
 FPN_CHANNELS = 256
 # Detectron2 RPN proposal counts at 800 px (PRE_NMS_TOPK per level, POST_NMS_TOPK per image), train / test
-RPN_TOPK = {"c4": {"rpn_pre_nms_top_n_train": 12000, "rpn_pre_nms_top_n_test": 6000,
-                   "rpn_post_nms_top_n_train": 2000, "rpn_post_nms_top_n_test": 1000},
-            "fpn": {"rpn_pre_nms_top_n_train": 2000, "rpn_pre_nms_top_n_test": 1000,
-                    "rpn_post_nms_top_n_train": 1000, "rpn_post_nms_top_n_test": 1000}}  # fmt: skip
+RPN_TOPK = {
+    "c4": {
+        "rpn_pre_nms_top_n_train": 12000,
+        "rpn_pre_nms_top_n_test": 6000,
+        "rpn_post_nms_top_n_train": 2000,
+        "rpn_post_nms_top_n_test": 1000,
+    },
+    "fpn": {
+        "rpn_pre_nms_top_n_train": 2000,
+        "rpn_pre_nms_top_n_test": 1000,
+        "rpn_post_nms_top_n_train": 1000,
+        "rpn_post_nms_top_n_test": 1000,
+    },
+}
 D2_STRIDE = {"c4": 16, "fpn": 4}  # Detectron2's finest feature stride, for which RPN_TOPK is set
 MIN_PROPOSALS = 300  # Faster R-CNN (Ren et al. 2015) tested with 300 proposals
 
@@ -83,10 +93,19 @@ def proposals(count: int, head: str, min_size: int, stride: int) -> int:
     return max(round(count * positions), MIN_PROPOSALS)
 
 
-def build_detector(backbone: Backbone, num_classes: int, head: str = "c4", freeze_bn: bool = True,
-                   min_size: int = 800, max_size: int = 1333, freeze_at: int = 2,
-                   image_mean: Sequence[float] | None = None, image_std: Sequence[float] | None = None,
-                   multiscale: bool = False, roi_batch_size: int = 512) -> FasterRCNN:  # fmt: skip
+def build_detector(
+    backbone: Backbone,
+    num_classes: int,
+    head: str = "c4",
+    freeze_bn: bool = True,
+    min_size: int = 800,
+    max_size: int = 1333,
+    freeze_at: int = 2,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+    multiscale: bool = False,
+    roi_batch_size: int = 512,
+) -> FasterRCNN:
     """A Faster R-CNN whose trunk (and, for C4, box head) is a deep copy of ``backbone``; the caller's is untouched.
 
     ``num_classes`` excludes the background. ``freeze_bn`` turns every BatchNorm into ``FrozenBatchNorm2d``
@@ -102,7 +121,9 @@ def build_detector(backbone: Backbone, num_classes: int, head: str = "c4", freez
     if head not in HEADS:
         raise ValueError(f"unknown detection head {head!r}; valid heads: {', '.join(HEADS)}")
     if not 0 <= freeze_at <= len(backbone.stage_names):
-        raise ValueError(f"freeze_at must be in 0..{len(backbone.stage_names)} ({backbone.stage_names}), got {freeze_at}")
+        raise ValueError(
+            f"freeze_at must be in 0..{len(backbone.stage_names)} ({backbone.stage_names}), got {freeze_at}"
+        )
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1 (background excluded), got {num_classes}")
     model = copy.deepcopy(backbone.model).requires_grad_(True)
@@ -119,32 +140,59 @@ def build_detector(backbone: Backbone, num_classes: int, head: str = "c4", freez
     channels = dict(zip(backbone.stage_names, backbone.stage_channels))
     finest = strides["layer3" if head == "c4" else "layer1"]
     sizes = (min_size,) if not multiscale else tuple(round(s * min_size / 800) for s in TRAIN_SIZES[:-1]) + (min_size,)
-    common = dict(min_size=sizes, max_size=max_size, box_batch_size_per_image=roi_batch_size,
-                  image_mean=None if image_mean is None else list(image_mean),
-                  image_std=None if image_std is None else list(image_std),
-                  **{k: proposals(n, head, min_size, finest) for k, n in RPN_TOPK[head].items()})  # fmt: skip
+    common = dict(
+        min_size=sizes,
+        max_size=max_size,
+        box_batch_size_per_image=roi_batch_size,
+        image_mean=None if image_mean is None else list(image_mean),
+        image_std=None if image_std is None else list(image_std),
+        **{k: proposals(n, head, min_size, finest) for k, n in RPN_TOPK[head].items()},
+    )
 
     if head == "c4":
-        trunk = nn.Sequential(OrderedDict((name, getattr(model, name)) for name in stem + ["layer1", "layer2", "layer3"]))
+        trunk = nn.Sequential(
+            OrderedDict((name, getattr(model, name)) for name in stem + ["layer1", "layer2", "layer3"])
+        )
         trunk.out_channels = channels["layer3"]  # type: ignore[assignment]
-        anchors = AnchorGenerator((tuple(sorted({anchor_size(s, min_size, strides["layer3"]) for s in ANCHOR_SIZES})),),
-                                  (ASPECT_RATIOS,))  # fmt: skip
-        return _init_predictor(FasterRCNN(
-            trunk, None, rpn_anchor_generator=anchors,
-            rpn_head=RPNHead(channels["layer3"], anchors.num_anchors_per_location()[0]),
-            box_roi_pool=MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=0),
-            box_head=Res5Head(model.layer4, channels["layer4"]),
-            box_predictor=FastRCNNPredictor(channels["layer4"], num_classes + 1), **common))  # fmt: skip
+        anchors = AnchorGenerator(
+            (tuple(sorted({anchor_size(s, min_size, strides["layer3"]) for s in ANCHOR_SIZES})),), (ASPECT_RATIOS,)
+        )
+        return _init_predictor(
+            FasterRCNN(
+                trunk,
+                None,
+                rpn_anchor_generator=anchors,
+                rpn_head=RPNHead(channels["layer3"], anchors.num_anchors_per_location()[0]),
+                box_roi_pool=MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=0),
+                box_head=Res5Head(model.layer4, channels["layer4"]),
+                box_predictor=FastRCNNPredictor(channels["layer4"], num_classes + 1),
+                **common,
+            )
+        )
 
     levels = ["layer1", "layer2", "layer3", "layer4"]
     out_channels = min(FPN_CHANNELS, max(channels[n] for n in levels))  # narrow backbones: the widest stage, not 256
-    trunk = BackboneWithFPN(model, {n: str(k) for k, n in enumerate(levels)}, [channels[n] for n in levels], out_channels,
-                            extra_blocks=LastLevelMaxPool())  # fmt: skip
+    trunk = BackboneWithFPN(
+        model,
+        {n: str(k) for k, n in enumerate(levels)},
+        [channels[n] for n in levels],
+        out_channels,
+        extra_blocks=LastLevelMaxPool(),
+    )
     level_strides = [strides[n] for n in levels] + [2 * strides["layer4"]]  # + the max-pooled "pool" level
-    anchors = AnchorGenerator(tuple((anchor_size(s, min_size, st),) for s, st in zip(ANCHOR_SIZES, level_strides)),
-                              (ASPECT_RATIOS,) * len(ANCHOR_SIZES))  # fmt: skip
-    return _init_predictor(FasterRCNN(trunk, num_classes + 1, rpn_anchor_generator=anchors,
-                                      rpn_head=RPNHead(out_channels, len(ASPECT_RATIOS)), **common))  # fmt: skip
+    anchors = AnchorGenerator(
+        tuple((anchor_size(s, min_size, st),) for s, st in zip(ANCHOR_SIZES, level_strides)),
+        (ASPECT_RATIOS,) * len(ANCHOR_SIZES),
+    )
+    return _init_predictor(
+        FasterRCNN(
+            trunk,
+            num_classes + 1,
+            rpn_anchor_generator=anchors,
+            rpn_head=RPNHead(out_channels, len(ASPECT_RATIOS)),
+            **common,
+        )
+    )
 
 
 def _init_predictor(detector: FasterRCNN) -> FasterRCNN:

@@ -20,10 +20,14 @@ import numpy as np
 
 from ssl_bench.data.voc import LAYOUT, VOC_CLASSES, parse_annotation, read_ids, split_files
 
-RESULTS_FORMAT = ('a JSON list of {"image_id", "category_id" (or "category": name), "bbox": [x, y, width, height], '
-                  '"score"} (the COCO results format)')  # fmt: skip
-GT_FORMATS = ("a COCO instances file (<name>.json with images, annotations, categories), a directory of VOC XML "
-              f"files, or a VOC-layout root ({LAYOUT}) with a split")  # fmt: skip
+RESULTS_FORMAT = (
+    'a JSON list of {"image_id", "category_id" (or "category": name), "bbox": [x, y, width, height], '
+    '"score"} (the COCO results format)'
+)
+GT_FORMATS = (
+    "a COCO instances file (<name>.json with images, annotations, categories), a directory of VOC XML "
+    f"files, or a VOC-layout root ({LAYOUT}) with a split"
+)
 
 
 @dataclass
@@ -42,8 +46,10 @@ class ImageRecord:
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         self.difficult = np.asarray(self.difficult, dtype=bool).reshape(-1)
         if not len(self.boxes) == len(self.labels) == len(self.difficult):
-            raise ValueError(f"image {self.id!r}: {len(self.boxes)} boxes, {len(self.labels)} labels and "
-                             f"{len(self.difficult)} difficult flags, expected one of each per object")  # fmt: skip
+            raise ValueError(
+                f"image {self.id!r}: {len(self.boxes)} boxes, {len(self.labels)} labels and "
+                f"{len(self.difficult)} difficult flags, expected one of each per object"
+            )
 
 
 @dataclass
@@ -58,13 +64,15 @@ class GroundTruth:
     def __post_init__(self) -> None:
         self.category_ids = self.category_ids or list(range(1, len(self.categories) + 1))
         if len(set(self.categories)) != len(self.categories) or len(self.category_ids) != len(self.categories):
-            raise ValueError(f"categories must be distinct with one id each, got {self.categories} with ids "
-                             f"{self.category_ids}")  # fmt: skip
+            raise ValueError(
+                f"categories must be distinct with one id each, got {self.categories} with ids {self.category_ids}"
+            )
         for image in self.images:
             bad = (image.labels < 1) | (image.labels > len(self.categories))
             if bad.any():
-                raise ValueError(f"image {image.id!r}: labels {image.labels[bad].tolist()} outside "
-                                 f"1..{len(self.categories)}")  # fmt: skip
+                raise ValueError(
+                    f"image {image.id!r}: labels {image.labels[bad].tolist()} outside 1..{len(self.categories)}"
+                )
 
 
 @dataclass
@@ -98,7 +106,7 @@ def check_detections(gt: GroundTruth, dets: Detections) -> None:
         f"label outside 1..{len(gt.categories)}": (dets.labels < 1) | (dets.labels > len(gt.categories)),
         "non-finite box or score": ~np.isfinite(dets.boxes).all(1) | ~np.isfinite(dets.scores),
         "xmax < xmin or ymax < ymin": (dets.boxes[:, 2] < dets.boxes[:, 0]) | (dets.boxes[:, 3] < dets.boxes[:, 1]),
-    }  # fmt: skip
+    }
     for problem, bad in problems.items():
         if bad.any():
             raise ValueError(f"detections {np.flatnonzero(bad)[:5].tolist()}: {problem}")
@@ -129,8 +137,9 @@ def _xywh(entry: Any, where: str) -> tuple[float, float, float, float]:
     """The entry's bbox [x, y, width, height] (COCO's continuous 0-based pixels) as 0-based xyxy."""
     box = _key(entry, "bbox", where)
     if not (isinstance(box, list) and len(box) == 4 and all(map(_is_number, box)) and box[2] >= 0 and box[3] >= 0):
-        raise ValueError(f"{where}: bbox is {box!r}, expected 4 finite numbers [x, y, width, height] with "
-                         "width >= 0 and height >= 0")  # fmt: skip
+        raise ValueError(
+            f"{where}: bbox is {box!r}, expected 4 finite numbers [x, y, width, height] with width >= 0 and height >= 0"
+        )
     x, y, w, h = (float(v) for v in box)
     return x, y, x + w, y + h
 
@@ -154,8 +163,10 @@ def load_coco_gt(path: str | Path) -> GroundTruth:
     path = Path(path)
     data = _read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: is a JSON {type(data).__name__}, expected an object with images, annotations and "
-                         "categories (COCO instances format)")  # fmt: skip
+        raise ValueError(
+            f"{path}: is a JSON {type(data).__name__}, expected an object with images, annotations and "
+            "categories (COCO instances format)"
+        )
     lists = {}
     for key in ("images", "annotations", "categories"):
         value = _key(data, key, str(path))
@@ -181,8 +192,14 @@ def load_coco_gt(path: str | Path) -> GroundTruth:
             raise ValueError(f"{where}: width, height = {size}, expected positive numbers")
         if image_id in images:
             raise ValueError(f"{where}: image id {image_id!r} appears twice")
-        images[image_id] = {"id": image_id, "width": int(size[0]), "height": int(size[1]), "boxes": [], "labels": [],
-                            "difficult": []}  # fmt: skip
+        images[image_id] = {
+            "id": image_id,
+            "width": int(size[0]),
+            "height": int(size[1]),
+            "boxes": [],
+            "labels": [],
+            "difficult": [],
+        }
     for k, ann in enumerate(lists["annotations"]):
         where = f"{path}: annotations[{k}]"
         image_id, cat_id, box = _image_id(ann, where), _key(ann, "category_id", where), _xywh(ann, where)
@@ -194,8 +211,11 @@ def load_coco_gt(path: str | Path) -> GroundTruth:
         record["boxes"].append(box)
         record["labels"].append(label[cat_id])
         record["difficult"].append(any(bool(ann.get(key, False)) for key in ("iscrowd", "difficult", "ignore")))
-    return GroundTruth(categories=[categories[i] for i in sorted(categories)], category_ids=sorted(categories),
-                       images=[ImageRecord(**record) for record in images.values()])  # fmt: skip
+    return GroundTruth(
+        categories=[categories[i] for i in sorted(categories)],
+        category_ids=sorted(categories),
+        images=[ImageRecord(**record) for record in images.values()],
+    )
 
 
 def load_voc_gt(path: str | Path, split: str | None = None, clip_boxes: bool = False) -> GroundTruth:
@@ -217,12 +237,15 @@ def load_voc_gt(path: str | Path, split: str | None = None, clip_boxes: bool = F
         xml = {i: path / "Annotations" / f"{i}.xml" for i in dict.fromkeys(ids + others)}
         for file in xml.values():
             if not file.is_file():
-                raise FileNotFoundError(f"{file} not found: every id in ImageSets/Main/*.txt needs an annotation "
-                                        f"({LAYOUT})")  # fmt: skip
+                raise FileNotFoundError(
+                    f"{file} not found: every id in ImageSets/Main/*.txt needs an annotation ({LAYOUT})"
+                )
     elif path.is_dir():
         if split is not None:
-            raise ValueError(f"{path} is a directory of XML files without ImageSets/Main, so split={split!r} does not "
-                             f"apply; pass a VOC-layout root ({LAYOUT}) to choose a split")  # fmt: skip
+            raise ValueError(
+                f"{path} is a directory of XML files without ImageSets/Main, so split={split!r} does not "
+                f"apply; pass a VOC-layout root ({LAYOUT}) to choose a split"
+            )
         xml = {f.stem: f for f in sorted(path.glob("*.xml"))}
         ids = list(xml)
         if not ids:
@@ -238,9 +261,16 @@ def load_voc_gt(path: str | Path, split: str | None = None, clip_boxes: bool = F
         rec = records[i]
         boxes = np.array([o["bbox"] for o in rec["objects"]], dtype=np.float64).reshape(-1, 4)
         boxes[:, :2] -= 1  # VOC 1-based inclusive -> 0-based xyxy
-        images.append(ImageRecord(id=i, width=rec["width"], height=rec["height"], boxes=boxes,
-                                  labels=[label[o["name"]] for o in rec["objects"]],
-                                  difficult=[o["difficult"] for o in rec["objects"]]))  # fmt: skip
+        images.append(
+            ImageRecord(
+                id=i,
+                width=rec["width"],
+                height=rec["height"],
+                boxes=boxes,
+                labels=[label[o["name"]] for o in rec["objects"]],
+                difficult=[o["difficult"] for o in rec["objects"]],
+            )
+        )
     return GroundTruth(categories=categories, images=images)
 
 
@@ -273,20 +303,23 @@ def load_detections(path: str | Path, gt: GroundTruth) -> Detections:
         where = f"{path}: entry [{k}]"
         image_id = _image_id(det, where)
         if image_id not in index:
-            raise ValueError(f"{where}: image_id {image_id!r} is not an image of the ground truth "
-                             f"(ids: {_few(list(index))})")  # fmt: skip
+            raise ValueError(
+                f"{where}: image_id {image_id!r} is not an image of the ground truth (ids: {_few(list(index))})"
+            )
         labels = []
         if "category_id" in det:
             cat_id = det["category_id"]
             if not isinstance(cat_id, int) or isinstance(cat_id, bool) or cat_id not in by_id:
-                raise ValueError(f"{where}: category_id {cat_id!r} is not a ground-truth category "
-                                 f"(ids: {_few(gt.category_ids, 10)})")  # fmt: skip
+                raise ValueError(
+                    f"{where}: category_id {cat_id!r} is not a ground-truth category (ids: {_few(gt.category_ids, 10)})"
+                )
             labels.append(by_id[cat_id])
         if "category" in det:
             name = det["category"]
             if not isinstance(name, str) or name not in by_name:
-                raise ValueError(f"{where}: category {name!r} is not a ground-truth category "
-                                 f"(names: {_few(gt.categories, 10)})")  # fmt: skip
+                raise ValueError(
+                    f"{where}: category {name!r} is not a ground-truth category (names: {_few(gt.categories, 10)})"
+                )
             labels.append(by_name[name])
         if not labels:
             raise ValueError(f"{where}: missing the key 'category_id' (or 'category'), expected {RESULTS_FORMAT}")
@@ -320,10 +353,21 @@ def to_coco(gt: GroundTruth, dets: Detections) -> tuple[dict, list[dict]]:
         images.append({"id": k + 1, "width": image.width, "height": image.height, "file_name": str(image.id)})
         for box, label, difficult in zip(image.boxes.tolist(), image.labels.tolist(), image.difficult.tolist()):
             w, h = box[2] - box[0], box[3] - box[1]
-            annotations.append({"id": len(annotations) + 1, "image_id": k + 1, "category_id": label,
-                                "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": int(difficult)})  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": k + 1,
+                    "category_id": label,
+                    "bbox": [box[0], box[1], w, h],
+                    "area": w * h,
+                    "iscrowd": int(difficult),
+                }
+            )
     categories = [{"id": k + 1, "name": name} for k, name in enumerate(gt.categories)]
-    results = [{"image_id": i + 1, "category_id": label, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s}
-               for i, label, b, s in zip(dets.image_index.tolist(), dets.labels.tolist(), dets.boxes.tolist(),
-                                         dets.scores.tolist())]  # fmt: skip
+    results = [
+        {"image_id": i + 1, "category_id": label, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s}
+        for i, label, b, s in zip(
+            dets.image_index.tolist(), dets.labels.tolist(), dets.boxes.tolist(), dets.scores.tolist()
+        )
+    ]
     return {"images": images, "annotations": annotations, "categories": categories}, results

@@ -64,9 +64,19 @@ def _sample(dataset: Dataset, index: int, flip: bool, device: torch.device) -> t
     return image.to(device), {"boxes": boxes.as_subclass(Tensor).to(device), "labels": target["labels"].to(device)}
 
 
-def train_detector(model: FasterRCNN, dataset: Dataset, cfg: DetectionConfig, lr: float, warmup_iters: int,
-                   device: torch.device, seed: int, progress: Progress | None = None, task_name: str = "detection",
-                   checkpoint: Path | None = None, every: CheckpointConfig | None = None) -> list[dict[str, float]]:  # fmt: skip
+def train_detector(
+    model: FasterRCNN,
+    dataset: Dataset,
+    cfg: DetectionConfig,
+    lr: float,
+    warmup_iters: int,
+    device: torch.device,
+    seed: int,
+    progress: Progress | None = None,
+    task_name: str = "detection",
+    checkpoint: Path | None = None,
+    every: CheckpointConfig | None = None,
+) -> list[dict[str, float]]:
     """Fine-tune ``model`` in place for cfg.iterations SGD steps of cfg.batch_size images; one log row per step.
 
     Batches walk seeded random permutations of ``dataset`` (Detectron2's TrainingSampler); each image is flipped
@@ -95,8 +105,15 @@ def train_detector(model: FasterRCNN, dataset: Dataset, cfg: DetectionConfig, lr
         start, order, logs = int(state["iteration"]), list(state["order"]), list(state["logs"])
 
     def snapshot(iteration: int) -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler_rng": g.get_state(),
-                "rng": torch.get_rng_state(), "iteration": iteration, "order": order, "logs": logs}  # fmt: skip
+        return {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "sampler_rng": g.get_state(),
+            "rng": torch.get_rng_state(),
+            "iteration": iteration,
+            "order": order,
+            "logs": logs,
+        }
 
     task = progress.add_task(task_name, total=cfg.iterations, completed=start) if progress is not None else None
     with saver.stop_requests():
@@ -113,14 +130,18 @@ def train_detector(model: FasterRCNN, dataset: Dataset, cfg: DetectionConfig, lr
             loss = sum(losses.values())
             row = {"iteration": it, "lr": step_lr, "loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
             if not math.isfinite(row["loss"]):
-                raise FloatingPointError(f"{task_name}: non-finite detection loss at iteration {it} (lr {step_lr:.2e}): {row}")
+                raise FloatingPointError(
+                    f"{task_name}: non-finite detection loss at iteration {it} (lr {step_lr:.2e}): {row}"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             logs.append(row)
             faults.point("detection-step")
             if progress is not None and task is not None:
-                progress.update(task, advance=1, description=f"{task_name} it {it + 1}/{cfg.iterations} loss {row['loss']:.3f}")
+                progress.update(
+                    task, advance=1, description=f"{task_name} it {it + 1}/{cfg.iterations} loss {row['loss']:.3f}"
+                )
             if it + 1 < cfg.iterations:  # after the last one the loop ends: nothing to save
                 saver.after_step(it + 1, lambda: snapshot(it + 1), f"iteration {it + 1} of {cfg.iterations}")
     if progress is not None and task is not None:
@@ -129,8 +150,9 @@ def train_detector(model: FasterRCNN, dataset: Dataset, cfg: DetectionConfig, lr
 
 
 @torch.inference_mode()
-def predict(model: FasterRCNN, dataset: Dataset, device: torch.device, batch_size: int = 4,
-            score_thresh: float = SCORE_THRESH) -> list[dict[str, np.ndarray]]:  # fmt: skip
+def predict(
+    model: FasterRCNN, dataset: Dataset, device: torch.device, batch_size: int = 4, score_thresh: float = SCORE_THRESH
+) -> list[dict[str, np.ndarray]]:
     """Detections for every image of ``dataset``: {"boxes" (N, 4) xyxy 0-based original pixels, "scores", "labels"}.
 
     Uses Detectron2's test settings, the ones the published AP numbers were computed with: score threshold 0.05
@@ -142,9 +164,16 @@ def predict(model: FasterRCNN, dataset: Dataset, device: torch.device, batch_siz
     model.roi_heads.detections_per_img = DETECTIONS_PER_IMAGE
     out: list[dict[str, np.ndarray]] = []
     for start in range(0, len(dataset), batch_size):
-        images = [F.to_dtype(dataset[i][0], torch.float32, scale=True).to(device)
-                  for i in range(start, min(start + batch_size, len(dataset)))]  # fmt: skip
+        images = [
+            F.to_dtype(dataset[i][0], torch.float32, scale=True).to(device)
+            for i in range(start, min(start + batch_size, len(dataset)))
+        ]
         for det in model(images):  # boxes already mapped back to the original image size
-            out.append({"boxes": det["boxes"].float().cpu().numpy(), "scores": det["scores"].float().cpu().numpy(),
-                        "labels": det["labels"].cpu().numpy()})  # fmt: skip
+            out.append(
+                {
+                    "boxes": det["boxes"].float().cpu().numpy(),
+                    "scores": det["scores"].float().cpu().numpy(),
+                    "labels": det["labels"].cpu().numpy(),
+                }
+            )
     return out

@@ -113,5 +113,9 @@ def voc07_eval(gt: GroundTruth, dets: Detections) -> dict:
     if not per_class:
         raise ValueError("the ground truth has no non-difficult object, so AP is undefined")
     mean_ap = {t: float(np.mean(values)) for t, values in aps.items()}
-    return {"AP": float(np.mean(list(mean_ap.values()))), "AP50": mean_ap[0.5], "AP75": mean_ap[0.75],
-            "per_class_AP50": per_class}  # fmt: skip
+    return {
+        "AP": float(np.mean(list(mean_ap.values()))),
+        "AP50": mean_ap[0.5],
+        "AP75": mean_ap[0.75],
+        "per_class_AP50": per_class,
+    }

@@ -9,7 +9,9 @@ last stage, the representation kNN and the methods' heads see.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +30,7 @@ def grid_size(channels: int, size: int, max_dims: int) -> int:
 
 
 class _Viewed(Dataset):
-    def __init__(self, base: Dataset, transform) -> None:
+    def __init__(self, base: Dataset, transform: Callable[[Any], Tensor]) -> None:
         self.base, self.transform = base, transform
 
     def __len__(self) -> int:
@@ -40,9 +42,19 @@ class _Viewed(Dataset):
 
 
 @torch.no_grad()
-def extract(backbone: Backbone, dataset: Dataset, layers: list[str], image_size: int, mean, std, device: torch.device,
-            max_dims: int = 9216, batch_size: int = 256, workers: int = 0,
-            dtype: torch.dtype | None = None) -> tuple[dict[str, Tensor], Tensor]:  # fmt: skip
+def extract(
+    backbone: Backbone,
+    dataset: Dataset,
+    layers: list[str],
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    device: torch.device,
+    max_dims: int = 9216,
+    batch_size: int = 256,
+    workers: int = 0,
+    dtype: torch.dtype | None = None,
+) -> tuple[dict[str, Tensor], Tensor]:
     """-> ({layer: (N, D) float32}, labels (N,)). The backbone is put in eval mode; its weights are not touched."""
     backbone.eval().to(device)
     stage_layers = [l for l in layers if l != POOLED]
@@ -63,7 +75,7 @@ def extract(backbone: Backbone, dataset: Dataset, layers: list[str], image_size:
     return {l: torch.cat(c) for l, c in chunks.items()}, torch.cat(labels)
 
 
-def cached(path: Path, compute) -> tuple[dict[str, Tensor], Tensor]:
+def cached(path: Path, compute: Callable[[], tuple[dict[str, Tensor], Tensor]]) -> tuple[dict[str, Tensor], Tensor]:
     """Load features from ``path`` if it holds them (checksum verified), else compute and write them atomically.
 
     A truncated or corrupt cache is moved aside with a warning and extracted again, never used.

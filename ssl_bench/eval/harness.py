@@ -66,8 +66,21 @@ def features(ctx: EvalContext, split: str, max_dims: int) -> tuple[dict[str, tor
     dataset = ctx.splits.train if split == "train" else ctx.splits.test
     layers = [*ctx.backbone.stage_names, POOLED]
     path = ctx.run_dir / f"features-{split}-d{max_dims}.pt"
-    return cached(path, lambda: extract(ctx.backbone, dataset, layers, info.image_size, info.mean, info.std, ctx.device,
-                                        max_dims=max_dims, workers=ctx.workers, dtype=ctx.dtype))  # fmt: skip
+    return cached(
+        path,
+        lambda: extract(
+            ctx.backbone,
+            dataset,
+            layers,
+            info.image_size,
+            info.mean,
+            info.std,
+            ctx.device,
+            max_dims=max_dims,
+            workers=ctx.workers,
+            dtype=ctx.dtype,
+        ),
+    )
 
 
 def probe_layers(ctx: EvalContext, cfg: LinearConfig) -> list[str]:
@@ -106,8 +119,18 @@ def semisup(ctx: EvalContext, cfg: SemisupConfig, linear: LinearConfig) -> list[
         ids = subset_ids(ctx.shared_dir / "subsets", info.name, labels, fraction, cfg.subset_seed)
         tag = percent(fraction)
         if "finetune" in cfg.modes:
-            scores = finetune(ctx.backbone, ctx.splits.train, ids, ctx.splits.test, info, cfg, ctx.device, ctx.seed,
-                              ctx.dtype, ctx.workers)  # fmt: skip
+            scores = finetune(
+                ctx.backbone,
+                ctx.splits.train,
+                ids,
+                ctx.splits.test,
+                info,
+                cfg,
+                ctx.device,
+                ctx.seed,
+                ctx.dtype,
+                ctx.workers,
+            )
             rows += [Row("all", metric, value, f"finetune-{tag}") for metric, value in scores.items()]
         if "linear" in cfg.modes:
             (train_x, train_y) = features(ctx, "train", linear.max_dims)
@@ -115,7 +138,9 @@ def semisup(ctx: EvalContext, cfg: SemisupConfig, linear: LinearConfig) -> list[
             idx = torch.tensor(ids)
             lcfg = lowshot_linear(linear, len(ids))
             for layer in probe_layers(ctx, linear):
-                scores = probe(train_x[layer][idx], train_y[idx], test_x[layer], test_y, info.num_classes, lcfg, ctx.seed)
+                scores = probe(
+                    train_x[layer][idx], train_y[idx], test_x[layer], test_y, info.num_classes, lcfg, ctx.seed
+                )
                 rows += [Row(layer, metric, value, f"linear-{tag}") for metric, value in scores.items()]
     return rows
 
@@ -130,7 +155,9 @@ def invariance(ctx: EvalContext, cfg: InvarianceConfig) -> list[Row]:
     heads = ctx.embeddings()
     for transform in inv.TRANSFORMS:
         if "image" in heads and transform in heads:
-            raw[f"{transform}/head"] = inv.head_distances(heads["image"], heads[transform], transform, views, cfg, ctx.device)
+            raw[f"{transform}/head"] = inv.head_distances(
+                heads["image"], heads[transform], transform, views, cfg, ctx.device
+            )
     save(raw, ctx.run_dir / "invariance.pt")
     rows = []
     for key, distances in raw.items():
@@ -156,22 +183,38 @@ class Evaluation:
 
 
 EVALS: dict[str, Evaluation] = {
-    "linear": Evaluation(linear, ("linear",),
-                         "linear probe on frozen features of every stage (Goyal et al. 2019 protocol): top-1/top-5"),
-    "knn": Evaluation(knn_eval, ("knn", "linear"),
-                      "weighted kNN on pooled features (NPID: cosine, k=200, exp(s/0.07)): top-1/top-5"),
-    "semisup": Evaluation(semisup, ("semisup", "linear"), "1%/10% of the labels (class-balanced, saved ids): fine-tuned "
-                          "network and low-shot linear probe: top-1/top-5"),
-    "detection": Evaluation(detection, ("detection",), "Faster R-CNN (C4 or FPN, frozen BN) fine-tuned on VOC-layout "
-                            "trainval: AP, AP50, AP75 (voc07, coco)"),
-    "invariance": Evaluation(invariance, ("invariance",), "L2 distance of unit representations of an image and its "
-                             "jigsaw/rotation versions (PIRL Fig. 4)"),
-}  # fmt: skip
+    "linear": Evaluation(
+        linear, ("linear",), "linear probe on frozen features of every stage (Goyal et al. 2019 protocol): top-1/top-5"
+    ),
+    "knn": Evaluation(
+        knn_eval, ("knn", "linear"), "weighted kNN on pooled features (NPID: cosine, k=200, exp(s/0.07)): top-1/top-5"
+    ),
+    "semisup": Evaluation(
+        semisup,
+        ("semisup", "linear"),
+        "1%/10% of the labels (class-balanced, saved ids): fine-tuned network and low-shot linear probe: top-1/top-5",
+    ),
+    "detection": Evaluation(
+        detection,
+        ("detection",),
+        "Faster R-CNN (C4 or FPN, frozen BN) fine-tuned on VOC-layout trainval: AP, AP50, AP75 (voc07, coco)",
+    ),
+    "invariance": Evaluation(
+        invariance,
+        ("invariance",),
+        "L2 distance of unit representations of an image and its jigsaw/rotation versions (PIRL Fig. 4)",
+    ),
+}
 EVAL_HELP = {name: e.help for name, e in EVALS.items()}
 # The sections each result's hash covers, in the shape the hashes were first written in (kNN's is its own section
 # alone, although it reads the probes' feature cache; the pooled features it uses do not depend on linear.max_dims).
-HASH_SECTIONS = {"linear": None, "knn": None, "semisup": ("semisup", "linear"), "detection": ("detection",),
-                 "invariance": ("invariance",)}  # fmt: skip
+HASH_SECTIONS = {
+    "linear": None,
+    "knn": None,
+    "semisup": ("semisup", "linear"),
+    "detection": ("detection",),
+    "invariance": ("invariance",),
+}
 
 
 def eval_settings(name: str, sections: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
@@ -199,5 +242,7 @@ def evaluate(name: str, ctx: EvalContext, cfg: Any) -> list[Row]:
     after = ctx.backbone.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
     if changed:
-        raise RuntimeError(f"evaluation {name!r} changed backbone weights ({changed[:3]}...): evaluations must leave the backbone frozen")
+        raise RuntimeError(
+            f"evaluation {name!r} changed backbone weights ({changed[:3]}...): evaluations must leave the backbone frozen"
+        )
     return rows

@@ -25,9 +25,9 @@ from torch.utils.data import Dataset
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import each_of, positive
-from ssl_bench.data.types import DataInfo
-from ssl_bench.data.transforms import eval_view
 from ssl_bench.data.jigsaw import TileGeometry, assemble_tiles, extract_tiles
+from ssl_bench.data.transforms import eval_view
+from ssl_bench.data.types import DataInfo
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 TRANSFORMS = ("jigsaw", "rotation")
@@ -86,12 +86,14 @@ def shuffled(tiles: Tensor, order: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _batched(fn, *inputs: Tensor, batch: int = 256) -> Tensor:
+def _batched(fn: Callable[..., Tensor], *inputs: Tensor, batch: int = 256) -> Tensor:
     return torch.cat([fn(*(x[i : i + batch] for x in inputs)) for i in range(0, len(inputs[0]), batch)])
 
 
 @torch.no_grad()
-def backbone_distances(backbone: Backbone, views: Tensor, transform: str, cfg: InvarianceConfig, device: torch.device) -> Tensor:
+def backbone_distances(
+    backbone: Backbone, views: Tensor, transform: str, cfg: InvarianceConfig, device: torch.device
+) -> Tensor:
     """(repeats * N,) distances between pooled backbone features of each view and its transformed versions."""
     backbone.eval()
 
@@ -112,8 +114,14 @@ def backbone_distances(backbone: Backbone, views: Tensor, transform: str, cfg: I
 
 
 @torch.no_grad()
-def head_distances(f: Callable[[Tensor], Tensor], g: Callable[[Tensor], Tensor], transform: str, views: Tensor,
-                   cfg: InvarianceConfig, device: torch.device) -> Tensor:  # fmt: skip
+def head_distances(
+    f: Callable[[Tensor], Tensor],
+    g: Callable[[Tensor], Tensor],
+    transform: str,
+    views: Tensor,
+    cfg: InvarianceConfig,
+    device: torch.device,
+) -> Tensor:
     """(repeats * N,) distances between f(v_I) and g(v_I^t) over many permutations (or rotations).
 
     ``f`` embeds views (B, 3, S, S); ``g`` embeds the transform's input: shuffled tiles (B, 9, 3, t, t) for jigsaw,

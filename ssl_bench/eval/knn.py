@@ -28,8 +28,15 @@ class KNNConfig:
 
 
 @torch.no_grad()
-def knn_scores(train_x: Tensor, train_y: Tensor, test_x: Tensor, num_classes: int, k: int = 200, temperature: float = 0.07,
-               chunk: int = 1024) -> Tensor:  # fmt: skip
+def knn_scores(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.07,
+    chunk: int = 1024,
+) -> Tensor:
     """-> (N_test, num_classes) summed vote weights."""
     train = F.normalize(train_x.float(), dim=1)  # (N, D)
     k = min(k, len(train))
@@ -43,6 +50,13 @@ def knn_scores(train_x: Tensor, train_y: Tensor, test_x: Tensor, num_classes: in
     return torch.cat(out)
 
 
-def knn(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int, k: int = 200,
-        temperature: float = 0.07) -> dict[str, float]:  # fmt: skip
+def knn(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.07,
+) -> dict[str, float]:
     return topk_accuracy(knn_scores(train_x, train_y, test_x, num_classes, k, temperature), test_y)

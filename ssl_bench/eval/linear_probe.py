@@ -50,7 +50,9 @@ def train_linear(x: Tensor, y: Tensor, num_classes: int, cfg: LinearConfig, seed
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     head = torch.nn.Linear(x.shape[1], num_classes)
     torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)
-    opt = torch.optim.SGD(head.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        head.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay
+    )
     steps_per_epoch = max(1, -(-len(x) // cfg.batch_size))
     milestones = [round(m * cfg.epochs * steps_per_epoch) for m in MILESTONES]
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
@@ -78,8 +80,9 @@ class Standardise(torch.nn.Module):
         return (x - self.mean) / self.std
 
 
-def probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int, cfg: LinearConfig,
-          seed: int = 0) -> dict[str, float]:  # fmt: skip
+def probe(
+    train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int, cfg: LinearConfig, seed: int = 0
+) -> dict[str, float]:
     head = train_linear(train_x, train_y, num_classes, cfg, seed)
     with torch.no_grad():
         return topk_accuracy(head(test_x), test_y)

@@ -17,20 +17,22 @@ import copy
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ssl_bench import storage
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError, each_of, positive
-from ssl_bench.data.types import DataInfo
 from ssl_bench.data.transforms import eval_view, light_crop
+from ssl_bench.data.types import DataInfo
 from ssl_bench.eval.linear_probe import LinearConfig, topk_accuracy
 
 MODES = ("finetune", "linear")
@@ -60,8 +62,9 @@ class SemisupConfig:
         each_of("semisup", self, "modes", MODES)
         for value in self.fractions:
             if not 0 < value <= 1:
-                raise ConfigError(f"semisup.fractions: {value} is not a fraction in (0, 1]; e.g. 0.01,0.1 for 1% and 10%")
-
+                raise ConfigError(
+                    f"semisup.fractions: {value} is not a fraction in (0, 1]; e.g. 0.01,0.1 for 1% and 10%"
+                )
 
 
 def balanced_subset(labels: Sequence[int], fraction: float, seed: int) -> list[int]:
@@ -94,18 +97,25 @@ def subset_ids(directory: Path, dataset: str, labels: Sequence[int], fraction: f
             raise ConfigError(
                 f"{path} was drawn from a different {dataset} training split ({saved.get('num_train')} images, labels "
                 f"{saved.get('labels_sha256')}; now {len(labels)} images, {digest}). Delete it to draw a new subset, "
-                f"or use the data settings it was drawn with so results stay comparable.")  # fmt: skip
+                f"or use the data settings it was drawn with so results stay comparable."
+            )
         return [int(i) for i in saved["ids"]]
     ids = balanced_subset(labels, fraction, seed)
     directory.mkdir(parents=True, exist_ok=True)
-    record = {"dataset": dataset, "fraction": fraction, "seed": seed, "num_train": len(labels),
-              "labels_sha256": digest, "ids": ids}  # fmt: skip
+    record = {
+        "dataset": dataset,
+        "fraction": fraction,
+        "seed": seed,
+        "num_train": len(labels),
+        "labels_sha256": digest,
+        "ids": ids,
+    }
     storage.write_text(path, json.dumps(record))
     return ids
 
 
 class _Labelled(Dataset):
-    def __init__(self, base: Dataset, ids: Sequence[int], transform) -> None:
+    def __init__(self, base: Dataset, ids: Sequence[int], transform: Callable[[Any], Tensor]) -> None:
         self.base, self.ids, self.transform = base, list(ids), transform
 
     def __len__(self) -> int:
@@ -126,8 +136,18 @@ class Classifier(torch.nn.Module):
         return self.head(self.backbone(x))
 
 
-def finetune(backbone: Backbone, train: Dataset, ids: Sequence[int], test: Dataset, info: DataInfo, cfg: SemisupConfig,
-             device: torch.device, seed: int, dtype: torch.dtype | None = None, workers: int = 0) -> dict[str, float]:  # fmt: skip
+def finetune(
+    backbone: Backbone,
+    train: Dataset,
+    ids: Sequence[int],
+    test: Dataset,
+    info: DataInfo,
+    cfg: SemisupConfig,
+    device: torch.device,
+    seed: int,
+    dtype: torch.dtype | None = None,
+    workers: int = 0,
+) -> dict[str, float]:
     """Fine-tune a copy of ``backbone`` + a fresh linear head on ``train[ids]``; top-1/top-5 on ``test``."""
     torch.manual_seed(seed)
     model = Classifier(copy.deepcopy(backbone), info.num_classes).to(device)
@@ -135,13 +155,17 @@ def finetune(backbone: Backbone, train: Dataset, ids: Sequence[int], test: Datas
     steps_per_epoch = math.ceil(len(ids) / batch)
     total = max(cfg.min_steps, cfg.epochs * steps_per_epoch)
     lr = cfg.lr * batch / 256
-    params = [{"params": model.backbone.parameters(), "lr": lr},
-              {"params": model.head.parameters(), "lr": lr * cfg.head_lr_mult}]  # fmt: skip
+    params = [
+        {"params": model.backbone.parameters(), "lr": lr},
+        {"params": model.head.parameters(), "lr": lr * cfg.head_lr_mult},
+    ]
     opt = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     data = _Labelled(train, ids, light_crop(info.image_size, info.mean, info.std))
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(data, batch_size=batch, shuffle=True, drop_last=len(ids) > batch, generator=generator, num_workers=workers)
+    loader = DataLoader(
+        data, batch_size=batch, shuffle=True, drop_last=len(ids) > batch, generator=generator, num_workers=workers
+    )
     step = 0
     model.train()
     while step < total:
@@ -150,7 +174,9 @@ def finetune(backbone: Backbone, train: Dataset, ids: Sequence[int], test: Datas
                 logits = model(images.to(device))
             loss = F.cross_entropy(logits.float(), labels.to(device))
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"semi-supervised fine-tuning: loss {loss.item()} at step {step + 1}; lower semisup.lr")
+                raise FloatingPointError(
+                    f"semi-supervised fine-tuning: loss {loss.item()} at step {step + 1}; lower semisup.lr"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -162,11 +188,20 @@ def finetune(backbone: Backbone, train: Dataset, ids: Sequence[int], test: Datas
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, test: Dataset, info: DataInfo, device: torch.device, dtype: torch.dtype | None,
-             workers: int = 0) -> dict[str, float]:  # fmt: skip
+def evaluate(
+    model: torch.nn.Module,
+    test: Dataset,
+    info: DataInfo,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    workers: int = 0,
+) -> dict[str, float]:
     model.eval()
-    loader = DataLoader(_Labelled(test, range(len(test)), eval_view(info.image_size, info.mean, info.std)),  # type: ignore[arg-type]
-                        batch_size=256, num_workers=workers)  # fmt: skip
+    loader = DataLoader(
+        _Labelled(test, range(len(test)), eval_view(info.image_size, info.mean, info.std)),  # type: ignore[arg-type]
+        batch_size=256,
+        num_workers=workers,
+    )
     logits, labels = [], []
     for images, target in loader:
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
@@ -179,5 +214,12 @@ def lowshot_linear(linear: LinearConfig, num_ids: int) -> LinearConfig:
     """The probe settings for a small subset: the same epochs count as steps would vanish, so keep >= 200 steps."""
     batch = min(linear.batch_size, num_ids)
     epochs = max(linear.epochs, math.ceil(200 / math.ceil(num_ids / batch)))
-    return LinearConfig(layers=linear.layers, max_dims=linear.max_dims, epochs=epochs, batch_size=batch, lr=linear.lr,
-                        weight_decay=linear.weight_decay, momentum=linear.momentum)  # fmt: skip
+    return LinearConfig(
+        layers=linear.layers,
+        max_dims=linear.max_dims,
+        epochs=epochs,
+        batch_size=batch,
+        lr=linear.lr,
+        weight_decay=linear.weight_decay,
+        momentum=linear.momentum,
+    )

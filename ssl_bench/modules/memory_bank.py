@@ -95,7 +95,9 @@ class MemoryBank(nn.Module):
 
     memory: Tensor
 
-    def __init__(self, size: int, dim: int = 128, momentum: float = 0.5, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, size: int, dim: int = 128, momentum: float = 0.5, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"memory-bank momentum must be in [0, 1), got {momentum}")
@@ -130,7 +132,9 @@ class MemoryBank(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             return (x.float() * self.memory[index]).sum(1)
 
-    def sample_negatives(self, k: int, exclude: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def sample_negatives(
+        self, k: int, exclude: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Uniform slot indices with replacement: (K,) over all N if ``exclude`` is None, else (B, K) where row b
         avoids slot exclude[b] (draw from N - 1 values, shift those >= exclude[b] up by one)."""
         device = self.memory.device
@@ -140,7 +144,9 @@ class MemoryBank(nn.Module):
         return drawn + (drawn >= exclude.unsqueeze(1)).long()
 
     @torch.no_grad()
-    def negatives(self, index: Tensor, k: int, shared: bool = True, generator: torch.Generator | None = None) -> Negatives:
+    def negatives(
+        self, index: Tensor, k: int, shared: bool = True, generator: torch.Generator | None = None
+    ) -> Negatives:
         """K negatives for each sample of a batch with slots ``index`` (B,); see the module docstring.
 
         Per-sample draws reuse one gather buffer: the next draw overwrites it, so call backward first

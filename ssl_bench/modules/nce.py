@@ -80,8 +80,10 @@ class NCELoss(nn.Module):
 
     def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
         if not self.estimated:
-            raise RuntimeError("NCE's normaliser Z is not estimated yet: call fix_z(pos, neg) with the first batch's "
-                               "scores before the loss")  # fmt: skip
+            raise RuntimeError(
+                "NCE's normaliser Z is not estimated yet: call fix_z(pos, neg) with the first batch's "
+                "scores before the loss"
+            )
         with torch.autocast(pos.device.type, enabled=False):
             return nce_loss(pos, neg, self.temperature, self.z, self.num_data)
 

@@ -35,9 +35,17 @@ INVARIANCE_NAME = "invariance"
 DETECTION_NAME = "detection_ap"
 SEMISUP_NAME = "semisup.md"
 OUTPUT_NAMES: tuple[str, ...] = (  # every file make_report may write; stale ones from an earlier report are removed
-    SUMMARY_NAME, INDEX_NAME, f"{PLOT_NAME}.png", f"{PLOT_NAME}.svg", f"{LAYERWISE_NAME}.png", f"{INVARIANCE_NAME}.png",
-    f"{DETECTION_NAME}.md", f"{DETECTION_NAME}.csv", f"{DETECTION_NAME}.tex", SEMISUP_NAME,
-)  # fmt: skip
+    SUMMARY_NAME,
+    INDEX_NAME,
+    f"{PLOT_NAME}.png",
+    f"{PLOT_NAME}.svg",
+    f"{LAYERWISE_NAME}.png",
+    f"{INVARIANCE_NAME}.png",
+    f"{DETECTION_NAME}.md",
+    f"{DETECTION_NAME}.csv",
+    f"{DETECTION_NAME}.tex",
+    SEMISUP_NAME,
+)
 DPI = 150
 
 
@@ -61,8 +69,13 @@ class ReportFiles:
     @property
     def written(self) -> list[Path]:
         paths = (
-            self.summary_md, self.index_html, self.plot_png, self.plot_svg, self.layerwise_png, self.invariance_png,
-        )  # fmt: skip
+            self.summary_md,
+            self.index_html,
+            self.plot_png,
+            self.plot_svg,
+            self.layerwise_png,
+            self.invariance_png,
+        )
         return [p for p in (*paths, *self.tables) if p is not None]
 
 
@@ -90,9 +103,10 @@ def make_report(out_dir: str | Path, console: Console | None = None, published: 
     png = svg = None
     if plot_points(summary).empty:
         reason = (
-            "no linear-probe rows" if not (df["eval"] == "linear").any()
+            "no linear-probe rows"
+            if not (df["eval"] == "linear").any()
             else "no linear-probe top1 row with a parameter count"
-        )  # fmt: skip
+        )
         notes.append(f"{PLOT_NAME} plot skipped: {reason}")
     else:
         points = refs.linear_points(references) if references is not None else None
@@ -125,7 +139,7 @@ def make_report(out_dir: str | Path, console: Console | None = None, published: 
             _write(directory / f"{DETECTION_NAME}.md", title + detection_md.replace("### ", "## ")),
             _write(directory / f"{DETECTION_NAME}.csv", tables.detection_csv(detection)),
             _write(directory / f"{DETECTION_NAME}.tex", tables.detection_latex(detection)),
-        ]  # fmt: skip
+        ]
     semisup_md = tables.semisup_markdown(agg, references, params)
     if semisup_md:
         title = "# Semi-supervised learning (paper Table 3 format)\n\n"
@@ -139,9 +153,18 @@ def make_report(out_dir: str | Path, console: Console | None = None, published: 
     index_html = _write(directory / INDEX_NAME, markdown_to_html(text))
 
     files = ReportFiles(
-        directory, summary_md, png, svg, summary, tuple(notes), index_html, layer_png, invariance_png,
-        tuple(written_tables), show,
-    )  # fmt: skip
+        directory,
+        summary_md,
+        png,
+        svg,
+        summary,
+        tuple(notes),
+        index_html,
+        layer_png,
+        invariance_png,
+        tuple(written_tables),
+        show,
+    )
     _remove_stale(directory, files.written)
     if console is not None:
         print_headline(console, summary, files.notes)

@@ -59,16 +59,31 @@ EXTRA_MARKERS = ("P", "h", "<", ">", "p", "8", "d", "H")
 EXTRA_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#393b79", "#637939", "#843c39", "#7b4173")
 # Label offsets (points) tried in turn, with the text alignment that keeps the label off the marker.
 OFFSETS: tuple[tuple[float, float, str, str], ...] = (
-    (7, 0, "left", "center"), (-7, 0, "right", "center"), (0, 7, "center", "bottom"), (0, -7, "center", "top"),
-    (6, 6, "left", "bottom"), (-6, 6, "right", "bottom"), (6, -6, "left", "top"), (-6, -6, "right", "top"),
-    (14, 10, "left", "bottom"), (-14, 10, "right", "bottom"), (14, -10, "left", "top"), (-14, -10, "right", "top"),
-    (0, 16, "center", "bottom"), (0, -16, "center", "top"), (22, 0, "left", "center"), (-22, 0, "right", "center"),
-)  # fmt: skip
+    (7, 0, "left", "center"),
+    (-7, 0, "right", "center"),
+    (0, 7, "center", "bottom"),
+    (0, -7, "center", "top"),
+    (6, 6, "left", "bottom"),
+    (-6, 6, "right", "bottom"),
+    (6, -6, "left", "top"),
+    (-6, -6, "right", "top"),
+    (14, 10, "left", "bottom"),
+    (-14, 10, "right", "bottom"),
+    (14, -10, "left", "top"),
+    (-14, -10, "right", "top"),
+    (0, 16, "center", "bottom"),
+    (0, -16, "center", "top"),
+    (22, 0, "left", "center"),
+    (-22, 0, "right", "center"),
+)
 # Farther offsets for crowded points, each label joined to its marker by a thin leader line.
 LEADER_OFFSETS: tuple[tuple[float, float, str, str], ...] = tuple(
     (sx * dx, sy * dy, "left" if sx > 0 else "right", "center")
-    for dx in (34, 64) for dy in (14, 26, 38, 50, 62) for sy in (1, -1) for sx in (1, -1)
-)  # fmt: skip
+    for dx in (34, 64)
+    for dy in (14, 26, 38, 50, 62)
+    for sy in (1, -1)
+    for sx in (1, -1)
+)
 LEADER_COST = 150.0  # a leader line is clear but busier than a label right next to its marker
 
 
@@ -79,10 +94,17 @@ def plot_points(summary: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     ok = summary[summary["linear_top1"].notna() & summary["params"].notna()]
     seeds = ok["linear_seeds"].fillna(0).astype(int)
-    return pd.DataFrame({
-        "dataset": ok["dataset"], "preset": ok["preset"], "backbone": ok["backbone"], "method": ok["method"],
-        "x": ok["params"] / 1e6, "y": ok["linear_top1"], "yerr": ok["linear_top1_std"].where(seeds > 1),
-    })[cols].reset_index(drop=True)  # fmt: skip
+    return pd.DataFrame(
+        {
+            "dataset": ok["dataset"],
+            "preset": ok["preset"],
+            "backbone": ok["backbone"],
+            "method": ok["method"],
+            "x": ok["params"] / 1e6,
+            "y": ok["linear_top1"],
+            "yerr": ok["linear_top1_std"].where(seeds > 1),
+        }
+    )[cols].reset_index(drop=True)
 
 
 def method_styles(methods: list[str]) -> dict[str, tuple[str, str]]:
@@ -119,15 +141,25 @@ def accuracy_vs_params(summary: pd.DataFrame, published: pd.DataFrame | None = N
     for ax, ((dataset, preset), pts) in zip(axes, panels):
         title = f"{dataset} (preset {preset})" if presets[dataset] > 1 and preset else str(dataset)
         _draw_panel(ax, pts, styles, title, published)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     handles = [
         Line2D([], [], marker=styles[m][0], color=styles[m][1], linestyle="none", markersize=8, label=display_name(m))
         for m in methods
-    ]  # fmt: skip
+    ]
     if published is not None:
-        handles.append(Line2D([], [], marker="o", color=PUBLISHED_COLOUR, markerfacecolor="none", linestyle="none",
-                              markersize=8, label=PUBLISHED_LABEL))  # fmt: skip
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                color=PUBLISHED_COLOUR,
+                markerfacecolor="none",
+                linestyle="none",
+                markersize=8,
+                label=PUBLISHED_LABEL,
+            )
+        )
     fig.legend(handles=handles, title="method", loc="outside right upper", frameon=False)
     fig.canvas.draw()  # run the layout once, then freeze it so that label placement stays valid
     fig.set_layout_engine("none")
@@ -141,15 +173,24 @@ def _labels(pts: pd.DataFrame, published: pd.DataFrame | None) -> pd.DataFrame:
     """x, y, text, italic of every point to label: ours, then the published ones."""
     several_sizes = pts["backbone"].nunique() > 1
     names = pts["method"].map(display_name)
-    ours = pd.DataFrame({
-        "x": pts["x"], "y": pts["y"], "italic": False,
-        "text": names + " (" + pts["backbone"] + ")" if several_sizes else names,
-    })  # fmt: skip
+    ours = pd.DataFrame(
+        {
+            "x": pts["x"],
+            "y": pts["y"],
+            "italic": False,
+            "text": names + " (" + pts["backbone"] + ")" if several_sizes else names,
+        }
+    )
     if published is None:
         return ours.reset_index(drop=True)
-    theirs = pd.DataFrame({
-        "x": published["x"], "y": published["y"], "text": published["method"].map(display_name), "italic": True,
-    })  # fmt: skip
+    theirs = pd.DataFrame(
+        {
+            "x": published["x"],
+            "y": published["y"],
+            "text": published["method"].map(display_name),
+            "italic": True,
+        }
+    )
     return pd.concat([ours, theirs], ignore_index=True)
 
 
@@ -161,20 +202,36 @@ def _draw_panel(
         mine = pts[pts["method"] == method].sort_values("x")
         marker, colour = styles[method]
         ax.plot(
-            mine["x"], mine["y"], marker=marker, color=colour, markersize=10 if marker == "*" else 7,
-            linestyle=":" if several_sizes else "none", linewidth=1, label=method, gid=f"{POINTS_GID}:{method}",
-        )  # fmt: skip
+            mine["x"],
+            mine["y"],
+            marker=marker,
+            color=colour,
+            markersize=10 if marker == "*" else 7,
+            linestyle=":" if several_sizes else "none",
+            linewidth=1,
+            label=method,
+            gid=f"{POINTS_GID}:{method}",
+        )
         spread = mine[mine["yerr"].notna()]
         if not spread.empty:  # error bars only where there are several seeds
-            ax.errorbar(spread["x"], spread["y"], yerr=spread["yerr"], fmt="none", ecolor=colour, elinewidth=1,
-                        capsize=3)  # fmt: skip
+            ax.errorbar(
+                spread["x"], spread["y"], yerr=spread["yerr"], fmt="none", ecolor=colour, elinewidth=1, capsize=3
+            )
     if published is not None:
         pub_styles = published_styles(list(published["method"]))
         for method, mine in published.groupby("method", sort=False):
             marker, colour = pub_styles[method]
-            ax.plot(mine["x"], mine["y"], marker=marker, color=colour, markerfacecolor="none", markeredgewidth=1.3,
-                    markersize=10 if marker == "*" else 7, linestyle="none",
-                    gid=f"{PUBLISHED_GID}:{method}")  # fmt: skip
+            ax.plot(
+                mine["x"],
+                mine["y"],
+                marker=marker,
+                color=colour,
+                markerfacecolor="none",
+                markeredgewidth=1.3,
+                markersize=10 if marker == "*" else 7,
+                linestyle="none",
+                gid=f"{PUBLISHED_GID}:{method}",
+            )
     ax.set_xscale("log")
     sizes = pts.drop_duplicates("backbone").sort_values("x")
     xs = sizes["x"].to_numpy(dtype=float)
@@ -224,15 +281,22 @@ def _place_labels(ax: Axes, pts: pd.DataFrame, renderer: RendererBase) -> None:
         for k, (dx, dy, ha, va) in enumerate((*OFFSETS, *LEADER_OFFSETS)):
             leader = k >= len(OFFSETS)
             label = ax.annotate(
-                row["text"], (row["x"], row["y"]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                row["text"],
+                (row["x"], row["y"]),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha=ha,
+                va=va,
                 fontsize=7.5,
-                style="italic" if row["italic"] else "normal", color=colour,
+                style="italic" if row["italic"] else "normal",
+                color=colour,
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75},
                 arrowprops=(
                     {"arrowstyle": "-", "color": colour, "linewidth": 0.6, "shrinkA": 0, "shrinkB": 4}
-                    if leader else None
+                    if leader
+                    else None
                 ),
-            )  # fmt: skip
+            )
             box = _text_box(label, renderer)
             cost = sum(_overlap(box, other) for other in markers) + _outside(box, frame)
             cost += ON_LABEL * sum(_overlap(box, other) for other in labels)
@@ -257,8 +321,10 @@ def _text_box(label: Annotation, renderer: RendererBase) -> Bbox:
 
 def _ambiguous(box: Bbox, own: int, centres: np.ndarray, margin: float = 4.0) -> bool:
     """True when another marker is (about) as close to the label as its own marker is."""
-    gaps = np.hypot(np.maximum(0, np.maximum(box.x0 - centres[:, 0], centres[:, 0] - box.x1)),
-                    np.maximum(0, np.maximum(box.y0 - centres[:, 1], centres[:, 1] - box.y1)))  # fmt: skip
+    gaps = np.hypot(
+        np.maximum(0, np.maximum(box.x0 - centres[:, 0], centres[:, 0] - box.x1)),
+        np.maximum(0, np.maximum(box.y0 - centres[:, 1], centres[:, 1] - box.y1)),
+    )
     others = np.delete(gaps, own)
     return bool(len(others)) and bool(others.min() < gaps[own] + margin)
 
@@ -309,13 +375,28 @@ def layerwise(agg: pd.DataFrame, published: pd.DataFrame | None = None) -> Figur
             mine = pts[pts["method"] == method].set_index("layer").reindex(layers)
             marker, colour = styles[method]
             xs = range(len(layers))
-            ax.plot(xs, mine["mean"], marker=marker, color=colour, markersize=8 if marker == "*" else 5.5,
-                    linewidth=1.4, label=display_name(method), gid=f"{POINTS_GID}:{method}")  # fmt: skip
+            ax.plot(
+                xs,
+                mine["mean"],
+                marker=marker,
+                color=colour,
+                markersize=8 if marker == "*" else 5.5,
+                linewidth=1.4,
+                label=display_name(method),
+                gid=f"{POINTS_GID}:{method}",
+            )
             spread = mine["n"].fillna(0).gt(1) & mine["std"].notna()
             if spread.any():
                 x = [i for i, ok in enumerate(spread) if ok]
-                ax.errorbar(x, mine["mean"][spread], yerr=mine["std"][spread], fmt="none", ecolor=colour, elinewidth=1,
-                            capsize=3)  # fmt: skip
+                ax.errorbar(
+                    x,
+                    mine["mean"][spread],
+                    yerr=mine["std"][spread],
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=1,
+                    capsize=3,
+                )
         ax.set_xticks(range(len(layers)), layers)
         title = f"{dataset} · {backbone}" + (f" · {preset}" if several_presets else "")
         ax.set_title(title, fontsize=10)
@@ -326,9 +407,17 @@ def layerwise(agg: pd.DataFrame, published: pd.DataFrame | None = None) -> Figur
         for method in ordered_methods(published["method"]):
             mine = published[published["method"] == method].set_index("layer").reindex(layers)
             marker, colour = styles[method]
-            ax.plot(range(len(layers)), mine["value"], marker=marker, color=colour, markerfacecolor="none",
-                    linestyle="--", markersize=8 if marker == "*" else 5.5, linewidth=1.2,
-                    gid=f"{PUBLISHED_GID}:{method}")  # fmt: skip
+            ax.plot(
+                range(len(layers)),
+                mine["value"],
+                marker=marker,
+                color=colour,
+                markerfacecolor="none",
+                linestyle="--",
+                markersize=8 if marker == "*" else 5.5,
+                linewidth=1.2,
+                gid=f"{PUBLISHED_GID}:{method}",
+            )
         ax.set_xticks(range(len(layers)), [paper_layer(layer) for layer in layers])
         ax.set_title("published: PIRL paper, ImageNet, ResNet-50", fontsize=10)
         _layer_axes(ax)
@@ -337,7 +426,7 @@ def layerwise(agg: pd.DataFrame, published: pd.DataFrame | None = None) -> Figur
     handles = [
         Line2D([], [], marker=styles[m][0], color=styles[m][1], markersize=7, linewidth=1.4, label=display_name(m))
         for m in methods
-    ]  # fmt: skip
+    ]
     if extra:
         handles.append(
             Line2D([], [], marker="o", color="#555555", markerfacecolor="none", linestyle="--", label="published")
@@ -408,15 +497,31 @@ def invariance_histograms(distances: list[Distances]) -> Figure:
                     continue
                 approx |= not raw
                 head = d.layer == "head"
-                ax.stairs(heights, edges, fill=not head, color=colour, alpha=0.9 if head else 0.35,
-                          linestyle="--" if head else "-", linewidth=1.4 if head else 1.0)  # fmt: skip
+                ax.stairs(
+                    heights,
+                    edges,
+                    fill=not head,
+                    color=colour,
+                    alpha=0.9 if head else 0.35,
+                    linestyle="--" if head else "-",
+                    linewidth=1.4 if head else 1.0,
+                )
                 ax.axvline(median(d), color=colour, linestyle="--" if head else "-", linewidth=0.9)
             if not mine:
-                ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", va="center", color="#777777",
-                        fontsize=8)  # fmt: skip
+                ax.text(
+                    0.5, 0.5, "not run", transform=ax.transAxes, ha="center", va="center", color="#777777", fontsize=8
+                )
             if approx:
-                ax.text(0.99, 0.9, "from quantiles", transform=ax.transAxes, ha="right", va="top", fontsize=7,
-                        color="#555555")  # fmt: skip
+                ax.text(
+                    0.99,
+                    0.9,
+                    "from quantiles",
+                    transform=ax.transAxes,
+                    ha="right",
+                    va="top",
+                    fontsize=7,
+                    color="#555555",
+                )
             ax.set_xlim(0.0, MAX_DISTANCE)
             ax.set_yticks([])
             ax.spines[["top", "right", "left"]].set_visible(False)

@@ -32,31 +32,60 @@ from rich.table import Table
 import ssl_bench
 from ssl_bench.report import published as refs
 from ssl_bench.report.results import (
-    HEADLINE_METRIC, MODEL, OWN_SECTION_EVALS, backbone_params, column_prefix, eval_rank, headline_evals,
-    headline_metric, layer_rank, layer_table, ordered_backbones, ordered_layers, ordered_methods, other_numbers,
-)  # fmt: skip
+    HEADLINE_METRIC,
+    MODEL,
+    OWN_SECTION_EVALS,
+    backbone_params,
+    column_prefix,
+    eval_rank,
+    headline_evals,
+    headline_metric,
+    layer_rank,
+    layer_table,
+    ordered_backbones,
+    ordered_layers,
+    ordered_methods,
+    other_numbers,
+)
 from ssl_bench.report.stats import Estimate, rank_with_ties
 from ssl_bench.report.tables import (
-    DASH, ONE_SEED, SPREAD, cell, cell_of, display_name, markdown_table, paper_layer, published_name, seeds_note,
-)  # fmt: skip
+    DASH,
+    ONE_SEED,
+    SPREAD,
+    cell,
+    cell_of,
+    display_name,
+    markdown_table,
+    paper_layer,
+    published_name,
+    seeds_note,
+)
 
 # (eval, protocol) shown in the headline table and ranked, besides any unknown eval's top-1.
 HEADLINE_KEYS: tuple[tuple[str, str], ...] = (
-    ("linear", ""), ("knn", ""), ("semisup", "finetune-1%"), ("detection", "voc07"),
-)  # fmt: skip
+    ("linear", ""),
+    ("knn", ""),
+    ("semisup", "finetune-1%"),
+    ("detection", "voc07"),
+)
 FIGURE_TEXT: dict[str, tuple[str, str]] = {  # file stem -> (title, caption)
-    "accuracy_vs_params": ("Linear probe top-1 vs. number of parameters (paper Fig. 2)",
-                           "Best-layer linear-probe top-1 against backbone parameters (log scale); "
-                           "error bars: ± 1 sample std over seeds."),
-    "layerwise": ("Linear probe top-1 per stage (paper Fig. 5)",
-                  "Linear-probe top-1 on the frozen features of each stage; error bars: ± 1 sample std over seeds."),
-    "invariance": ("Invariance to the pretext transforms (paper Fig. 4)",
-                   "Histograms of the L2 distance between unit-normalised features of an image and of its transformed "
-                   "version, seeds pooled; further left = more invariant. Vertical lines: medians."),
-}  # fmt: skip
+    "accuracy_vs_params": (
+        "Linear probe top-1 vs. number of parameters (paper Fig. 2)",
+        "Best-layer linear-probe top-1 against backbone parameters (log scale); error bars: ± 1 sample std over seeds.",
+    ),
+    "layerwise": (
+        "Linear probe top-1 per stage (paper Fig. 5)",
+        "Linear-probe top-1 on the frozen features of each stage; error bars: ± 1 sample std over seeds.",
+    ),
+    "invariance": (
+        "Invariance to the pretext transforms (paper Fig. 4)",
+        "Histograms of the L2 distance between unit-normalised features of an image and of its transformed "
+        "version, seeds pooled; further left = more invariant. Vertical lines: medians.",
+    ),
+}
 PUBLISHED_CAPTION: dict[str, str] = {
     "accuracy_vs_params": " Hollow markers with italic names: published numbers (PIRL paper, ImageNet), never joined"
-                          " to ours.",
+    " to ours.",
     "layerwise": " The published curves (PIRL paper, ImageNet, ResNet-50) have a panel of their own.",
 }
 
@@ -92,10 +121,15 @@ def column_title(eval_name: str, protocol: str) -> str:
 def render_summary(
     df: pd.DataFrame, agg: pd.DataFrame, summary: pd.DataFrame, raw_rows: int, notes: Sequence[str], sections: Sections
 ) -> str:
-    out = ["# ssl-bench report", "",
-           "Generated from `results.csv` only: no model was retrained. "
-           "`index.html` shows this page with its figures.", "",
-           "## What was run", "", *run_overview(df, raw_rows)]  # fmt: skip
+    out = [
+        "# ssl-bench report",
+        "",
+        "Generated from `results.csv` only: no model was retrained. `index.html` shows this page with its figures.",
+        "",
+        "## What was run",
+        "",
+        *run_overview(df, raw_rows),
+    ]
     if notes:
         out += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     out += _figure("accuracy_vs_params", sections)
@@ -129,8 +163,9 @@ def render_summary(
     out += _eval_section("semisup", "Semi-supervised learning (paper Table 3)", sections.semisup_md, df)
     files = "Also written as `detection_ap.csv` (with std and intervals) and `detection_ap.tex` (booktabs)."
     out += _eval_section("detection", "Object detection (paper Table 1)", sections.detection_md, df, files)
-    out += _eval_section("invariance", "Invariance (paper Fig. 4)", sections.invariance_md, df, figure="invariance",
-                         sections=sections)  # fmt: skip
+    out += _eval_section(
+        "invariance", "Invariance (paper Fig. 4)", sections.invariance_md, df, figure="invariance", sections=sections
+    )
     out += _published_note(sections)
     return "\n".join(out) + "\n"
 
@@ -156,8 +191,9 @@ def _headline_section(rows: pd.DataFrame, keys: list[tuple[str, str]]) -> list[s
             layer = r[f"{prefix}_layer"] if several_layers and isinstance(r[f"{prefix}_layer"], str) else None
             n = r[f"{prefix}_seeds"]
             n = 0 if pd.isna(n) else int(n)
-            cells.append(cell(r[value], r[f"{value}_std"], n, headline_metric(e), layer,
-                              (r[f"{value}_low"], r[f"{value}_high"])))  # fmt: skip
+            cells.append(
+                cell(r[value], r[f"{value}_std"], n, headline_metric(e), layer, (r[f"{value}_low"], r[f"{value}_high"]))
+            )
             counts.append(n)
         body.append(cells)
     return [markdown_table(header, body), "", seeds_note(c for c in counts if c), ""]
@@ -176,23 +212,40 @@ def _ranking_section(rows: pd.DataFrame, keys: list[tuple[str, str]]) -> list[st
             continue
         prefix, value = column_prefix(e, p), f"{column_prefix(e, p)}_{headline_metric(e)}"
         estimates = {
-            r["method"]: Estimate(r[value], r[f"{value}_std"],
-                                  0 if pd.isna(r[f"{prefix}_seeds"]) else int(r[f"{prefix}_seeds"]),
-                                  r[f"{value}_low"], r[f"{value}_high"])
-            for r in rows.to_dict("records") if not pd.isna(r[value])
-        }  # fmt: skip
+            r["method"]: Estimate(
+                r[value],
+                r[f"{value}_std"],
+                0 if pd.isna(r[f"{prefix}_seeds"]) else int(r[f"{prefix}_seeds"]),
+                r[f"{value}_low"],
+                r[f"{value}_high"],
+            )
+            for r in rows.to_dict("records")
+            if not pd.isna(r[value])
+        }
         if len(estimates) < 2:
             continue
         ranked = rank_with_ties(estimates)
         single = all(x.estimate.n <= 1 for x in ranked)
         body = [
-            [x.label, display_name(x.name), cell(x.estimate.mean, x.estimate.std, x.estimate.n, headline_metric(e),
-             ci=(x.estimate.low, x.estimate.high)), ", ".join(display_name(t) for t in x.tied_with) or DASH]
+            [
+                x.label,
+                display_name(x.name),
+                cell(
+                    x.estimate.mean,
+                    x.estimate.std,
+                    x.estimate.n,
+                    headline_metric(e),
+                    ci=(x.estimate.low, x.estimate.high),
+                ),
+                ", ".join(display_name(t) for t in x.tied_with) or DASH,
+            ]
             for x in ranked
-        ]  # fmt: skip
-        rule = ("One seed: ranked by value; without intervals only equal values tie." if single
-                else "'=' marks a tie (95% intervals overlap); a rank counts only the methods clearly "
-                     "above.")  # fmt: skip
+        ]
+        rule = (
+            "One seed: ranked by value; without intervals only equal values tie."
+            if single
+            else "'=' marks a tie (95% intervals overlap); a rank counts only the methods clearly above."
+        )
         header = ["rank", "method", "value", "tied with"]
         out += [f"Ranking by {column_title(e, p)}. {rule}", "", markdown_table(header, body), ""]
     return out
@@ -225,7 +278,8 @@ def _other_section(others: pd.DataFrame, rows: pd.DataFrame, multi_layer: set[tu
         return []
     methods = ordered_methods(mine["method"])
     mine = mine.assign(
-        _e=mine["eval"].map(eval_rank), _l=mine["layer"].map(layer_rank),
+        _e=mine["eval"].map(eval_rank),
+        _l=mine["layer"].map(layer_rank),
         _layer=mine["layer"].where(~mine["at_best"], ""),
     )
     mine = mine.sort_values(["_e", "protocol", "metric", "_l"], kind="stable")
@@ -249,11 +303,21 @@ def _published_linear(published: pd.DataFrame) -> list[str]:
     out = []
     for (source, table, text), part in rows.groupby(["source", "table", "protocol"], sort=False):
         part = part.sort_values("params", kind="stable")
-        body = [[published_name(r["method"], r["note"]), str(r["backbone"]), f"{r['params'] / 1e6:.1f}",
-                 f"{r['value']:.1f}"]
-                for _, r in part.iterrows()]  # fmt: skip
-        out += [f"Published: {source}, {table}. Protocol: {text}. Not ranked with ours.", "",
-                markdown_table(["method", "network", "params (M)", "top1"], body), ""]  # fmt: skip
+        body = [
+            [
+                published_name(r["method"], r["note"]),
+                str(r["backbone"]),
+                f"{r['params'] / 1e6:.1f}",
+                f"{r['value']:.1f}",
+            ]
+            for _, r in part.iterrows()
+        ]
+        out += [
+            f"Published: {source}, {table}. Protocol: {text}. Not ranked with ours.",
+            "",
+            markdown_table(["method", "network", "params (M)", "top1"], body),
+            "",
+        ]
     return out
 
 
@@ -273,9 +337,14 @@ def _published_layers(published: pd.DataFrame) -> list[str]:
 
 
 def _eval_section(
-    eval_name: str, title: str, body: str, df: pd.DataFrame, extra: str = "", figure: str = "",
+    eval_name: str,
+    title: str,
+    body: str,
+    df: pd.DataFrame,
+    extra: str = "",
+    figure: str = "",
     sections: Sections | None = None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     out = ["", f"## {title}", ""]
     if not (df["eval"] == eval_name).any():
         return [*out, EVAL_HINTS[eval_name] + "."]
@@ -290,16 +359,23 @@ def _published_note(sections: Sections) -> list[str]:
     if sections.published is not None:
         sources = sorted(set(sections.published["source"]))
         mismatch = [d for d in sections.datasets if not refs.is_imagenet(d)]
-        text = ("Shown beside ours above, marked 'published', with their protocol; they are never ranked or "
-                f"fitted with ours. Sources: {'; '.join(sources)}.")  # fmt: skip
+        text = (
+            "Shown beside ours above, marked 'published', with their protocol; they are never ranked or "
+            f"fitted with ours. Sources: {'; '.join(sources)}."
+        )
         if mismatch:
-            text += (f" Caution: these runs pretrain on {', '.join(mismatch)}, the published numbers on ImageNet: "
-                     "the protocols do not match.")  # fmt: skip
+            text += (
+                f" Caution: these runs pretrain on {', '.join(mismatch)}, the published numbers on ImageNet: "
+                "the protocols do not match."
+            )
         return [*out, text]
     datasets = ", ".join(sections.datasets) or DASH
-    return [*out, f"Not shown: these runs pretrain on {datasets}, the published numbers (PIRL paper) on ImageNet with "
-                  "ResNet-50, so the protocols do not match. `ssl-bench report --published` shows them "
-                  "anyway."]  # fmt: skip
+    return [
+        *out,
+        f"Not shown: these runs pretrain on {datasets}, the published numbers (PIRL paper) on ImageNet with "
+        "ResNet-50, so the protocols do not match. `ssl-bench report --published` shows them "
+        "anyway.",
+    ]
 
 
 # What was run and what is missing: the first lines of summary.md.
@@ -327,18 +403,19 @@ def software_versions() -> dict[str, str]:
 
 def seed_statement(df: pd.DataFrame) -> str:
     """How many seeds each number has, and so whether there are error bars and intervals."""
-    per_unit = df.groupby(
-        ["dataset", "preset", "backbone", "method", "eval", "protocol", "layer", "metric"]
-    )["seed"].nunique()
+    per_unit = df.groupby(["dataset", "preset", "backbone", "method", "eval", "protocol", "layer", "metric"])[
+        "seed"
+    ].nunique()
     ns = sorted(set(int(n) for n in per_unit))
     if not ns:
         return DASH
     if ns == [1]:
         return ONE_SEED
     counts = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
-    return (f"{SPREAD} over {counts} seeds (t = t_0.975,n−1; interval = mean ± t·std/√n); "
-            "rankings treat overlapping intervals as ties"
-            + (f"; numbers with 1 seed: {ONE_SEED}" if 1 in ns else ""))  # fmt: skip
+    return (
+        f"{SPREAD} over {counts} seeds (t = t_0.975,n−1; interval = mean ± t·std/√n); "
+        "rankings treat overlapping intervals as ties" + (f"; numbers with 1 seed: {ONE_SEED}" if 1 in ns else "")
+    )
 
 
 def run_overview(df: pd.DataFrame, raw_rows: int) -> list[str]:
@@ -376,8 +453,10 @@ def run_overview(df: pd.DataFrame, raw_rows: int) -> list[str]:
 def missing_messages(df: pd.DataFrame) -> list[str]:
     """What the table lacks for a full report, each with the command that fills it in."""
     if df.empty:
-        return ["results.csv has no rows yet: no evaluation has finished. "
-                "Run `ssl-bench run`, which appends one row per number."]
+        return [
+            "results.csv has no rows yet: no evaluation has finished. "
+            "Run `ssl-bench run`, which appends one row per number."
+        ]
     messages = []
     for eval_name, hint in EVAL_HINTS.items():
         rows = df[df["eval"] == eval_name]
@@ -475,7 +554,7 @@ def markdown_to_html(text: str, title: str = "ssl-bench report") -> str:
                 i += 1
             body.append(f"<p>{inline(' '.join(para))}</p>")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"

@@ -8,16 +8,26 @@ pretrain on ImageNet, the only dataset on which the protocols can match.
 from __future__ import annotations
 
 import re
-
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
 COLUMNS: tuple[str, ...] = (
-    "source", "table", "protocol", "dataset", "backbone", "params", "method", "layer", "metric", "value",
-    "eval", "eval_protocol", "note",
-)  # fmt: skip
+    "source",
+    "table",
+    "protocol",
+    "dataset",
+    "backbone",
+    "params",
+    "method",
+    "layer",
+    "metric",
+    "value",
+    "eval",
+    "eval_protocol",
+    "note",
+)
 IMAGENET_NAMES: tuple[str, ...] = ("imagenet", "ilsvrc")
 
 
@@ -67,7 +77,14 @@ def linear_points(published: pd.DataFrame) -> pd.DataFrame:
     """Fig. 2's points: best-layer linear top-1 against parameters (method, backbone, x in millions, y, protocol)."""
     rows = select(published, "linear", "", "best")
     rows = rows[(rows["metric"] == "top1") & rows["params"].notna()]
-    return pd.DataFrame({
-        "method": rows["method"], "backbone": rows["backbone"], "x": rows["params"] / 1e6, "y": rows["value"],
-        "protocol": rows["protocol"], "source": rows["source"], "note": rows["note"],
-    }).reset_index(drop=True)  # fmt: skip
+    return pd.DataFrame(
+        {
+            "method": rows["method"],
+            "backbone": rows["backbone"],
+            "x": rows["params"] / 1e6,
+            "y": rows["value"],
+            "protocol": rows["protocol"],
+            "source": rows["source"],
+            "note": rows["note"],
+        }
+    ).reset_index(drop=True)

@@ -27,9 +27,21 @@ import pandas as pd
 from ssl_bench.report.stats import with_intervals
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
-    "method", "backbone", "params", "dataset", "preset", "eval", "protocol", "layer",
-    "metric", "value", "seed", "config_hash", "run_id", "created",
-)  # fmt: skip
+    "method",
+    "backbone",
+    "params",
+    "dataset",
+    "preset",
+    "eval",
+    "protocol",
+    "layer",
+    "metric",
+    "value",
+    "seed",
+    "config_hash",
+    "run_id",
+    "created",
+)
 MODEL: list[str] = ["dataset", "preset", "backbone", "method"]  # one trained model (over seeds)
 UNIT: list[str] = [*MODEL, "eval", "protocol", "layer", "metric"]  # one reported number (over seeds)
 METHOD_ORDER: tuple[str, ...] = ("random", "supervised", "autoencoder", "rotnet", "jigsaw", "npidpp", "pirl")
@@ -67,7 +79,16 @@ def clean(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     of one unit and seed deduplicated (newest kept). Returns notes on what was dropped."""
     df = raw.copy()
     for col in (
-        "method", "backbone", "dataset", "preset", "eval", "protocol", "layer", "metric", "config_hash", "run_id"
+        "method",
+        "backbone",
+        "dataset",
+        "preset",
+        "eval",
+        "protocol",
+        "layer",
+        "metric",
+        "config_hash",
+        "run_id",
     ):
         df[col] = df[col].astype(str).str.strip()
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
@@ -212,17 +233,26 @@ def headline(agg: pd.DataFrame, params: pd.Series) -> pd.DataFrame:
         best = best_layers(layer_table(agg, eval_name, protocol))[
             [*MODEL, "mean", "std", "ci_low", "ci_high", "n", "layer"]
         ]
-        best = best.rename(columns={
-            "mean": value, "std": f"{value}_std", "ci_low": f"{value}_low", "ci_high": f"{value}_high",
-            "n": f"{prefix}_seeds", "layer": f"{prefix}_layer",
-        })  # fmt: skip
+        best = best.rename(
+            columns={
+                "mean": value,
+                "std": f"{value}_std",
+                "ci_low": f"{value}_low",
+                "ci_high": f"{value}_high",
+                "n": f"{prefix}_seeds",
+                "layer": f"{prefix}_layer",
+            }
+        )
         out = out.merge(best, on=MODEL, how="left")
         out[f"{prefix}_seeds"] = out[f"{prefix}_seeds"].astype("Int64")
     out.insert(3, "params", out["backbone"].map(params).astype(float))
     keys = out.assign(
-        _d=out["dataset"], _p=out["preset"], _n=out["params"].fillna(math.inf), _b=out["backbone"],
+        _d=out["dataset"],
+        _p=out["preset"],
+        _n=out["params"].fillna(math.inf),
+        _b=out["backbone"],
         _m=out["method"].map(method_rank),
-    )  # fmt: skip
+    )
     keys = keys.sort_values(["_d", "_p", "_n", "_b", "_m"], kind="stable")
     return keys.drop(columns=["_d", "_p", "_n", "_b", "_m"]).reset_index(drop=True)
 
@@ -292,8 +322,10 @@ def invariance_distances(df: pd.DataFrame, runs_dir: Path) -> tuple[list[Distanc
         )
     notes = []
     if missing:
-        notes.append(f"no raw invariance distances ({RAW_NAME} in the run directory) for {', '.join(missing)}: "
-                     "their histograms are drawn from the quantiles q05..q95 (the central 90% only)")  # fmt: skip
+        notes.append(
+            f"no raw invariance distances ({RAW_NAME} in the run directory) for {', '.join(missing)}: "
+            "their histograms are drawn from the quantiles q05..q95 (the central 90% only)"
+        )
     out.sort(key=lambda d: (d.dataset, d.preset, d.backbone, method_rank(d.method), d.layer != "pooled", d.protocol))
     return out, notes
 

@@ -33,8 +33,14 @@ import pandas as pd
 
 from ssl_bench.report import published as refs
 from ssl_bench.report.results import (
-    HEADLINE_METRIC, MODEL, Distances, best_layers, layer_table, method_rank, ordered_backbones,
-)  # fmt: skip
+    HEADLINE_METRIC,
+    MODEL,
+    Distances,
+    best_layers,
+    layer_table,
+    method_rank,
+    ordered_backbones,
+)
 
 DISPLAY_NAMES: dict[str, str] = {
     "random": "Random",
@@ -71,14 +77,18 @@ def is_percent(metric: str) -> bool:
 
 
 def cell(
-    mean: float, std: float, n: int, metric: str = HEADLINE_METRIC, layer: str | None = None,
+    mean: float,
+    std: float,
+    n: int,
+    metric: str = HEADLINE_METRIC,
+    layer: str | None = None,
     ci: tuple[float, float] | None = None,
 ) -> str:
     """'72.3 ± 0.4 [71.3, 73.3] (layer3)': mean ± std [95% interval]; one seed gives the bare value; no number a dash.
 
     Percentages get one decimal; other metrics give the std two significant digits and the mean as many decimals.
     The interval is shown when given and there are several seeds.
-    """  # fmt: skip
+    """
     if mean is None or pd.isna(mean):
         return DASH
     spread = n > 1 and not pd.isna(std)
@@ -100,9 +110,13 @@ def cell_of(row: Mapping[str, object], metric: str = HEADLINE_METRIC, layer: str
     """`cell` of an aggregate row (mean, std, n, ci_low, ci_high)."""
     n = row["n"]
     return cell(
-        row["mean"], row["std"], 0 if pd.isna(n) else int(n), metric, layer,  # type: ignore[arg-type]
+        row["mean"],
+        row["std"],
+        0 if pd.isna(n) else int(n),
+        metric,
+        layer,  # type: ignore[arg-type]
         (row.get("ci_low", math.nan), row.get("ci_high", math.nan)),  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
 
 
 ONE_SEED = "one seed: no error bars / intervals."  # said on the page whenever a number has a single seed
@@ -133,11 +147,14 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 FINETUNE = "finetune"
 LINEAR = "linear"
 SEMISUP_METRICS: tuple[str, ...] = ("top1", "top5")
-FINETUNE_TEXT = ("Fine-tuned: the whole network and a new linear head, trained on the labelled fraction "
-                 "(the paper's protocol).")  # fmt: skip
-LINEAR_TEXT = ("Low-shot linear probe (not in the paper): a linear classifier on frozen features of each stage, "
-               "trained on the labelled fraction; best stage by top-1 in parentheses, top-5 at that "
-               "stage.")  # fmt: skip
+FINETUNE_TEXT = (
+    "Fine-tuned: the whole network and a new linear head, trained on the labelled fraction (the paper's protocol)."
+)
+LINEAR_TEXT = (
+    "Low-shot linear probe (not in the paper): a linear classifier on frozen features of each stage, "
+    "trained on the labelled fraction; best stage by top-1 in parentheses, top-5 at that "
+    "stage."
+)
 
 
 def semisup_fractions(agg: pd.DataFrame) -> list[str]:
@@ -178,10 +195,14 @@ def _semisup_block(
         if key not in cells:
             continue
         mine = cells[key]
-        body.append([
-            display_name(m["method"]), str(m["backbone"]),
-            *[mine.get(f"top1 {f}", DASH) for f in fracs], *[mine.get(f"top5 {f}", DASH) for f in fracs],
-        ])  # fmt: skip
+        body.append(
+            [
+                display_name(m["method"]),
+                str(m["backbone"]),
+                *[mine.get(f"top1 {f}", DASH) for f in fracs],
+                *[mine.get(f"top5 {f}", DASH) for f in fracs],
+            ]
+        )
     return body, counts
 
 
@@ -222,10 +243,13 @@ def _published_semisup(published: pd.DataFrame, fracs: list[str]) -> list[str]:
         body = []
         for (method, backbone), mine in part.groupby(["method", "backbone"], sort=False):
             values = {(r["metric"], r["eval_protocol"]): r["value"] for _, r in mine.iterrows()}
-            body.append([
-                published_name(method), str(backbone),
-                *[_semisup_value(values, m, f) for m in SEMISUP_METRICS for f in fracs],
-            ])  # fmt: skip
+            body.append(
+                [
+                    published_name(method),
+                    str(backbone),
+                    *[_semisup_value(values, m, f) for m in SEMISUP_METRICS for f in fracs],
+                ]
+            )
         out += [f"Published: {source}, {table}. Protocol: {text}.", "", markdown_table(semisup_header(fracs), body), ""]
     return out
 
@@ -344,22 +368,36 @@ def detection_markdown(tables: list[DetectionTable], heading: str = "###") -> st
     for t in tables:
         several = _several_pretrainings(t.ours)
         body = [
-            [display_name(r["method"]), _network(r, several),
-             *[cell(r[f"{m}_mean"], r[f"{m}_std"], int(r["n"]), m, ci=(r[f"{m}_low"], r[f"{m}_high"]))
-               for m in DETECTION_METRICS],
-             _delta(r["dAP75"])]
+            [
+                display_name(r["method"]),
+                _network(r, several),
+                *[
+                    cell(r[f"{m}_mean"], r[f"{m}_std"], int(r["n"]), m, ci=(r[f"{m}_low"], r[f"{m}_high"]))
+                    for m in DETECTION_METRICS
+                ],
+                _delta(r["dAP75"]),
+            ]
             for _, r in t.ours.iterrows()
-        ]  # fmt: skip
-        out += [f"{heading} Detection {t.title}", "", markdown_table(DETECTION_HEADER, body), "",
-                seeds_note(t.ours["n"]) + " " + DELTA_NOTE]  # fmt: skip
+        ]
+        out += [
+            f"{heading} Detection {t.title}",
+            "",
+            markdown_table(DETECTION_HEADER, body),
+            "",
+            seeds_note(t.ours["n"]) + " " + DELTA_NOTE,
+        ]
         if REFERENCE not in set(t.ours["method"]):
             out += ["", "No supervised row: ΔAP75 not computed (run with --methods supervised)."]
         for source, text, rows in t.published:
             pub = [
-                [published_name(r["method"], r["note"]), str(r["backbone"]),
-                 *[DASH if pd.isna(r[m]) else f"{r[m]:.1f}" for m in DETECTION_METRICS], _delta(r["dAP75"])]
+                [
+                    published_name(r["method"], r["note"]),
+                    str(r["backbone"]),
+                    *[DASH if pd.isna(r[m]) else f"{r[m]:.1f}" for m in DETECTION_METRICS],
+                    _delta(r["dAP75"]),
+                ]
                 for _, r in rows.iterrows()
-            ]  # fmt: skip
+            ]
             out += ["", f"Published: {source}. Protocol: {text}.", "", markdown_table(DETECTION_HEADER, pub)]
         out.append("")
     return "\n".join(out)
@@ -371,18 +409,34 @@ def detection_frame(tables: list[DetectionTable]) -> pd.DataFrame:
     for t in tables:
         key = {"protocol": t.protocol, "head": t.head}
         for _, r in t.ours.iterrows():
-            rec = key | {"source": "ours", "dataset": r["dataset"], "preset": r["preset"], "method": r["method"],
-                         "method_name": display_name(r["method"]), "network": r["backbone"],
-                         "seeds": int(r["n"])}  # fmt: skip
+            rec = key | {
+                "source": "ours",
+                "dataset": r["dataset"],
+                "preset": r["preset"],
+                "method": r["method"],
+                "method_name": display_name(r["method"]),
+                "network": r["backbone"],
+                "seeds": int(r["n"]),
+            }
             for m in DETECTION_METRICS:
-                rec |= {m: r[f"{m}_mean"], f"{m}_std": r[f"{m}_std"], f"{m}_ci95_low": r[f"{m}_low"],
-                        f"{m}_ci95_high": r[f"{m}_high"]}  # fmt: skip
+                rec |= {
+                    m: r[f"{m}_mean"],
+                    f"{m}_std": r[f"{m}_std"],
+                    f"{m}_ci95_low": r[f"{m}_low"],
+                    f"{m}_ci95_high": r[f"{m}_high"],
+                }
             records.append(rec | {"dAP75": r["dAP75"], "published_protocol": "", "note": ""})
         for source, text, rows in t.published:
             for _, r in rows.iterrows():
-                rec = key | {"source": source, "dataset": "imagenet", "preset": "", "method": r["method"],
-                             "method_name": display_name(r["method"]), "network": r["backbone"],
-                             "seeds": math.nan}  # fmt: skip
+                rec = key | {
+                    "source": source,
+                    "dataset": "imagenet",
+                    "preset": "",
+                    "method": r["method"],
+                    "method_name": display_name(r["method"]),
+                    "network": r["backbone"],
+                    "seeds": math.nan,
+                }
                 rec |= {m: r[m] for m in DETECTION_METRICS}
                 records.append(rec | {"dAP75": r["dAP75"], "published_protocol": text, "note": r["note"]})
     columns = ["protocol", "head", "source", "dataset", "preset", "method", "method_name", "network", "seeds"]
@@ -398,8 +452,18 @@ def detection_csv(tables: list[DetectionTable]) -> str:
 
 
 TEX_ESCAPES: tuple[tuple[str, str], ...] = (
-    ("\\", r"\textbackslash "), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"), ("$", r"\$"),
-    ("{", r"\{"), ("}", r"\}"), ("^", r"\^{}"), ("->", r"$\rightarrow$"), ("±", r"$\pm$"), ("Δ", r"$\Delta$"),
+    ("\\", r"\textbackslash "),
+    ("&", r"\&"),
+    ("%", r"\%"),
+    ("#", r"\#"),
+    ("_", r"\_"),
+    ("$", r"\$"),
+    ("{", r"\{"),
+    ("}", r"\}"),
+    ("^", r"\^{}"),
+    ("->", r"$\rightarrow$"),
+    ("±", r"$\pm$"),
+    ("Δ", r"$\Delta$"),
 )  # in this order: later replacements add characters the earlier ones escape
 
 
@@ -426,9 +490,13 @@ def detection_latex(tables: list[DetectionTable]) -> str:
         several = _several_pretrainings(t.ours)
         n_seeds = seeds_note(t.ours["n"]).replace(" [95% t-interval]", "")
         out += [
-            "\\begin{table}[t]", "\\centering", "\\begin{tabular}{llcccc}", "\\toprule",
-            "Method & Network & AP$^{\\mathrm{all}}$ & AP$_{50}$ & AP$_{75}$ & $\\Delta$AP$_{75}$ \\\\", "\\midrule",
-        ]  # fmt: skip
+            "\\begin{table}[t]",
+            "\\centering",
+            "\\begin{tabular}{llcccc}",
+            "\\toprule",
+            "Method & Network & AP$^{\\mathrm{all}}$ & AP$_{50}$ & AP$_{75}$ & $\\Delta$AP$_{75}$ \\\\",
+            "\\midrule",
+        ]
         for _, r in t.ours.iterrows():
             cells = [_tex_cell(r[f"{m}_mean"], r[f"{m}_std"], int(r["n"])) for m in DETECTION_METRICS]
             delta = _tex_delta(r["dAP75"])
@@ -444,11 +512,13 @@ def detection_latex(tables: list[DetectionTable]) -> str:
                 name = display_name(r["method"]) + (f" ({r['note']})" if r["note"] else "")
                 out.append(" & ".join([_tex(name), _tex(str(r["backbone"])), *cells, delta]) + " \\\\")
         out += [
-            "\\bottomrule", "\\end{tabular}",
+            "\\bottomrule",
+            "\\end{tabular}",
             f"\\caption{{Detection, protocol {_tex(t.protocol)}, {_tex(t.head)} head. "
             f"{_tex(n_seeds)} {_tex(DELTA_NOTE)}}}",
-            "\\end{table}", "",
-        ]  # fmt: skip
+            "\\end{table}",
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -465,8 +535,12 @@ def invariance_markdown(agg: pd.DataFrame, distances: list[Distances]) -> str:
     out = []
     protocols = sorted(rows["protocol"].unique())
     for (dataset, preset, backbone), part in rows.groupby(["dataset", "preset", "backbone"], sort=False):
-        header = ["Method", "Features", *[f"{p}: mean" for p in protocols],
-                  *[f"{p}: median [q25, q75]" for p in protocols]]  # fmt: skip
+        header = [
+            "Method",
+            "Features",
+            *[f"{p}: mean" for p in protocols],
+            *[f"{p}: median [q25, q75]" for p in protocols],
+        ]
         body = []
         keys = part[["method", "layer"]].drop_duplicates()
         keys = keys.assign(_m=keys["method"].map(method_rank), _l=keys["layer"] != "pooled").sort_values(["_m", "_l"])
@@ -475,8 +549,14 @@ def invariance_markdown(agg: pd.DataFrame, distances: list[Distances]) -> str:
             means = [cell_of(mine.loc[p], "distance") if p in mine.index else DASH for p in protocols]
             spreads = [_quartiles(distances, (dataset, preset, backbone, method, p, layer)) for p in protocols]
             body.append([display_name(method), LAYER_TEXT.get(layer, layer), *means, *spreads])
-        out += [f"{backbone} ({dataset}, preset {preset}):" if preset else f"{backbone} ({dataset}):", "",
-                markdown_table(header, body), "", seeds_note(part["n"]), ""]  # fmt: skip
+        out += [
+            f"{backbone} ({dataset}, preset {preset}):" if preset else f"{backbone} ({dataset}):",
+            "",
+            markdown_table(header, body),
+            "",
+            seeds_note(part["n"]),
+            "",
+        ]
     return "\n".join(out)
 
 
