@@ -37,18 +37,20 @@ def _key(section: str, name: str) -> str:
     return f"{section}.{name}" if section else name
 
 
-# What a field left unset (None) resolves to: said when a value that once meant it (0, -1) is refused.
-UNSET_MEANS = {
-    "train.lr": "the method's paper rate",
-    "train.weight_decay": "the method's paper value",
-    "detection.lr": "the method's paper rate",
-    "detection.warmup_iters": "the method's paper warm-up",
-    "data.image_size": "the dataset's native size",
+# The fields that may be left unset (None): what they resolve to (said when a value that once meant it is refused),
+# and the sentinel they were before None existed, which they still hash as (run_config.hashed: cached results keep
+# their hashes).
+UNSET: dict[str, tuple[str, float]] = {
+    "train.lr": ("the method's paper rate", 0.0),
+    "train.weight_decay": ("the method's paper value", -1.0),
+    "detection.lr": ("the method's paper rate", 0.0),
+    "detection.warmup_iters": ("the method's paper warm-up", -1),
+    "data.image_size": ("the dataset's native size", 0),
 }
 
 
 def _unset_hint(key: str) -> str:
-    return f" (leave it unset for {UNSET_MEANS[key]})" if key in UNSET_MEANS else ""
+    return f" (leave it unset for {UNSET[key][0]})" if key in UNSET else ""
 
 
 def positive(section: str, obj: Any, *names: str) -> None:

@@ -10,7 +10,7 @@ the detection rate and warm-up (the method's ``detection_schedule``) and the dat
 runner resolves every unit before anything runs, and saves what it resolved (``config.json``): no ``None`` is left.
 
 Hashes are taken from the configuration as asked, not as resolved: an unset field hashes as the sentinel it had
-before ``None`` existed (``HASHED_UNSET``), so results cached by earlier versions keep their hashes.
+before ``None`` existed (``config.UNSET``), so results cached by earlier versions keep their hashes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import tomllib
 
 from ssl_bench.config import (
+    UNSET,
     CheckpointConfig,
     ConfigError,
     DataConfig,
@@ -178,18 +179,11 @@ def resolve(cfg: RunConfig, name: str) -> Resolved:
     return Resolved(method, mcfg, run)
 
 
-# What an unset field hashed as before it was None: keeps every cached result's hash (runner.plan, eval hashes).
-HASHED_UNSET = {
-    "train": {"lr": 0.0, "weight_decay": -1.0},
-    "detection": {"lr": 0.0, "warmup_iters": -1},
-    "data": {"image_size": 0},
-}
-
-
 def hashed(name: str, section: Any) -> dict[str, Any]:
-    """``asdict(section)`` of the section as asked (unresolved), with its unset fields as ``HASHED_UNSET`` says."""
+    """``asdict(section)`` of the section as asked (unresolved), each unset field as its old sentinel (``UNSET``)."""
     out = asdict(section)
-    for key, value in HASHED_UNSET.get(name, {}).items():
-        if out[key] is None:
-            out[key] = value
+    for key, (_, sentinel) in UNSET.items():
+        section_name, field_name = key.split(".")
+        if section_name == name and out[field_name] is None:
+            out[field_name] = sentinel
     return out

@@ -77,11 +77,12 @@ def plan(cfg: RunConfig) -> list[Unit]:
 
     Hashes are of the settings as asked (``run_config.hashed``), so that resolving does not move them."""
     check_evals(cfg.evals)
+    methods = {name: resolve(cfg, name) for name in cfg.methods}  # once per method, whatever the backbones
+    data = data_identity(cfg)
     units = []
     for backbone in cfg.backbones:
         BackboneSpec.parse(backbone)
-        for name in cfg.methods:
-            resolved = resolve(cfg, name)
+        for name, resolved in methods.items():
             mcfg = resolved.method_cfg
             # the epochs are hashed once, in "train": `jigsaw.epochs=50` and `train.epochs=50` name the same training
             identity = {k: v for k, v in asdict(mcfg).items() if k != "epochs"}
@@ -90,7 +91,7 @@ def plan(cfg: RunConfig) -> list[Unit]:
                 "method": name,
                 "method_cfg": identity,
                 "backbone": backbone,
-                "data": data_identity(cfg),
+                "data": data,
                 "train": train if resolved.method.trains else None,
             }
             for seed in cfg.seeds:
