@@ -236,7 +236,7 @@ class NCEWorkload:
         negatives = self.bank.negatives(self.index, self.k, shared=shared)
         pos = self.bank.positive_scores(f, self.index)  # (B,)
         neg = negatives.scores(f)  # (B, K)
-        self.criterion.fix_z(pos, neg)  # as the methods do: Z from the first batch, then fixed
+        self.criterion.update_z(pos, neg)  # as the methods do: Z from the first batch, then fixed (or EMA)
         loss = self.criterion(pos, neg)
         loss.backward()
         self.bank.update(self.index, f.detach())

@@ -20,7 +20,8 @@ from ssl_bench.data.types import DataInfo
 class MethodConfig:
     """Optimisation defaults shared by all methods; each method's Config overrides them with its paper's values.
 
-    ``lr`` is the rate at a batch of 256; the engine scales it linearly with the batch size (Goyal et al. 2017).
+    ``lr`` is the rate at a batch of 256 network inputs; the engine scales it linearly with the inputs a step sends
+    (Goyal et al. 2017): the batch size times ``inputs_per_image`` (1, except RotNet with all four rotations: 4).
     ``epochs`` gives this method its own number of pretraining epochs instead of ``train.epochs`` (papers train
     methods for different budgets, e.g. Goyal et al.'s Jigsaw 105 epochs; a small preset may give a slow starter more).
     """
@@ -28,7 +29,13 @@ class MethodConfig:
     lr: float = 0.1
     weight_decay: float = 1e-4
     momentum: float = 0.9
+    nesterov: bool = False  # Nesterov momentum (Gidaris et al.'s RotNet); plain momentum elsewhere
     epochs: int | None = None  # None = train.epochs
+
+    @property
+    def inputs_per_image(self) -> int:
+        """Network inputs one image of the batch makes, for the rate's linear scaling (see ``lr``)."""
+        return 1
 
     def check_data(self, data: DataInfo, requested: Collection[str] = ()) -> None:
         """Checks that need the loaded dataset (its size, image size), made before any training; a ConfigError if not.

@@ -43,6 +43,9 @@ class JigsawConfig(MethodConfig):
     crop_scale_min: float = (
         0.0  # 0 = Goyal et al.: resize to 256/255 of the crop + random crop; > 0: RandomResizedCrop((min, 1))
     )
+    # Goyal et al. / VISSL normalise the crop with the dataset's mean and std only; Noroozi & Favaro's code also
+    # normalises every tile on its own (so low-level statistics cannot solve the puzzle): per_tile_norm = true
+    per_tile_norm: bool = False
 
     def check(self) -> None:
         limit = math.factorial(GRID * GRID)
@@ -110,6 +113,7 @@ class Jigsaw(Method):
             scale=scale,
             grayscale_p=self.cfg.grayscale_p,
             geometry=self.geometry,
+            per_tile_norm=self.cfg.per_tile_norm,
         )
 
     def training_step(self, batch: Batch) -> dict[str, Tensor]:

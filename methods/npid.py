@@ -18,11 +18,14 @@ from torch import Tensor
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
-from ssl_bench.data.transforms import augmented_crop
+from ssl_bench.data.transforms import npid_view, npidpp_view
 from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
 from ssl_bench.modules.heads import LinearEmbedding
-from ssl_bench.modules.memory_bank import bank_and_loss, check_negatives
+from ssl_bench.modules.memory_bank import bank_and_loss, check_negatives, check_z_momentum
+
+
+AUGMENTATIONS = {"vissl": npidpp_view, "npid": npid_view}
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,19 @@ class NPIDConfig(MethodConfig):
     temperature: float = 0.07  # NPID and PIRL
     bank_momentum: float = 0.5  # NPID's code (lemniscate --nce-m 0.5), PIRL's VISSL config
     loss: str = "nce"  # "nce" (NPID, PIRL) | "infonce"
+    z_momentum: float = 0.0  # NCE's Z: 0 = fixed after the first batch (NPID, VISSL); 0.99 = EMA (CMC issue 23)
     shared_negatives: bool = True  # one negative set per batch (fast); False = independent (B, K) sets as in the paper
-    crop_scale: float = 0.2  # smallest RandomResizedCrop area, NPID's code
+    augmentation: str = "vissl"  # "vissl": VISSL's NPID++ (jitter 0.4 x 4, no grayscale); "npid": lemniscate's
+    crop_scale: float = 0.08  # smallest RandomResizedCrop area: VISSL's NPID++ (torchvision's default); NPID's code 0.2
 
     def check(self) -> None:
         if self.num_negatives < 1:
             raise ConfigError(f"npidpp.num_negatives must be at least 1, got {self.num_negatives}")
+        check_z_momentum(self.z_momentum, "npidpp.z_momentum")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ConfigError(
+                f"npidpp.augmentation={self.augmentation!r} is not valid; choose one of {', '.join(AUGMENTATIONS)}"
+            )
 
     def check_data(self, data: DataInfo, requested: Collection[str] = ()) -> None:
         if "num_negatives" in requested:
@@ -65,7 +75,8 @@ class NPIDpp(Method):
         self.bank, self.criterion, self.num_negatives = bank_and_loss(cfg, data.num_train)
 
     def transform(self) -> Callable[[Any], dict[str, Tensor]]:
-        crop = augmented_crop(self.data.image_size, self.data.mean, self.data.std, scale=(self.cfg.crop_scale, 1.0))
+        view = AUGMENTATIONS[self.cfg.augmentation]
+        crop = view(self.data.image_size, self.data.mean, self.data.std, scale=(self.cfg.crop_scale, 1.0))
         return lambda image: {"image": crop(image)}
 
     def training_step(self, batch: Batch) -> dict[str, Tensor]:
@@ -73,7 +84,12 @@ class NPIDpp(Method):
         negatives = self.bank.negatives(batch.index, self.num_negatives, shared=self.cfg.shared_negatives)
         pos = self.bank.positive_scores(f, batch.index)  # (B,)
         neg = negatives.scores(f)  # (B, K)
-        self.criterion.fix_z(pos, neg)  # NCE: Z from the first batch's scores (NPID's NCEAverage), then fixed
+        self.criterion.update_z(pos, neg)  # NCE: Z from the first batch's scores (NPID's NCEAverage), then fixed or EMA
         loss = self.criterion(pos, neg)
+        stats = self.criterion.stats(pos, neg)  # Z, the weights of the positive and the negatives, mean cosines
         self.bank.update(batch.index, f.detach())  # the side effect, after the loss: slots move towards f(v)
-        return {"loss": loss, "pos_sim": pos.mean().detach(), "neg_sim": neg.mean().detach()}
+        return {"loss": loss, **stats}
+
+    def embeddings(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        """f: the 128-d unit embedding the bank holds (what NPID's own kNN classifies)."""
+        return {"image": lambda x: self.head(self.backbone(x))}

@@ -8,8 +8,9 @@ image's memory m_I and pushed from K bank negatives by NCE:
     L = λ · NCE(m_I, g(v_I^t)) + (1 - λ) · NCE(m_I, f(v_I)),   λ = 0.5   (Eq. 5)
 
 and m_I moves towards f(v_I) only. NCE's Z is estimated from the image term's scores on the first batch (an
-explicit ``fix_z`` call), and both terms use the same draw of negatives: with λ = 0 PIRL is exactly NPID++ on the
+explicit ``update_z`` call), and both terms use the same draw of negatives: with λ = 0 PIRL is exactly NPID++ on the
 same inputs. Sharing the draw is a choice of ours (VISSL draws per term); each term still sees uniform negatives.
+With ``z_momentum`` > 0, Z follows the image term's per-batch estimate as an EMA (see ``ssl_bench.modules.nce``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
 from ssl_bench.data.jigsaw import JigsawView
-from ssl_bench.data.transforms import augmented_crop
+from ssl_bench.data.transforms import pirl_view
 from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
 from ssl_bench.modules.heads import LinearEmbedding, TileEmbedding
-from ssl_bench.modules.memory_bank import bank_and_loss, check_negatives
+from ssl_bench.modules.memory_bank import bank_and_loss, check_negatives, check_z_momentum
 
 TRANSFORMS = ("jigsaw", "rotation")
+PAPER_CROP_RATIO = 255 / 224  # VISSL's PIRL: 255 px jigsaw crops of 224 px images
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,12 @@ class PIRLConfig(MethodConfig):
     temperature: float = 0.07
     bank_momentum: float = 0.5
     loss: str = "nce"  # "nce" | "infonce"
+    z_momentum: float = 0.0  # NCE's Z: 0 = fixed after the first batch (VISSL); 0.99 = EMA (CMC issue 23)
     shared_negatives: bool = True  # see ssl_bench.modules.memory_bank
     crop_scale: float = 0.08  # v_I's RandomResizedCrop, VISSL pirl config
     tile_crop_scale: float = 0.6  # the jigsaw crop covers 0.6-1 of the image (PIRL's jigsaw setup)
+    # the jigsaw crop's size: 0 = VISSL's 255 px per 224 px of image (85 px cells, 64 px tiles), at any image size
+    tile_crop: int = 0
 
     def check(self) -> None:
         if self.transform not in TRANSFORMS:
@@ -59,6 +64,9 @@ class PIRLConfig(MethodConfig):
             raise ConfigError(f"pirl.lam must be in [0, 1] (the weight of the transformed-view term), got {self.lam}")
         if self.num_negatives < 1:
             raise ConfigError(f"pirl.num_negatives must be at least 1, got {self.num_negatives}")
+        if self.tile_crop and self.tile_crop < 3:
+            raise ConfigError(f"pirl.tile_crop must be 0 (255/224 of the image) or at least 3 px, got {self.tile_crop}")
+        check_z_momentum(self.z_momentum, "pirl.z_momentum")
 
     def check_data(self, data: DataInfo, requested: Collection[str] = ()) -> None:
         if "num_negatives" in requested:
@@ -71,19 +79,21 @@ class PIRLViews:
     def __init__(self, cfg: PIRLConfig, data: DataInfo) -> None:
         size, mean, std = data.image_size, data.mean, data.std
         self.kind = cfg.transform
-        self.image = augmented_crop(size, mean, std, scale=(cfg.crop_scale, 1.0))
-        # VISSL's PIRL colours each tile on its own (jitter, grayscale 0.2): tile_color_jitter, no image-level grayscale
+        self.image = pirl_view(size, mean, std, scale=(cfg.crop_scale, 1.0))
+        # VISSL's PIRL: a 255 px crop (per 224 px image) in 9 tiles, each augmented on its own (jitter, photometric,
+        # grayscale 0.2, flip: ``jitter_tiles``); no image-level grayscale or flip, no per-tile standardisation
         self.jigsaw = JigsawView(
-            size,
+            cfg.tile_crop or round(size * PAPER_CROP_RATIO),
             mean,
             std,
             perms=None,
             scale=(cfg.tile_crop_scale, 1.0),
             grayscale_p=0.0,
             tile_color_jitter=True,
+            flip=False,
             per_tile_norm=False,
         )
-        self.rotated = augmented_crop(size, mean, std, scale=(cfg.crop_scale, 1.0))
+        self.rotated = pirl_view(size, mean, std, scale=(cfg.crop_scale, 1.0))
 
     def __call__(self, image: Any) -> dict[str, Tensor]:
         if self.kind == "jigsaw":
@@ -141,15 +151,19 @@ class PIRL(Method):
         )  # one draw, both terms
         pos_f, pos_g = self.bank.positive_scores(f, index), self.bank.positive_scores(g, index)  # (B,)
         neg_f = negatives.scores(f)  # (B, K)
-        self.criterion.fix_z(pos_f, neg_f)  # NCE: Z from the image term's scores of the first batch, then fixed
+        self.criterion.update_z(pos_f, neg_f)  # NCE: Z from the image term's scores (first batch, or EMA)
         loss_image = self.criterion(pos_f, neg_f)
-        loss_transformed = self.criterion(pos_g, negatives.scores(g))
+        neg_g = negatives.scores(g)
+        loss_transformed = self.criterion(pos_g, neg_g)
         loss = self.cfg.lam * loss_transformed + (1.0 - self.cfg.lam) * loss_image
+        stats = self.criterion.stats(pos_f, neg_f)  # the image term: Z, weights of positive and negatives, cosines
+        transformed = self.criterion.stats(pos_g, neg_g)
         self.bank.update(index, f.detach())  # the side effect, after the loss: m_I moves towards f(v_I)
         return {
             "loss": loss,
             "loss_image": loss_image.detach(),
             "loss_transformed": loss_transformed.detach(),
-            "pos_sim": pos_f.mean().detach(),
-            "pos_sim_transformed": pos_g.mean().detach(),
+            **stats,
+            "pos_sim_transformed": transformed["pos_sim"],
+            "neg_weight_transformed": transformed["neg_weight"],
         }

@@ -29,14 +29,20 @@ NUM_ROTATIONS = 4
 
 @dataclass(frozen=True)
 class RotNetConfig(MethodConfig):
-    # Gidaris et al. (code: config/CIFAR10_RotNet_NIN4blocks.py): SGD, lr 0.1 at 128 images (x4 rotations = 512
-    # inputs), momentum 0.9, wd 5e-4 (Nesterov there; our engine uses plain momentum) -> 0.2 at 256 images.
-    # Their ImageNet AlexNet run used lr 0.01 at 192 images (config/ImageNet_RotNet_AlexNet.py).
-    lr: float = 0.2
+    # Gidaris et al. (code: config/CIFAR10_RotNet_NIN4blocks.py): SGD with Nesterov momentum 0.9, wd 5e-4, lr 0.1 at
+    # 128 images x 4 rotations = 512 network inputs -> 0.05 per 256 inputs. The rate scales with the inputs a step
+    # really sends (``inputs_per_image``): 4 per image with all_rotations, 1 with one random rotation, so both
+    # variants train at Gidaris's per-input rate.
+    lr: float = 0.05
     weight_decay: float = 5e-4
     momentum: float = 0.9
+    nesterov: bool = True
     all_rotations: bool = True  # False: one uniformly random rotation per image (VISSL)
     mlp_head: bool = False  # True: Linear-BN-ReLU (hidden = num_features) before the 4-way classifier
+
+    @property
+    def inputs_per_image(self) -> int:
+        return NUM_ROTATIONS if self.all_rotations else 1
 
 
 def rotate(images: Tensor, k: Tensor | int) -> Tensor:

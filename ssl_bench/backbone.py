@@ -8,6 +8,12 @@ A backbone is named by a spec string: a timm model name plus optional modifiers 
 * ``resnet18-w0.5``           the four stages' widths scaled by 0.5 (the stem keeps 64 channels): the width-scaled points of
                               the accuracy-vs-parameters sweep (PIRL Fig. 2 uses several network sizes).
 
+Initialisation: every residual branch starts as He et al.'s and torchvision's (``zero_init_residual=False``), VISSL's
+(``ZERO_INIT_RESIDUAL: False``) and lemniscate's: the last BatchNorm of each block at gamma = 1, so a fresh network is a
+random ResNet and the ``random`` baseline is PIRL Table 7's "Random". timm's own default (``zero_init_last=True``:
+gamma = 0, every block the identity at the start) is Goyal et al.'s large-batch trick, one option away
+(``backbone.zero_init_residual=true``).
+
 The wrapper exposes what methods and evaluations need (feature dimension, named stages, parameter count)
 so that no method reaches into ``.fc`` or renames weights.
 """
@@ -64,12 +70,23 @@ class BackboneSpec:
         return cls(model, small, width)
 
 
+@dataclass
+class BackboneConfig:
+    """How every backbone of a run is built (the architecture itself is the spec string of ``backbones``)."""
+
+    zero_init_residual: bool = False  # True: the last BN of each residual branch starts at gamma = 0 (timm's default)
+
+    def check(self) -> None:
+        """Nothing to range-check: a boolean."""
+
+
 class Backbone(nn.Module):
     """A timm model without classifier: ``forward`` gives pooled features, ``stages`` the named stage outputs."""
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, zero_init_residual: bool = False) -> None:
         super().__init__()
         self.spec = spec
+        self.zero_init_residual = zero_init_residual
         parsed = BackboneSpec.parse(spec)
         kwargs: dict = {}
         if parsed.width != 1.0:
@@ -80,7 +97,7 @@ class Backbone(nn.Module):
                 max(8, int(round(info["num_chs"] * parsed.width / _expansion(base)))) for info in base.feature_info[1:]
             )
             kwargs = {"channels": channels}  # the 64-channel stem is kept: only the four stages scale
-        self.model = timm.create_model(parsed.model, pretrained=False, num_classes=0, **kwargs)
+        self.model = _create(parsed.model, zero_init_residual, spec, **kwargs)
         if parsed.small_stem:
             _use_small_stem(self.model, spec)
         self.stage_names: list[str] = [_stage_name(info["module"]) for info in self.model.feature_info]
@@ -110,6 +127,19 @@ class Backbone(nn.Module):
         return dict(zip(names, maps))
 
 
+def _create(model: str, zero_init_residual: bool, spec: str, **kwargs: object) -> nn.Module:
+    """The timm model without classifier; ResNets get ``zero_init_last`` = ``zero_init_residual`` (timm's is True)."""
+    try:
+        return timm.create_model(model, pretrained=False, num_classes=0, zero_init_last=zero_init_residual, **kwargs)
+    except TypeError:  # a timm family without the option (not a ResNet): its own initialisation
+        if zero_init_residual:
+            raise ConfigError(
+                f"backbone {spec!r}: backbone.zero_init_residual=true is defined for timm ResNets only; "
+                "leave it false for this model"
+            ) from None
+        return timm.create_model(model, pretrained=False, num_classes=0, **kwargs)
+
+
 def _expansion(model: nn.Module) -> int:
     block = model.layer1[0]
     return getattr(block, "expansion", 1)
@@ -125,10 +155,11 @@ def _use_small_stem(model: nn.Module, spec: str) -> None:
         raise ValueError(f"backbone {spec!r}: the small-image stem is only defined for ResNets with a single-conv stem")
     out = model.conv1.out_channels
     model.conv1 = nn.Conv2d(3, out, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")  # as timm initialises every conv
     model.maxpool = nn.Identity()
     for info in model.feature_info:
         info["reduction"] = max(1, info["reduction"] // 4)
 
 
-def build_backbone(spec: str, device: torch.device | str = "cpu") -> Backbone:
-    return Backbone(spec).to(device)
+def build_backbone(spec: str, device: torch.device | str = "cpu", zero_init_residual: bool = False) -> Backbone:
+    return Backbone(spec, zero_init_residual).to(device)

@@ -109,7 +109,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float | None = (
-        None  # None = the method's paper rate (given at batch 256), scaled linearly with batch_size / 256
+        None  # None = the method's paper rate (given at 256 inputs), scaled linearly with the inputs per step / 256
     )
     weight_decay: float | None = None  # None = the method's paper value
     warmup_epochs: float = 0.0
@@ -123,11 +123,12 @@ class TrainConfig:
         one_of("train", self, "precision", PRECISIONS)
 
     def resolved(self, method: Any) -> TrainConfig:
-        """The settings ``method`` (a method's Config: lr at batch 256, weight_decay, epochs) trains with."""
+        """The settings ``method`` (a method's Config: lr at 256 inputs, weight_decay, epochs) trains with."""
+        inputs = self.batch_size * method.inputs_per_image  # network inputs per step (RotNet: x4 with all rotations)
         return dataclasses.replace(
             self,
             epochs=method.epochs if method.epochs is not None else self.epochs,
-            lr=self.lr if self.lr is not None else method.lr * self.batch_size / 256,
+            lr=self.lr if self.lr is not None else method.lr * inputs / 256,
             weight_decay=self.weight_decay if self.weight_decay is not None else method.weight_decay,
         )
 

@@ -49,6 +49,7 @@ class Optimisation:
     lr: float  # peak rate at the actual batch size
     weight_decay: float
     momentum: float
+    nesterov: bool = False
 
 
 def optimisation(method: Method, train: TrainConfig) -> Optimisation:
@@ -56,7 +57,7 @@ def optimisation(method: Method, train: TrainConfig) -> Optimisation:
     rate, given at batch 256, scaled linearly to the batch, unless the run sets one). A run's units arrive resolved;
     this fills them in only for a Trainer built by hand (tests, benchmarks)."""
     train = train.resolved(method.cfg)
-    return Optimisation(train.lr, train.weight_decay, method.cfg.momentum)
+    return Optimisation(train.lr, train.weight_decay, method.cfg.momentum, method.cfg.nesterov)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -187,7 +188,10 @@ class Trainer:
     def optimizer(self, per_epoch: int) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
         """SGD and its per-step schedule (warm-up, then cosine) for ``cfg.epochs`` epochs of ``per_epoch`` steps."""
         optimizer = torch.optim.SGD(
-            param_groups(self.method, self.opt_cfg.weight_decay), lr=self.opt_cfg.lr, momentum=self.opt_cfg.momentum
+            param_groups(self.method, self.opt_cfg.weight_decay),
+            lr=self.opt_cfg.lr,
+            momentum=self.opt_cfg.momentum,
+            nesterov=self.opt_cfg.nesterov,
         )
         total, warmup = per_epoch * self.cfg.epochs, round(self.cfg.warmup_epochs * per_epoch)
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))

@@ -68,7 +68,8 @@ EPOCHS = 2  # 2 steps each: the epoch-level seeding, the data order and the sche
 SEED = 0
 
 # name -> (method, non-default options). Every method with its paper defaults, plus the variants whose code paths
-# the defaults leave unused (denoising, label smoothing, PIRL's rotation transform, InfoNCE, RotNet's one rotation).
+# the defaults leave unused (denoising, label smoothing, PIRL's rotation transform, InfoNCE, NCE's EMA of Z, RotNet's one rotation,
+# per-tile normalisation).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "random": ("random", {}),
     "supervised": ("supervised", {}),
@@ -78,9 +79,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "rotnet": ("rotnet", {}),
     "rotnet+one_rotation": ("rotnet", {"all_rotations": False}),
     "jigsaw": ("jigsaw", {}),
+    "jigsaw+per_tile_norm": ("jigsaw", {"per_tile_norm": True}),
     "npidpp": ("npidpp", {}),
+    "npidpp+z_ema": ("npidpp", {"z_momentum": 0.99}),
     "npidpp+infonce": ("npidpp", {"loss": "infonce"}),
     "pirl": ("pirl", {}),
+    "pirl+z_ema": ("pirl", {"z_momentum": 0.99}),
     "pirl+rotation": ("pirl", {"transform": "rotation"}),
     "pirl+infonce": ("pirl", {"loss": "infonce"}),
 }

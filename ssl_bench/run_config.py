@@ -22,6 +22,7 @@ from typing import Any
 
 import tomllib
 
+from ssl_bench.backbone import BackboneConfig
 from ssl_bench.config import (
     UNSET,
     CheckpointConfig,
@@ -52,6 +53,7 @@ class RunConfig:
     evals: list[str] = field(default_factory=lambda: ["linear", "knn"])
     device: str = "auto"
     threads: int = 0  # CPU threads for torch (0 = torch's default, one per core); results depend on it in the last bits
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)  # how every backbone is initialised
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
@@ -63,7 +65,7 @@ class RunConfig:
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"pirl": {"lam": 0.5}}
     overrides: list[str] = field(default_factory=list)  # the dotted keys the command line set, e.g. "pirl.lam"
 
-    SECTIONS = ("data", "train", "linear", "knn", "semisup", "detection", "invariance", "checkpoint")
+    SECTIONS = ("backbone", "data", "train", "linear", "knn", "semisup", "detection", "invariance", "checkpoint")
 
     def check(self) -> None:
         non_negative("", self, "threads")

@@ -91,6 +91,7 @@ def plan(cfg: RunConfig) -> list[Unit]:
                 "method": name,
                 "method_cfg": identity,
                 "backbone": backbone,
+                "init": asdict(cfg.backbone),  # zero_init_residual (default False: gamma = 1, the papers' networks)
                 "data": data,
                 "train": train if resolved.method.trains else None,
             }
@@ -129,7 +130,7 @@ def pretrain(
     """The unit's trained backbone: loaded from ``backbone.pt`` if it was finished before, else trained now."""
     final = run_dir / "backbone.pt"
     seed_everything(unit.seed)
-    backbone = Backbone(unit.backbone)
+    backbone = Backbone(unit.backbone, cfg.backbone.zero_init_residual)
     state = storage.load_or_discard(final, f"{unit.run_id}'s backbone")
     if state is not None:
         backbone.load_state_dict(state, strict=True)
@@ -333,7 +334,8 @@ def trained_embeddings(
     path = run_dir / "checkpoint.pt"
     if cls.embeddings is Method.embeddings or not path.exists():
         return {}
-    method = cls(copy.deepcopy(backbone), unit.method_cfg, info)
+    with torch.random.fork_rng(devices=[]):  # building the heads draws initial weights: leave the run's RNG as it was
+        method = cls(copy.deepcopy(backbone), unit.method_cfg, info)
     method.load_state_dict(storage.load(path)["method"], strict=True)
     return method.to(device).eval().embeddings()
 

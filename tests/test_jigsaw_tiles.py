@@ -138,7 +138,8 @@ def test_view_without_perms_returns_the_random_order() -> None:
 
 
 def test_view_tiles_are_normalised_and_paper_sized() -> None:
-    view = JigsawView(255, MEAN, STD, torch.arange(9)[None], scale=None, tile_color_jitter=True)
+    """Noroozi & Favaro's per-tile normalisation, when asked (Goyal et al.'s default has none)."""
+    view = JigsawView(255, MEAN, STD, torch.arange(9)[None], scale=None, tile_color_jitter=True, per_tile_norm=True)
     out = view(torch.randint(0, 256, (3, 300, 280), dtype=torch.uint8))
     assert out["tiles"].shape == (9, 3, 64, 64)
     assert torch.allclose(out["tiles"].mean((-2, -1)), torch.zeros(9, 3), atol=1e-4)
@@ -162,7 +163,7 @@ def test_hsv_round_trip_and_hue_matches_torchvision() -> None:
     torch.testing.assert_close(_hsv_to_rgb(_rgb_to_hsv(x)), x, atol=1e-5, rtol=0)
     # with only a hue shift, each tile equals torchvision's adjust_hue with that tile's own factor
     g1 = torch.Generator().manual_seed(3)
-    out = jitter_tiles(x, strength=(0, 0, 0, 0.2), gray_p=0.0, generator=g1)
+    out = jitter_tiles(x, strength=(0, 0, 0, 0.2), gray_p=0.0, photometric_p=0.0, flip=False, generator=g1)
     g2 = torch.Generator().manual_seed(3)
     [torch.rand(9, 1, 1, 1, generator=g2) for _ in range(3)]  # brightness, contrast, saturation draws
     shifts = (2 * torch.rand(9, 1, 1, generator=g2) - 1) * 0.2
@@ -174,6 +175,24 @@ def test_tile_jitter_draws_independently_per_tile() -> None:
     from ssl_bench.data.jigsaw import jitter_tiles
 
     same = torch.full((9, 3, 8, 8), 0.5)
-    out = jitter_tiles(same, gray_p=0.0, generator=torch.Generator().manual_seed(0))
+    out = jitter_tiles(same, gray_p=0.0, photometric_p=0.0, generator=torch.Generator().manual_seed(0))
     assert len({round(float(t.mean()), 4) for t in out}) == 9  # nine different brightness/contrast draws
     assert out.min() >= 0 and out.max() <= 1
+
+
+def test_tile_flip_and_photometric_are_per_tile() -> None:
+    """VISSL's PIRL flips each patch on its own and applies the photometric step to each with p = 0.66."""
+    from ssl_bench.data.jigsaw import jitter_tiles
+
+    x = torch.rand(64, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    flipped = jitter_tiles(
+        x, (0, 0, 0, 0), gray_p=0.0, photometric_p=0.0, flip=True, generator=torch.Generator().manual_seed(2)
+    )
+    same = [torch.allclose(f, t, atol=1e-5) for f, t in zip(flipped, x)]
+    mirrored = [torch.allclose(f, t.flip(-1), atol=1e-5) for f, t in zip(flipped, x)]
+    assert all(a or b for a, b in zip(same, mirrored)) and 16 < sum(mirrored) < 48
+    changed = jitter_tiles(
+        x, (0, 0, 0, 0), gray_p=0.0, photometric_p=0.66, flip=False, generator=torch.Generator().manual_seed(3)
+    )
+    touched = sum(not torch.allclose(c, t, atol=1 / 255) for c, t in zip(changed, x))
+    assert 30 < touched < 56  # about 0.66 x 64 tiles, drawn per tile

@@ -45,16 +45,16 @@ def test_nce_matches_reference_and_estimates_z_once() -> None:
     module = NCELoss(num_data=n, temperature=tau)
     assert float(module.z) == -1.0 and not module.estimated
     pos1, neg1 = cosines(6, seed=0), cosines(6, 9, seed=1)
-    with pytest.raises(RuntimeError, match="call fix_z"):
+    with pytest.raises(RuntimeError, match="call update_z"):
         module(pos1, neg1)  # no loss before Z is estimated: the method says from which scores
-    module.fix_z(pos1, neg1)
+    module.update_z(pos1, neg1)
     loss1 = module(pos1, neg1)
     z1 = z_reference(pos1, neg1, tau, n)
     assert float(module.z) == pytest.approx(z1, rel=1e-5)
     assert float(loss1) == pytest.approx(nce_reference(pos1, neg1, tau, z1, n), rel=1e-5)
 
     pos2, neg2 = cosines(6, seed=2) * 0.5, cosines(6, 9, seed=3) * 0.5  # a different batch: Z must not move
-    module.fix_z(pos2, neg2)
+    module.update_z(pos2, neg2)
     loss2 = module(pos2, neg2)
     assert float(module.z) == pytest.approx(z1, rel=1e-5)
     assert float(loss2) == pytest.approx(nce_reference(pos2, neg2, tau, z1, n), rel=1e-5)
@@ -81,7 +81,7 @@ def test_losses_are_float32_under_bf16_autocast() -> None:
     pos, neg = cosines(4, seed=8).bfloat16(), cosines(4, 7, seed=9).bfloat16()
     module = NCELoss(100, 0.07)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        module.fix_z(pos, neg)
+        module.update_z(pos, neg)
         nce, info = module(pos, neg), InfoNCELoss(0.07)(pos, neg)
     assert nce.dtype == info.dtype == module.z.dtype == torch.float32
     z = z_reference(pos.double(), neg.double(), 0.07, 100)
@@ -103,7 +103,7 @@ def test_nce_gradient_matches_float64_autograd() -> None:
 
 def test_z_is_state_and_round_trips(tmp_path) -> None:
     module = NCELoss(500, 0.07)
-    module.fix_z(cosines(4, seed=12), cosines(4, 8, seed=13))
+    module.update_z(cosines(4, seed=12), cosines(4, 8, seed=13))
     torch.save(module.state_dict(), tmp_path / "nce.pt")
     fresh = NCELoss(500, 0.07)
     fresh.load_state_dict(torch.load(tmp_path / "nce.pt", weights_only=True), strict=True)
@@ -117,3 +117,51 @@ def test_contrast_loss_by_name() -> None:
     assert isinstance(contrast_loss("infonce", 10), InfoNCELoss)
     with pytest.raises(ValueError, match="unknown contrastive loss 'nec'; valid losses: nce, infonce"):
         contrast_loss("nec", 10)
+
+
+def test_z_momentum_ema_matches_float64_loop_reference() -> None:
+    """Z <- m·Z + (1 - m)·N·mean(exp(s/τ)) on every batch after the first, and the loss uses this step's Z."""
+    n, tau, m = 800, 0.07, 0.9
+    module = NCELoss(num_data=n, temperature=tau, z_momentum=m)
+    z = None
+    for step in range(5):
+        scale = 1.0 - 0.15 * step  # batches whose cosines drift, as a bank filling up would make them
+        pos, neg = cosines(5, seed=20 + step) * scale, cosines(5, 7, seed=40 + step) * scale
+        estimate = z_reference(pos.double(), neg.double(), tau, n)
+        z = estimate if z is None else m * z + (1 - m) * estimate
+        module.update_z(pos, neg)
+        assert float(module.z) == pytest.approx(z, rel=1e-5)
+        assert float(module(pos, neg)) == pytest.approx(nce_reference(pos.double(), neg.double(), tau, z, n), rel=1e-5)
+
+
+def test_z_momentum_zero_is_todays_fixed_z_bit_for_bit() -> None:
+    """z_momentum 0: Z is the first batch's estimate and never moves, and every loss is the plain function's."""
+    n, tau = 500, 0.07
+    module = NCELoss(num_data=n, temperature=tau, z_momentum=0.0)
+    first = (cosines(4, seed=60), cosines(4, 9, seed=61))
+    z = estimate_z(*first, tau, n)
+    for step in range(4):
+        pos, neg = first if step == 0 else (cosines(4, seed=62 + step) * 0.7, cosines(4, 9, seed=70 + step) * 0.7)
+        module.update_z(pos, neg)
+        assert torch.equal(module.z, z)
+        assert torch.equal(module(pos, neg), nce_loss(pos, neg, tau, z, n))
+
+
+def test_stats_give_the_gradient_weights() -> None:
+    """pos_weight = 1 - h(pos) and neg_weight = Σ_k h(neg_k): the magnitudes of d loss / d(s/τ) per sample."""
+    n, tau = 300, 0.1
+    module = NCELoss(num_data=n, temperature=tau)
+    pos, neg = cosines(3, seed=80), cosines(3, 6, seed=81)
+    module.update_z(pos, neg)
+    stats = module.stats(pos, neg)
+    pos_, neg_ = (pos / tau).requires_grad_(), (neg / tau).requires_grad_()
+    (nce_loss(pos_ * tau, neg_ * tau, tau, module.z, n) * 3).backward()  # undo the batch mean
+    assert float(stats["pos_weight"]) == pytest.approx(float(-pos_.grad.mean()), rel=1e-4)
+    assert float(stats["neg_weight"]) == pytest.approx(float(neg_.grad.sum(1).mean()), rel=1e-4)
+    assert float(stats["z"]) == float(module.z)
+    assert float(stats["pos_sim"]) == pytest.approx(float(pos.mean()))
+
+
+def test_z_momentum_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"z_momentum must be in \[0, 1\)"):
+        NCELoss(10, 0.07, z_momentum=1.0)

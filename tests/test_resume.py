@@ -145,9 +145,10 @@ def test_run_killed_while_evaluating_resumes_to_the_same_numbers(
     kill_at, evals, done_before, reference, tmp_path
 ) -> None:
     (trained,) = files(reference, "backbone.pt")
+    (heads,) = files(reference, "checkpoint.pt")  # NPID++'s own embedding (kNN's "head" rows) lives here
     run_dir = tmp_path / "runs" / trained.parent.name
     run_dir.mkdir(parents=True)
-    for path in (trained, storage.sidecar(trained)):
+    for path in (trained, storage.sidecar(trained), heads, storage.sidecar(heads)):
         shutil.copy(path, run_dir)
     killed = ssl_bench(tmp_path, evals, kill_at=kill_at)
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])

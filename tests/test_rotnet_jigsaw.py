@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import ConfigError
+from ssl_bench.config import ConfigError, TrainConfig
 from ssl_bench.data.batch import Batch, collate
 from ssl_bench.data.jigsaw import JigsawView
 from ssl_bench.data.permutations import cache_file_name, permutation_set
 from ssl_bench.data.types import DataInfo
+from ssl_bench.engine import optimisation
 from ssl_bench.methods.jigsaw import Jigsaw, JigsawConfig
 from ssl_bench.methods.rotnet import RotationViews, RotNet, RotNetConfig
 
@@ -136,8 +137,8 @@ def test_jigsaw_crop_follows_the_data_or_the_config() -> None:
 
 def test_paper_defaults() -> None:
     rot, jig = RotNetConfig(), JigsawConfig()
-    assert (rot.lr, rot.weight_decay, rot.momentum, rot.all_rotations) == (0.2, 5e-4, 0.9, True)
-    assert (jig.lr, jig.weight_decay, jig.momentum) == (0.1, 1e-4, 0.9)
+    assert (rot.lr, rot.weight_decay, rot.momentum, rot.nesterov, rot.all_rotations) == (0.05, 5e-4, 0.9, True, True)
+    assert (jig.lr, jig.weight_decay, jig.momentum, jig.nesterov, jig.per_tile_norm) == (0.1, 1e-4, 0.9, False, False)
     assert (jig.num_permutations, jig.permutation_variant, jig.grayscale_p, jig.tile_dim) == (
         2000,
         "maxavg",
@@ -151,3 +152,25 @@ def test_jigsaw_config_errors_name_the_problem() -> None:
         JigsawConfig(num_permutations=0).check()
     with pytest.raises(ConfigError, match="choose one of maxavg, maxmin"):
         JigsawConfig(permutation_variant="hamming").check()
+
+
+def test_rotnet_rate_is_gidaris_per_network_input() -> None:
+    """Gidaris et al.: 0.1 at 128 images x 4 rotations. The rate follows the inputs a step sends, so one rotation per
+    image trains at the same per-input rate (a quarter of the all-rotations rate at the same image batch)."""
+    assert TrainConfig(batch_size=128).resolved(RotNetConfig()).lr == pytest.approx(0.1)
+    assert TrainConfig(batch_size=128).resolved(RotNetConfig(all_rotations=False)).lr == pytest.approx(0.025)
+    assert TrainConfig(batch_size=128).resolved(JigsawConfig()).lr == pytest.approx(0.05)  # per image, 9 tiles each
+    method = RotNet(Backbone(TINY), RotNetConfig(), INFO)
+    assert optimisation(method, TrainConfig(batch_size=128)).nesterov is True
+
+
+def test_jigsaw_tiles_are_normalised_per_tile_only_when_asked() -> None:
+    """Goyal et al. (the default): the crop's mean/std normalisation only; Noroozi & Favaro: each tile on its own."""
+    image = uint8_images(1)[0]
+    perms = permutation_set(10, "maxavg", 0, 3)
+    goyal = JigsawView(32, INFO.mean, INFO.std, perms, grayscale_p=0.0)(image)["tiles"]  # (9, 3, t, t)
+    noroozi = JigsawView(32, INFO.mean, INFO.std, perms, grayscale_p=0.0, per_tile_norm=True)(image)["tiles"]
+    per_tile_mean = noroozi.mean(dim=(-2, -1))
+    torch.testing.assert_close(per_tile_mean, torch.zeros_like(per_tile_mean), atol=1e-5, rtol=0)
+    assert goyal.mean(dim=(-2, -1)).abs().max() > 0.1  # uniform noise in [0, 1] normalised by 0.5/0.25: not zero
+    assert Jigsaw(Backbone(TINY), JigsawConfig(num_permutations=10), INFO).transform().per_tile_norm is False

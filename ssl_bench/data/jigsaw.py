@@ -2,8 +2,9 @@
 
 Paper geometry (Noroozi & Favaro, ECCV 2016, arXiv:1603.09246; ResNet-50 settings of Goyal et al., ICCV 2019,
 arXiv:1905.01235, also used by PIRL, arXiv:1912.01991): a 255 px crop, a 3x3 grid of 85 px cells and one random
-64x64 tile per cell (up to 21 px of jitter, so tiles never share an edge), each tile normalised on its own so
-that low-level statistics cannot solve the puzzle.
+64x64 tile per cell (up to 21 px of jitter, so tiles never share an edge). Noroozi & Favaro also normalise each tile
+on its own so that low-level statistics cannot solve the puzzle; Goyal et al. (VISSL) do not. ``per_tile_norm``
+chooses; it is off by default, as in Goyal et al.
 
 Tile k is the cell in row r = k // grid, column c = k % grid (row-major). All extraction is index arithmetic on
 whole tensors (one gather), never a Python loop over tiles.
@@ -19,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchvision.transforms import v2
+
+from ssl_bench.data.transforms import RandomPhotometric
 
 PAPER_TILE_RATIO = 64 / 85  # Goyal et al. / PIRL: 64 px tiles in 85 px cells
 
@@ -154,13 +157,17 @@ def jitter_tiles(
     tiles: Tensor,
     strength: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.2),
     gray_p: float = 0.2,
+    photometric_p: float = 0.66,
+    flip: bool = True,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """PIRL's per-tile colour augmentation (VISSL pirl_jigsaw: ColorJitter(0.4, 0.4, 0.4, 0.2) + grayscale 0.2 on
-    every tile), drawn independently per tile but computed for all tiles at once: (T, 3, t, t) in [0, 1] -> same.
+    """PIRL's per-tile augmentation (VISSL pirl_jigsaw: every patch on its own gets ColorJitter(0.4, 0.4, 0.4, 0.2),
+    ``ImgPilRandomPhotometric`` p = 0.66, grayscale 0.2 and a horizontal flip, in that order): (T, 3, t, t) in [0, 1]
+    -> same, independent draws per tile.
 
-    Same factor ranges as torchvision's ColorJitter; the order is fixed (brightness, contrast, saturation, hue)
-    where torchvision shuffles it, which a batched version cannot do per tile.
+    The jitter is computed for all tiles at once, with torchvision's factor ranges; its order is fixed (brightness,
+    contrast, saturation, hue) where torchvision shuffles it, which a batched version cannot do per tile. The
+    photometric step runs per tile on uint8 (``RandomPhotometric``).
     """
     n = tiles.shape[0]
     bri, con, sat, hue = strength
@@ -177,8 +184,13 @@ def jitter_tiles(
     hsv = _rgb_to_hsv(x)
     shift = (2 * torch.rand(n, 1, 1, generator=generator) - 1) * hue  # (T, 1, 1)
     x = _hsv_to_rgb(torch.stack([(hsv[:, 0] + shift) % 1.0, hsv[:, 1], hsv[:, 2]], 1))
+    if photometric_p > 0:
+        x = RandomPhotometric(photometric_p)(x.mul(255).round_().to(torch.uint8), generator).float().div_(255)
     to_gray = torch.rand(n, 1, 1, 1, generator=generator) < gray_p
-    return torch.where(to_gray, gray(x), x)
+    x = torch.where(to_gray, gray(x), x)
+    if flip:
+        x = torch.where(torch.rand(n, 1, 1, 1, generator=generator) < 0.5, x.flip(-1), x)
+    return x
 
 
 class JigsawView:
@@ -186,8 +198,8 @@ class JigsawView:
 
     Random crop to ``crop`` px (``scale`` range of RandomResizedCrop; ``scale=None`` is Goyal et al.'s
     resize-to-256/255-of-the-crop then random crop), horizontal flip, image-level grayscale with ``grayscale_p``
-    (0.66 in Goyal et al.'s Jigsaw), tiles, optional per-tile colour jitter + grayscale (PIRL), mean/std
-    normalisation, per-tile normalisation, then a shuffle. With ``perms`` a permutation index p is drawn
+    (0.66 in Goyal et al.'s Jigsaw), tiles, optional per-tile augmentation (PIRL: ``jitter_tiles``), mean/std
+    normalisation, optional per-tile normalisation (Noroozi & Favaro), then a shuffle. With ``perms`` a permutation index p is drawn
     uniformly and "perm" is that int64 scalar; with ``perms=None`` (PIRL: tiles in random order) the order is a
     uniformly random permutation and "perm" is that (G*G,) order. Either way tiles[j] = unshuffled[order[j]].
     """
@@ -203,7 +215,7 @@ class JigsawView:
         tile_color_jitter: bool = False,
         geometry: TileGeometry | None = None,
         flip: bool = True,
-        per_tile_norm: bool = True,
+        per_tile_norm: bool = False,
     ) -> None:
         self.geometry = geometry or TileGeometry.for_crop(crop)
         if self.geometry.crop != crop:
@@ -218,12 +230,10 @@ class JigsawView:
         steps = [v2.ToImage(), *cropping] + ([v2.RandomHorizontalFlip()] if flip else [])
         steps += [v2.ToDtype(torch.float32, scale=True), v2.RandomGrayscale(p=grayscale_p)]
         self.image_ops = v2.Compose(steps)
-        # PIRL's per-tile colour augmentation (VISSL pirl_jigsaw config): ColorJitter(0.4, 0.4, 0.4, 0.2), grayscale 0.2
+        # PIRL's per-tile augmentation (VISSL pirl_jigsaw config): colour jitter, photometric, grayscale, flip per tile
         self.tile_color_jitter = tile_color_jitter
         self.normalize = v2.Normalize(list(mean), list(std))
-        self.per_tile_norm = (
-            per_tile_norm  # Noroozi & Favaro: yes; PIRL (VISSL config): no, it would undo the tile jitter
-        )
+        self.per_tile_norm = per_tile_norm  # Noroozi & Favaro: yes; Goyal et al. and PIRL (VISSL): no
 
     def __call__(self, image: Any) -> dict[str, Tensor]:
         x = self.image_ops(image).as_subclass(Tensor)  # (C, crop, crop) in [0, 1]

@@ -1,12 +1,23 @@
-"""Standard image transforms (torchvision.transforms.v2): the augmented crop of NPID/PIRL and the test view.
+"""Image transforms (torchvision.transforms.v2): each method's own augmentation, as its reference code has it, and the
+test view.
 
-Each transform takes a PIL image or a (3, H, W) uint8 tensor and returns a normalised float tensor.
+Each view maker takes a PIL image or a (3, H, W) uint8 tensor and returns a normalised float tensor. Random draws come
+from torch's global generator, which the dataset seeds per sample (``data.types``).
+
+* ``npidpp_view``: VISSL's NPID++ (``pretrain/npid/npid++_4nodes_resnet.yaml``): ColorJitter(0.4, 0.4, 0.4, 0.4)
+  always, RandomResizedCrop (0.08-1), flip; no grayscale. NPID's own code (lemniscate ``main.py``) differs in crop
+  scale (0.2) and adds grayscale 0.2: ``npid_view``.
+* ``pirl_view``: VISSL's PIRL v_I (``pretrain/pirl/pirl_jigsaw_4node_resnet50.yaml``): RandomResizedCrop (0.08-1),
+  ColorJitter(0.4, 0.4, 0.4, 0.2) always, ``RandomPhotometric`` (p = 0.66), grayscale 0.2, flip.
+* ``light_crop``: supervised, autoencoder and RotNet (Gidaris et al.'s pad-and-crop + flip at CIFAR size).
 """
 
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 
 def to_tensor(mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
@@ -26,22 +37,79 @@ def eval_view(image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) 
     )
 
 
-def augmented_crop(
-    image_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    scale: tuple[float, float] = (0.2, 1.0),
-    color: bool = True,
+class RandomPhotometric:
+    """VISSL's ``ImgPilRandomPhotometric`` (PIRL): with probability ``p``, all four of posterize (4-7 bits kept),
+    sharpness (factor uniform in 0.1-1.9), solarize (threshold uniform in 0-255) and autocontrast, in that order.
+
+    Takes a uint8 image tensor (3, H, W), or (N, 3, H, W) with independent draws per image (PIRL's tiles). VISSL
+    works on PIL images with PIL's operations; torchvision's functional ones are the same operations on tensors.
+    """
+
+    def __init__(self, p: float = 0.66) -> None:
+        self.p = p
+
+    def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if image.ndim == 4:
+            return torch.stack([self(x, generator) for x in image])
+        if float(torch.rand((), generator=generator)) >= self.p:
+            return image
+        image = TF.posterize(image, int(torch.randint(4, 8, (), generator=generator)))
+        image = TF.adjust_sharpness(image, 0.1 + 1.8 * float(torch.rand((), generator=generator)))
+        image = TF.solarize(image, int(torch.randint(0, 256, (), generator=generator)))
+        return TF.autocontrast(image)
+
+
+def npidpp_view(
+    image_size: int, mean: tuple[float, ...], std: tuple[float, ...], scale: tuple[float, float] = (0.08, 1.0)
 ) -> v2.Compose:
-    """The data augmentation of NPID (Wu et al. 2018) and PIRL's v_I: random resized crop, flip, colour jitter, grayscale."""
-    steps: list = [
-        v2.ToImage(),
-        v2.RandomResizedCrop(image_size, scale=scale, antialias=True),
-        v2.RandomHorizontalFlip(),
-    ]
-    if color:
-        steps += [v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), v2.RandomGrayscale(p=0.2)]
-    return v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    """VISSL's NPID++ augmentation: ColorJitter(0.4, 0.4, 0.4, 0.4) always, then RandomResizedCrop, flip."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.ColorJitter(0.4, 0.4, 0.4, 0.4),
+            v2.RandomResizedCrop(image_size, scale=scale, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
+
+
+def npid_view(
+    image_size: int, mean: tuple[float, ...], std: tuple[float, ...], scale: tuple[float, float] = (0.2, 1.0)
+) -> v2.Compose:
+    """NPID's own augmentation (lemniscate ``main.py``): RandomResizedCrop (0.2-1), grayscale 0.2, ColorJitter(0.4 x 4)
+    always, flip."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(image_size, scale=scale, antialias=True),
+            v2.RandomGrayscale(p=0.2),
+            v2.ColorJitter(0.4, 0.4, 0.4, 0.4),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
+
+
+def pirl_view(
+    image_size: int, mean: tuple[float, ...], std: tuple[float, ...], scale: tuple[float, float] = (0.08, 1.0)
+) -> v2.Compose:
+    """VISSL's PIRL v_I: RandomResizedCrop, ColorJitter(0.4, 0.4, 0.4, 0.2) always, photometric 0.66, grayscale 0.2,
+    flip."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(image_size, scale=scale, antialias=True),
+            v2.ColorJitter(0.4, 0.4, 0.4, 0.2),
+            RandomPhotometric(0.66),
+            v2.RandomGrayscale(p=0.2),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
 
 
 def light_crop(image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
@@ -50,7 +118,8 @@ def light_crop(image_size: int, mean: tuple[float, ...], std: tuple[float, ...])
         crop = v2.RandomCrop(image_size, padding=image_size // 8, padding_mode="reflect")
         steps = [v2.ToImage(), v2.Resize(image_size, antialias=True), crop]
     else:
-        steps = [v2.ToImage(), v2.RandomResizedCrop(image_size, scale=(0.35, 1.0), antialias=True)]
+        # torchvision's ImageNet reference (and VISSL's supervised and RotNet configs): RandomResizedCrop, 0.08-1
+        steps = [v2.ToImage(), v2.RandomResizedCrop(image_size, scale=(0.08, 1.0), antialias=True)]
     return v2.Compose(
         steps + [v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     )

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+import torch
+
 from ssl_bench import storage
 from ssl_bench.config import ConfigError, config_hash
 from ssl_bench.data.synthetic_voc import write_voc
@@ -108,6 +110,8 @@ def run_detection(ctx: Any, cfg: DetectionConfig) -> list[tuple[str, str, float,
     info = ctx.splits.info
     tag = config_hash(asdict(cfg))[:8]
     train, test = detection_sets(cfg, ctx.shared_dir)
+    # the new heads' initial weights come from the run's seed, whatever ran in this process before (other evaluations)
+    torch.manual_seed(ctx.seed)
     model = build_detector(
         ctx.backbone,
         len(train.classes),

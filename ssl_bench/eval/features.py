@@ -23,6 +23,7 @@ from ssl_bench.backbone import Backbone
 from ssl_bench.data.transforms import eval_view
 
 POOLED = "pooled"
+HEAD = "head"  # a method's own embedding (NPID++'s and PIRL's f), where it has one
 
 
 def grid_size(channels: int, size: int, max_dims: int) -> int:
@@ -73,6 +74,29 @@ def extract(
             chunks[POOLED].append(maps[backbone.stage_names[-1]].float().mean((2, 3)).cpu())  # (B, C)
         labels.append(target)
     return {l: torch.cat(c) for l, c in chunks.items()}, torch.cat(labels)
+
+
+@torch.no_grad()
+def embed(
+    fn: Callable[[Tensor], Tensor],
+    dataset: Dataset,
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    device: torch.device,
+    batch_size: int = 256,
+    workers: int = 0,
+    dtype: torch.dtype | None = None,
+) -> tuple[dict[str, Tensor], Tensor]:
+    """-> ({"head": (N, D) float32}, labels (N,)): a trained method's own embedding (``Method.embeddings()["image"]``,
+    e.g. NPID's 128-d f) of the test view of every image, in the same form as ``extract`` gives."""
+    loader = DataLoader(_Viewed(dataset, eval_view(image_size, mean, std)), batch_size=batch_size, num_workers=workers)
+    chunks, labels = [], []
+    for images, target in loader:
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            chunks.append(fn(images.to(device)).float().cpu())
+        labels.append(target)
+    return {HEAD: torch.cat(chunks)}, torch.cat(labels)
 
 
 def cached(path: Path, compute: Callable[[], tuple[dict[str, Tensor], Tensor]]) -> tuple[dict[str, Tensor], Tensor]:

@@ -22,7 +22,7 @@ from ssl_bench.config import CheckpointConfig, unknown
 from ssl_bench.data.types import Splits, labels_of
 from ssl_bench.detection.evaluation import run_detection
 from ssl_bench.eval import invariance as inv
-from ssl_bench.eval.features import POOLED, cached, extract
+from ssl_bench.eval.features import HEAD, POOLED, cached, embed, extract
 from ssl_bench.eval.invariance import InvarianceConfig
 from ssl_bench.eval.knn import KNNConfig, knn
 from ssl_bench.eval.linear_probe import LinearConfig, probe
@@ -103,11 +103,33 @@ def linear(ctx: EvalContext, cfg: LinearConfig) -> list[Row]:
 
 
 def knn_eval(ctx: EvalContext, cfg: KNNConfig, linear: LinearConfig) -> list[Row]:
-    """On the pooled features of the probes' cache (``linear.max_dims`` names the cache file; pooled is not reduced)."""
+    """On the pooled features of the probes' cache (``linear.max_dims`` names the cache file; pooled is not reduced),
+    layer "pooled", for every method; and, where the trained method has its own image embedding (NPID++'s and
+    PIRL's 128-d f, what NPID's kNN classifies), on that too, layer "head"."""
+    info = ctx.splits.info
     (train_x, train_y) = features(ctx, "train", linear.max_dims)
     (test_x, test_y) = features(ctx, "test", linear.max_dims)
-    scores = knn(train_x[POOLED], train_y, test_x[POOLED], test_y, ctx.splits.info.num_classes, cfg.k, cfg.temperature)
-    return [Row(POOLED, metric, value) for metric, value in scores.items()]
+    scores = knn(train_x[POOLED], train_y, test_x[POOLED], test_y, info.num_classes, cfg.k, cfg.temperature)
+    rows = [Row(POOLED, metric, value) for metric, value in scores.items()]
+    f = ctx.embeddings().get("image")
+    if f is not None:
+        (train_h, _), (test_h, _) = (head_features(ctx, f, split) for split in ("train", "test"))
+        scores = knn(train_h[HEAD], train_y, test_h[HEAD], test_y, info.num_classes, cfg.k, cfg.temperature)
+        rows += [Row(HEAD, metric, value) for metric, value in scores.items()]
+    return rows
+
+
+def head_features(ctx: EvalContext, f: Callable[[Tensor], Tensor], split: str) -> tuple[dict[str, Tensor], Tensor]:
+    """The method's own embedding of one split, cached in the run directory."""
+    info = ctx.splits.info
+    dataset = ctx.splits.train if split == "train" else ctx.splits.test
+    path = ctx.run_dir / f"features-{split}-{HEAD}.pt"
+    return cached(
+        path,
+        lambda: embed(
+            f, dataset, info.image_size, info.mean, info.std, ctx.device, workers=ctx.workers, dtype=ctx.dtype
+        ),
+    )
 
 
 def semisup(ctx: EvalContext, cfg: SemisupConfig, linear: LinearConfig) -> list[Row]:
@@ -187,7 +209,10 @@ EVALS: dict[str, Evaluation] = {
         linear, ("linear",), "linear probe on frozen features of every stage (Goyal et al. 2019 protocol): top-1/top-5"
     ),
     "knn": Evaluation(
-        knn_eval, ("knn", "linear"), "weighted kNN on pooled features (NPID: cosine, k=200, exp(s/0.07)): top-1/top-5"
+        knn_eval,
+        ("knn", "linear"),
+        "weighted kNN (NPID: cosine, k=200, exp(s/0.07)) on pooled features, and on the method's own 128-d embedding "
+        "where it has one (layer 'head'): top-1/top-5",
     ),
     "semisup": Evaluation(
         semisup,

@@ -61,6 +61,11 @@ def check_negatives(k: int, size: int, key: str) -> None:
         )
 
 
+def check_z_momentum(m: float, key: str) -> None:
+    if not 0.0 <= m < 1.0:
+        raise ConfigError(f"{key}={m} must be in [0, 1): 0 fixes NCE's Z after the first batch, 0.99 is an EMA")
+
+
 @dataclass
 class Negatives:
     """The K negatives of each sample of a batch, gathered from the bank.
@@ -186,7 +191,8 @@ class MemoryBank(nn.Module):
 
 def bank_and_loss(cfg: Any, num_data: int) -> tuple[MemoryBank, nn.Module, int]:
     """The memory-bank setup NPID++ and PIRL share: (bank, contrastive loss, K) for a method config with
-    ``embedding_dim``, ``bank_momentum``, ``loss``, ``temperature`` and ``num_negatives``; K capped at N - 1."""
+    ``embedding_dim``, ``bank_momentum``, ``loss``, ``temperature``, ``z_momentum`` and ``num_negatives``; K capped
+    at N - 1."""
     bank = MemoryBank(num_data, cfg.embedding_dim, cfg.bank_momentum)
-    criterion = contrast_loss(cfg.loss, num_data, cfg.temperature)  # NCE holds Z in a buffer
+    criterion = contrast_loss(cfg.loss, num_data, cfg.temperature, cfg.z_momentum)  # NCE holds Z in a buffer
     return bank, criterion, cap_negatives(cfg.num_negatives, num_data)

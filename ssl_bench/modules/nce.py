@@ -9,10 +9,17 @@ the data, and
 
 Written as binary logistic regression with logit x = s/τ - log Z - log(K/N), log h = logsigmoid(x) and
 log(1 - h) = logsigmoid(-x): the same numbers without NPID's ε = 1.2e-7 inside the logs, and stable.
-Z is estimated once, from the first batch, as N · mean(exp(s/τ)) over its positives and negatives (NPID's
-NCEAverage), then fixed; it lives in a buffer so checkpoints keep it. The estimate is an explicit call,
-``fix_z(pos, neg)``, made by the method on the scores it chooses (PIRL: the image term's); the loss refuses to run
-before it. Both losses take the call, so a method holds either behind one interface.
+Z. The estimator is N · mean(exp(s/τ)) over a batch's positives and negatives (NPID's NCEAverage). With
+``z_momentum = 0`` (NPID's and VISSL's code, the paper's) it is taken once, on the first batch, while the bank is still
+random, and then fixed. A fixed Z makes NCE a fixed threshold on the cosine, about s* = τ·log(K·E[exp(s/τ)]) of the
+random bank; once the bank holds real embeddings whose cosines pass it, the summed weight of the negatives,
+Σ_k h(neg_k), grows to hundreds of times the positive's 1 - h(pos), and the gradient pushes every embedding away from
+the bank's mean, its own slot included. ``z_momentum = m > 0`` re-estimates Z on every batch as an exponential moving
+average, Z <- m·Z + (1 - m)·estimate (the fix Kaiming He gave in HobbitLong/CMC issue 23, m = 0.99), so the
+threshold follows the bank. Z lives in a buffer so checkpoints keep it. The estimate is an explicit call,
+``update_z(pos, neg)``, made by the method on the scores it chooses (PIRL: the image term's) before the loss; the loss
+refuses to run before the first one. Both losses take the call, so a method holds either behind one interface, and
+both report per-step diagnostics (``stats``) that the training log averages per epoch.
 
 InfoNCE (van den Oord et al. 2018, arXiv:1807.03748) is softmax cross-entropy over [pos, negatives]/τ.
 Both compute in float32, also under bf16 autocast.
@@ -57,14 +64,20 @@ def info_nce_loss(pos: Tensor, neg: Tensor, temperature: float) -> Tensor:
 
 
 class NCELoss(nn.Module):
-    """``nce_loss`` with Z held in a buffer: -1 until ``fix_z`` estimates it on the first batch, then fixed."""
+    """``nce_loss`` with Z held in a buffer: -1 until ``update_z`` first estimates it, then fixed (``z_momentum`` 0)
+    or an exponential moving average of the per-batch estimate (``z_momentum`` in (0, 1))."""
 
     z: Tensor
 
-    def __init__(self, num_data: int, temperature: float = 0.07) -> None:
+    def __init__(self, num_data: int, temperature: float = 0.07, z_momentum: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= z_momentum < 1.0:
+            raise ValueError(
+                f"NCE's z_momentum must be in [0, 1) (0 = Z fixed after the first batch), got {z_momentum}"
+            )
         self.num_data = num_data
         self.temperature = temperature
+        self.z_momentum = z_momentum
         self.register_buffer("z", torch.tensor(-1.0))
 
     @property
@@ -72,16 +85,36 @@ class NCELoss(nn.Module):
         return bool(self.z > 0)
 
     @torch.no_grad()
-    def fix_z(self, pos: Tensor, neg: Tensor) -> None:
-        """Estimate Z from these scores if it is not fixed yet (the first batch); afterwards, nothing."""
-        if not self.estimated:
-            # under torch.distributed: the mean over every rank's (equal-sized) batch, the same Z everywhere
-            self.z.copy_(distributed.mean(estimate_z(pos, neg, self.temperature, self.num_data)))
+    def update_z(self, pos: Tensor, neg: Tensor) -> None:
+        """The first call sets Z from these scores; later calls move it by the EMA, or (z_momentum 0) do nothing."""
+        if self.estimated and self.z_momentum == 0.0:
+            return
+        # under torch.distributed: the mean over every rank's (equal-sized) batch, the same Z everywhere
+        estimate = distributed.mean(estimate_z(pos, neg, self.temperature, self.num_data))
+        if self.estimated:
+            estimate = self.z_momentum * self.z + (1.0 - self.z_momentum) * estimate
+        self.z.copy_(estimate)
+
+    @torch.no_grad()
+    def stats(self, pos: Tensor, neg: Tensor) -> dict[str, Tensor]:
+        """What shows NCE failing: Z, the positive's gradient weight 1 - h(pos) and the negatives' summed weight
+        Σ_k h(neg_k) (the gradient of the loss in s/τ is -(1 - h) for the positive and +h for each negative), and the
+        mean cosines. Batch means, float32."""
+        k = neg.shape[1]
+        h_pos = torch.sigmoid(nce_logits(pos, self.temperature, self.z, k, self.num_data))  # (B,)
+        h_neg = torch.sigmoid(nce_logits(neg, self.temperature, self.z, k, self.num_data))  # (B, K)
+        return {
+            "z": self.z.detach().clone(),
+            "pos_weight": (1 - h_pos).mean(),
+            "neg_weight": h_neg.sum(1).mean(),
+            "pos_sim": pos.float().mean(),
+            "neg_sim": neg.float().mean(),
+        }
 
     def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
         if not self.estimated:
             raise RuntimeError(
-                "NCE's normaliser Z is not estimated yet: call fix_z(pos, neg) with the first batch's "
+                "NCE's normaliser Z is not estimated yet: call update_z(pos, neg) with the batch's "
                 "scores before the loss"
             )
         with torch.autocast(pos.device.type, enabled=False):
@@ -91,11 +124,11 @@ class NCELoss(nn.Module):
 LOSSES = ("nce", "infonce")
 
 
-def contrast_loss(kind: str, num_data: int, temperature: float = 0.07) -> nn.Module:
+def contrast_loss(kind: str, num_data: int, temperature: float = 0.07, z_momentum: float = 0.0) -> nn.Module:
     """The loss named ``kind``: "nce" (an ``NCELoss``, holding Z) or "infonce"; both map (pos, neg) to a scalar."""
     if kind not in LOSSES:
         raise ValueError(f"unknown contrastive loss {kind!r}; valid losses: {', '.join(LOSSES)}")
-    return NCELoss(num_data, temperature) if kind == "nce" else InfoNCELoss(temperature)
+    return NCELoss(num_data, temperature, z_momentum) if kind == "nce" else InfoNCELoss(temperature)
 
 
 class InfoNCELoss(nn.Module):
@@ -105,8 +138,21 @@ class InfoNCELoss(nn.Module):
         super().__init__()
         self.temperature = temperature
 
-    def fix_z(self, pos: Tensor, neg: Tensor) -> None:
+    def update_z(self, pos: Tensor, neg: Tensor) -> None:
         """InfoNCE has no normaliser to estimate."""
+
+    @torch.no_grad()
+    def stats(self, pos: Tensor, neg: Tensor) -> dict[str, Tensor]:
+        """The positive's gradient weight 1 - softmax(pos) and the negatives' summed weight (equal, for InfoNCE),
+        and the mean cosines. Batch means, float32."""
+        logits = torch.cat([pos.float().unsqueeze(1), neg.float()], 1) / self.temperature  # (B, 1 + K)
+        p_pos = torch.softmax(logits, 1)[:, 0]
+        return {
+            "pos_weight": (1 - p_pos).mean(),
+            "neg_weight": (1 - p_pos).mean(),
+            "pos_sim": pos.float().mean(),
+            "neg_sim": neg.float().mean(),
+        }
 
     def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
         with torch.autocast(pos.device.type, enabled=False):

@@ -4,7 +4,7 @@ Every number shown is a mean, a sample standard deviation (ddof=1) and a 95% t-i
 one evaluation unit (dataset, preset, backbone, method, eval, protocol, layer, metric). The headline of
 an evaluation is its top-1 (AP for detection) at the best layer, the layer with the highest mean over
 seeds (for the linear probe this is the layer-wise protocol of Goyal et al. 2019; kNN has the single
-"pooled" layer; for detection the "layer" is the detector head). Nothing here retrains or knows about
+"pooled" layer in the headline (and a "head" layer, a method's own embedding, among the other numbers); for detection the "layer" is the detector head). Nothing here retrains or knows about
 methods beyond their names.
 
 Invariance distances (PIRL Fig. 4): the raw samples when the run kept them, else their quantiles. Each run
@@ -207,6 +207,11 @@ def best_layers(per_layer: pd.DataFrame) -> pd.DataFrame:
     return per_layer.loc[best.to_numpy()].reset_index(drop=True)
 
 
+# kNN's headline is on the pooled backbone features, which every method has; NPID++'s and PIRL's own 128-d embedding
+# (layer "head", what NPID's kNN classifies) is listed with the other numbers.
+HEADLINE_LAYERS: dict[str, str] = {"knn": "pooled"}
+
+
 def headline_evals(agg: pd.DataFrame) -> list[tuple[str, str]]:
     """The (eval, protocol) pairs with their headline metric: linear and knn always, then any other present."""
     present = {(e, p) for e, p, m in zip(agg["eval"], agg["protocol"], agg["metric"]) if m == headline_metric(e)}
@@ -230,9 +235,10 @@ def headline(agg: pd.DataFrame, params: pd.Series) -> pd.DataFrame:
     for eval_name, protocol in headline_evals(agg):
         prefix = column_prefix(eval_name, protocol)
         value = f"{prefix}_{headline_metric(eval_name)}"
-        best = best_layers(layer_table(agg, eval_name, protocol))[
-            [*MODEL, "mean", "std", "ci_low", "ci_high", "n", "layer"]
-        ]
+        table = layer_table(agg, eval_name, protocol)
+        if eval_name in HEADLINE_LAYERS:
+            table = table[table["layer"] == HEADLINE_LAYERS[eval_name]]
+        best = best_layers(table)[[*MODEL, "mean", "std", "ci_low", "ci_high", "n", "layer"]]
         best = best.rename(
             columns={
                 "mean": value,
