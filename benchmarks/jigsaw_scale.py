@@ -7,8 +7,9 @@ method's pretrained backbone (from a finished `ssl-bench run` under --out) three
 own linear-probe settings (train split -> test split):
 
 - image: the standard probe on the whole image, read from results.csv (stages pooled to <= linear.max_dims);
-- tiles: the nine centre tiles of each image, each normalised on its own and passed through the backbone as
-  Jigsaw's training did, pooled per tile and concatenated in grid order;
+- tiles: the nine centre tiles of each image, passed through the backbone one by one as Jigsaw's training did
+  (normalised per tile only if the run's Jigsaw was: ``jigsaw.per_tile_norm``), pooled per tile and concatenated
+  in grid order;
 - small: the whole image shrunk to one tile's size (antialiased), normalised the same way, pooled.
 
 If Jigsaw beats random-init on tiles but not on images, its deep stages learned something at the scale they were
@@ -43,17 +44,19 @@ STAGES = ["layer2", "layer3", "layer4"]
 
 
 @torch.no_grad()
-def tile_scale_features(backbone: Backbone, dataset, image_size: int, mean, std) -> tuple[dict, torch.Tensor]:
-    """{("tiles" | "small", stage): (N, D) features}, (N,) labels."""
+def tile_scale_features(
+    backbone: Backbone, dataset, image_size: int, mean, std, per_tile_norm: bool = False
+) -> tuple[dict, torch.Tensor]:
+    """{("tiles" | "small", stage): (N, D) features}, (N,) labels. ``per_tile_norm``: each tile (and the shrunk image)
+    normalised on its own, as Jigsaw trains with ``jigsaw.per_tile_norm``."""
+    norm = normalize_tiles if per_tile_norm else (lambda t: t)
     geometry = TileGeometry.for_crop(image_size)
     loader = DataLoader(_Viewed(dataset, eval_view(image_size, mean, std)), batch_size=256)
     feats: dict[tuple[str, str], list[torch.Tensor]] = {}
     labels = []
     for x, y in loader:
-        tiles = normalize_tiles(extract_tiles(x, geometry, jitter=False))  # (B, 9, C, t, t), centre of each cell
-        small = normalize_tiles(
-            F.interpolate(x, size=geometry.tile, mode="bilinear", antialias=True, align_corners=False)
-        )
+        tiles = norm(extract_tiles(x, geometry, jitter=False))  # (B, 9, C, t, t), centre of each cell
+        small = norm(F.interpolate(x, size=geometry.tile, mode="bilinear", antialias=True, align_corners=False))
         b = x.shape[0]
         for view, batch in (("tiles", tiles.flatten(0, 1)), ("small", small)):
             for stage, fmap in backbone.stages(batch, STAGES).items():
@@ -80,13 +83,16 @@ def main() -> None:
     cfg.seeds = [args.seed]
     units = [u for u in plan(cfg) if u.method in wanted and u.backbone == cfg.backbones[0]]
     results = pd.read_csv(out / "results.csv")
+    per_tile_norm = next((u.method_cfg.per_tile_norm for u in plan(cfg) if u.method == "jigsaw"), False)
     rows = []
     for unit in units:
-        backbone = Backbone(unit.backbone)
+        backbone = Backbone(unit.backbone, cfg.backbone.zero_init_residual)
         backbone.load_state_dict(storage.load(out / "runs" / unit.run_id / "backbone.pt"))
         backbone.eval()
-        train, train_y = tile_scale_features(backbone, splits.train, info.image_size, info.mean, info.std)
-        test, test_y = tile_scale_features(backbone, splits.test, info.image_size, info.mean, info.std)
+        train, train_y = tile_scale_features(
+            backbone, splits.train, info.image_size, info.mean, info.std, per_tile_norm
+        )
+        test, test_y = tile_scale_features(backbone, splits.test, info.image_size, info.mean, info.std, per_tile_norm)
         image = results[(results.run_id == unit.run_id) & (results["eval"] == "linear") & (results.metric == "top1")]
         image = image.sort_values("created").drop_duplicates("layer", keep="last").set_index("layer")["value"]
         for stage in STAGES:

@@ -37,26 +37,59 @@ def eval_view(image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) 
     )
 
 
+def photometric(images: Tensor, bits: Tensor, sharpness: Tensor, threshold: Tensor) -> Tensor:
+    """PIRL's photometric chain on a batch of uint8 images (N, C, H, W), each with its own parameters (N,): posterize
+    to ``bits``, sharpness ``sharpness`` (PIL's 3x3 smoothing kernel, border pixels kept), solarize at ``threshold``,
+    autocontrast per channel. The same arithmetic as torchvision's functional kernels (which match PIL's), for many
+    images at once: a per-image loop over those kernels costs about 0.3 ms an image, most of a PIRL sample's time."""
+    n, c, h, w = images.shape
+    mask = (((1 << bits) - 1) << (8 - bits)).to(torch.uint8).view(n, 1, 1, 1)
+    x = images & mask
+    if h > 2 and w > 2:
+        out = x.float()
+        a, b = 1.0 / 13.0, 5.0 / 13.0
+        kernel = torch.tensor([[a, a, a], [a, b, a], [a, a, a]], device=x.device).expand(c, 1, 3, 3)
+        blurred = torch.nn.functional.conv2d(out, kernel, groups=c).round_()
+        inner = out[..., 1:-1, 1:-1]
+        inner.add_(blurred.sub_(inner).mul_((1.0 - sharpness).float().view(n, 1, 1, 1)))
+        x = out.clamp_(0, 255).to(torch.uint8)
+    x = torch.where(x >= threshold.view(n, 1, 1, 1), 255 - x, x)
+    low = x.float().amin(dim=(-2, -1), keepdim=True)
+    high = x.float().amax(dim=(-2, -1), keepdim=True)
+    flat = high == low
+    scale = (high - low).mul_(1.0 / 255)
+    low[flat], scale[flat] = 0.0, 1.0
+    return x.float().sub_(low).div_(scale).clamp_(0, 255).to(torch.uint8)
+
+
 class RandomPhotometric:
     """VISSL's ``ImgPilRandomPhotometric`` (PIRL): with probability ``p``, all four of posterize (4-7 bits kept),
-    sharpness (factor uniform in 0.1-1.9), solarize (threshold uniform in 0-255) and autocontrast, in that order.
+    sharpness (factor uniform in 0.1-1.9), solarize (threshold uniform in 0-255) and autocontrast, in that order
+    (``photometric``).
 
-    Takes a uint8 image tensor (3, H, W), or (N, 3, H, W) with independent draws per image (PIRL's tiles). VISSL
-    works on PIL images with PIL's operations; torchvision's functional ones are the same operations on tensors.
+    Takes an image tensor (3, H, W), uint8 or float in [0, 1], or (N, 3, H, W) with independent draws per image
+    (PIRL's tiles). VISSL works on PIL images with PIL's operations; these are the same operations on tensors.
     """
 
     def __init__(self, p: float = 0.66) -> None:
         self.p = p
 
     def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        if image.ndim == 4:
-            return torch.stack([self(x, generator) for x in image])
-        if float(torch.rand((), generator=generator)) >= self.p:
+        batch = image.as_subclass(Tensor) if image.ndim == 4 else image.as_subclass(Tensor)[None]
+        n = batch.shape[0]
+        chosen = torch.rand(n, generator=generator) < self.p
+        bits = torch.randint(4, 8, (n,), generator=generator)
+        sharpness = 0.1 + 1.8 * torch.rand(n, generator=generator)
+        threshold = torch.randint(0, 256, (n,), generator=generator)
+        if not chosen.any():
             return image
-        image = TF.posterize(image, int(torch.randint(4, 8, (), generator=generator)))
-        image = TF.adjust_sharpness(image, 0.1 + 1.8 * float(torch.rand((), generator=generator)))
-        image = TF.solarize(image, int(torch.randint(0, 256, (), generator=generator)))
-        return TF.autocontrast(image)
+        fp = batch.is_floating_point()
+        levels = batch.mul(255).round().to(torch.uint8) if fp else batch  # [0, 1] floats on their 8-bit levels
+        done = photometric(levels[chosen], bits[chosen], sharpness[chosen], threshold[chosen])
+        out = levels.clone()
+        out[chosen] = done
+        out = out.to(batch.dtype).div(255) if fp else out
+        return out if image.ndim == 4 else out[0]
 
 
 def npidpp_view(
