@@ -10,6 +10,8 @@ image's memory m_I and pushed from K bank negatives by NCE:
 and m_I moves towards f(v_I) only. NCE's Z is estimated from the image term's scores on the first batch (an
 explicit ``update_z`` call), and both terms use the same draw of negatives: with λ = 0 PIRL is exactly NPID++ on the
 same inputs. Sharing the draw is a choice of ours (VISSL draws per term); each term still sees uniform negatives.
+Z from the image term is ours too (VISSL's comes from its first forward, the tile term's): the bank holds f's
+embeddings, so f's scores are the ones Z normalises; on the first batch both terms score the same random bank.
 With ``z_momentum`` > 0, Z follows the image term's per-batch estimate as an EMA (see ``ssl_bench.modules.nce``).
 """
 

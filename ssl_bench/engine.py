@@ -1,5 +1,8 @@
 """The training loop every method shares: SGD with momentum, warm-up + cosine schedule, checkpoints, seeds.
 
+One schedule for every method, PIRL's cosine, so that the methods differ only in their pretext task; the references
+of Jigsaw, RotNet and supervised training use step schedules (FIDELITY.md).
+
 The method only computes a loss (``training_step``); the engine owns the optimiser, the schedule, mixed
 precision, the data order and the checkpoints.
 
@@ -61,7 +64,10 @@ def optimisation(method: Method, train: TrainConfig) -> Optimisation:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weights only: biases and normalisation parameters (1-d tensors) are excluded."""
+    """Weight decay on weights only: biases and normalisation parameters (1-d tensors) are excluded.
+
+    VISSL does not decay BN either (``regularize_bn: False``) but decays biases in most of its configs; a ResNet's convs
+    have no bias, so only the heads' few biases differ (FIDELITY.md)."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:

@@ -411,3 +411,14 @@ def test_report_imports_neither_torch_nor_methods() -> None:
     code = "import sys, ssl_bench.report; print(sorted(m for m in ('torch', 'ssl_bench.methods') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_knn_headline_is_pooled_and_the_head_row_is_listed_apart(tmp_path: Path) -> None:
+    """NPID's kNN on a method's own embedding (layer "head") is better than its pooled kNN here, yet the summary's kNN
+    column stays on the pooled features every method has; the head number appears among the other numbers."""
+    rows = fixture_rows() + [row("pirl", b, "knn", "head", 70.0 + s, s) for b in PARAMS for s in (0, 1)]
+    files = make_report(write_csv(tmp_path, rows))
+    pirl = headline_row(files, "pirl", "resnet18")
+    assert pirl["knn_top1"] == pytest.approx(54.0) and pirl["knn_layer"] == "pooled"
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "knn top1 (head)" in summary and "70.5" in summary

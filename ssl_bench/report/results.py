@@ -267,9 +267,15 @@ def other_numbers(agg: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """Every aggregate not in the headline or per-layer tables (top-5, losses, AP, ...).
 
     For a headline eval the other metrics are kept at each model's best top-1 layer only, flagged
-    by ``at_best`` (True) so that methods with different best layers share one table row.
+    by ``at_best`` (True) so that methods with different best layers share one table row; a layer the headline
+    leaves out (``HEADLINE_LAYERS``: kNN's "head") keeps all its metrics, at_best False.
     """
-    rest = agg[~agg["eval"].isin(OWN_SECTION_EVALS) & (agg["metric"] != agg["eval"].map(headline_metric))]
+    # layers a headline leaves out (kNN's "head") keep every metric, each as its own row
+    off_headline = agg["eval"].map(HEADLINE_LAYERS).notna() & (agg["layer"] != agg["eval"].map(HEADLINE_LAYERS))
+    rest = agg[
+        ~agg["eval"].isin(OWN_SECTION_EVALS) & ((agg["metric"] != agg["eval"].map(headline_metric)) | off_headline)
+    ]
+    off_headline = off_headline[rest.index].to_numpy()
     best = [
         summary[MODEL].assign(eval=e, protocol=p, best_layer=summary[f"{column_prefix(e, p)}_layer"])
         for e, p in headline_evals(agg)
@@ -278,7 +284,7 @@ def other_numbers(agg: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     if rest.empty or not best:
         return rest.assign(at_best=pd.Series(dtype=bool))
     merged = rest.merge(pd.concat(best, ignore_index=True), on=[*MODEL, "eval", "protocol"], how="left")
-    at_best = merged["best_layer"].notna()
+    at_best = merged["best_layer"].notna() & ~off_headline
     keep = ~at_best | (merged["best_layer"] == merged["layer"])
     return merged[keep].assign(at_best=at_best[keep]).drop(columns=["best_layer"]).reset_index(drop=True)
 
