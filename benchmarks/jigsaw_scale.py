@@ -81,9 +81,10 @@ def main() -> None:
     info = splits.info
     wanted = args.methods.split(",")
     cfg.seeds = [args.seed]
-    units = [u for u in plan(cfg) if u.method in wanted and u.backbone == cfg.backbones[0]]
+    planned = plan(cfg)
+    units = [u for u in planned if u.method in wanted and u.backbone == cfg.backbones[0]]
     results = pd.read_csv(out / "results.csv")
-    per_tile_norm = next((u.method_cfg.per_tile_norm for u in plan(cfg) if u.method == "jigsaw"), False)
+    per_tile_norm = next((u.method_cfg.per_tile_norm for u in planned if u.method == "jigsaw"), False)
     rows = []
     for unit in units:
         backbone = Backbone(unit.backbone, cfg.backbone.zero_init_residual)

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import timm
-import torch
 from torch import Tensor, nn
 
 from ssl_bench.config import ConfigError, close_match
@@ -86,7 +85,6 @@ class Backbone(nn.Module):
     def __init__(self, spec: str, zero_init_residual: bool = False) -> None:
         super().__init__()
         self.spec = spec
-        self.zero_init_residual = zero_init_residual
         parsed = BackboneSpec.parse(spec)
         kwargs: dict = {}
         if parsed.width != 1.0:
@@ -159,7 +157,3 @@ def _use_small_stem(model: nn.Module, spec: str) -> None:
     model.maxpool = nn.Identity()
     for info in model.feature_info:
         info["reduction"] = max(1, info["reduction"] // 4)
-
-
-def build_backbone(spec: str, device: torch.device | str = "cpu", zero_init_residual: bool = False) -> Backbone:
-    return Backbone(spec, zero_init_residual).to(device)

@@ -68,8 +68,8 @@ EPOCHS = 2  # 2 steps each: the epoch-level seeding, the data order and the sche
 SEED = 0
 
 # name -> (method, non-default options). Every method with its paper defaults, plus the variants whose code paths
-# the defaults leave unused (denoising, label smoothing, PIRL's rotation transform, InfoNCE, NCE's EMA of Z, RotNet's one rotation,
-# per-tile normalisation).
+# the defaults leave unused (denoising, label smoothing, PIRL's rotation transform, InfoNCE, NCE's EMA of Z, RotNet's
+# one rotation, per-tile normalisation).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "random": ("random", {}),
     "supervised": ("supervised", {}),

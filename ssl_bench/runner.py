@@ -10,6 +10,7 @@ cached features); an evaluation whose hash already has rows in ``results.csv`` i
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import random
@@ -294,7 +295,8 @@ def do_unit(
             shared=out,
             checkpoint=cfg.checkpoint,
             workers=cfg.data.num_workers,
-            embeddings=lambda: trained_embeddings(unit, backbone, splits.info, run_dir, device),
+            # built on first use and kept: kNN and invariance both ask (it loads the whole checkpoint)
+            embeddings=functools.cache(lambda: trained_embeddings(unit, backbone, splits.info, run_dir, device)),
         )
         for name in evals:
             progress.update(overall, description=f"{unit.run_id}: {name}")

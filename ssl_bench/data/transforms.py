@@ -17,24 +17,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
+
+
+def view(mean: tuple[float, ...], std: tuple[float, ...], *steps: object) -> v2.Compose:
+    """``steps`` on the uint8 image, then to float in [0, 1] and normalised: the frame of every view below."""
+    return v2.Compose([v2.ToImage(), *steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
 def to_tensor(mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
-    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    return view(mean, std)
 
 
 def eval_view(image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
     """Resize the short side to 8/7 of the crop and centre-crop (224 <- 256 at ImageNet scale)."""
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.Resize(round(image_size * 8 / 7), antialias=True),
-            v2.CenterCrop(image_size),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean, std),
-        ]
-    )
+    return view(mean, std, v2.Resize(round(image_size * 8 / 7), antialias=True), v2.CenterCrop(image_size))
 
 
 def photometric(images: Tensor, bits: Tensor, sharpness: Tensor, threshold: Tensor) -> Tensor:
@@ -96,15 +92,12 @@ def npidpp_view(
     image_size: int, mean: tuple[float, ...], std: tuple[float, ...], scale: tuple[float, float] = (0.08, 1.0)
 ) -> v2.Compose:
     """VISSL's NPID++ augmentation: ColorJitter(0.4, 0.4, 0.4, 0.4) always, then RandomResizedCrop, flip."""
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.ColorJitter(0.4, 0.4, 0.4, 0.4),
-            v2.RandomResizedCrop(image_size, scale=scale, antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean, std),
-        ]
+    return view(
+        mean,
+        std,
+        v2.ColorJitter(0.4, 0.4, 0.4, 0.4),
+        v2.RandomResizedCrop(image_size, scale=scale, antialias=True),
+        v2.RandomHorizontalFlip(),
     )
 
 
@@ -113,16 +106,13 @@ def npid_view(
 ) -> v2.Compose:
     """NPID's own augmentation (lemniscate ``main.py``): RandomResizedCrop (0.2-1), grayscale 0.2, ColorJitter(0.4 x 4)
     always, flip."""
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.RandomResizedCrop(image_size, scale=scale, antialias=True),
-            v2.RandomGrayscale(p=0.2),
-            v2.ColorJitter(0.4, 0.4, 0.4, 0.4),
-            v2.RandomHorizontalFlip(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean, std),
-        ]
+    return view(
+        mean,
+        std,
+        v2.RandomResizedCrop(image_size, scale=scale, antialias=True),
+        v2.RandomGrayscale(p=0.2),
+        v2.ColorJitter(0.4, 0.4, 0.4, 0.4),
+        v2.RandomHorizontalFlip(),
     )
 
 
@@ -131,17 +121,14 @@ def pirl_view(
 ) -> v2.Compose:
     """VISSL's PIRL v_I: RandomResizedCrop, ColorJitter(0.4, 0.4, 0.4, 0.2) always, photometric 0.66, grayscale 0.2,
     flip."""
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.RandomResizedCrop(image_size, scale=scale, antialias=True),
-            v2.ColorJitter(0.4, 0.4, 0.4, 0.2),
-            RandomPhotometric(0.66),
-            v2.RandomGrayscale(p=0.2),
-            v2.RandomHorizontalFlip(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean, std),
-        ]
+    return view(
+        mean,
+        std,
+        v2.RandomResizedCrop(image_size, scale=scale, antialias=True),
+        v2.ColorJitter(0.4, 0.4, 0.4, 0.2),
+        RandomPhotometric(0.66),
+        v2.RandomGrayscale(p=0.2),
+        v2.RandomHorizontalFlip(),
     )
 
 
@@ -149,10 +136,7 @@ def light_crop(image_size: int, mean: tuple[float, ...], std: tuple[float, ...])
     """Supervised / autoencoder augmentation: pad-and-crop and flip at small sizes, resized crop otherwise."""
     if image_size <= 64:
         crop = v2.RandomCrop(image_size, padding=image_size // 8, padding_mode="reflect")
-        steps = [v2.ToImage(), v2.Resize(image_size, antialias=True), crop]
-    else:
-        # torchvision's ImageNet reference (and VISSL's supervised and RotNet configs): RandomResizedCrop, 0.08-1
-        steps = [v2.ToImage(), v2.RandomResizedCrop(image_size, scale=(0.08, 1.0), antialias=True)]
-    return v2.Compose(
-        steps + [v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-    )
+        return view(mean, std, v2.Resize(image_size, antialias=True), crop, v2.RandomHorizontalFlip())
+    # torchvision's ImageNet reference (and VISSL's supervised and RotNet configs): RandomResizedCrop, 0.08-1
+    crop = v2.RandomResizedCrop(image_size, scale=(0.08, 1.0), antialias=True)
+    return view(mean, std, crop, v2.RandomHorizontalFlip())

@@ -42,6 +42,13 @@ class _Viewed(Dataset):
         return self.transform(image), int(label)
 
 
+def eval_loader(
+    dataset: Dataset, image_size: int, mean: tuple[float, ...], std: tuple[float, ...], batch_size: int, workers: int
+) -> DataLoader:
+    """(test view, label) batches of ``dataset``, in order: what every frozen-feature pass reads."""
+    return DataLoader(_Viewed(dataset, eval_view(image_size, mean, std)), batch_size=batch_size, num_workers=workers)
+
+
 @torch.no_grad()
 def extract(
     backbone: Backbone,
@@ -59,7 +66,7 @@ def extract(
     """-> ({layer: (N, D) float32}, labels (N,)). The backbone is put in eval mode; its weights are not touched."""
     backbone.eval().to(device)
     stage_layers = [l for l in layers if l != POOLED]
-    loader = DataLoader(_Viewed(dataset, eval_view(image_size, mean, std)), batch_size=batch_size, num_workers=workers)
+    loader = eval_loader(dataset, image_size, mean, std, batch_size, workers)
     chunks: dict[str, list[Tensor]] = {l: [] for l in layers}
     labels = []
     for images, target in loader:
@@ -90,7 +97,7 @@ def embed(
 ) -> tuple[dict[str, Tensor], Tensor]:
     """-> ({"head": (N, D) float32}, labels (N,)): a trained method's own embedding (``Method.embeddings()["image"]``,
     e.g. NPID's 128-d f) of the test view of every image, in the same form as ``extract`` gives."""
-    loader = DataLoader(_Viewed(dataset, eval_view(image_size, mean, std)), batch_size=batch_size, num_workers=workers)
+    loader = eval_loader(dataset, image_size, mean, std, batch_size, workers)
     chunks, labels = [], []
     for images, target in loader:
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):

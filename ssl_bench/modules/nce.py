@@ -146,10 +146,10 @@ class InfoNCELoss(nn.Module):
         """The positive's gradient weight 1 - softmax(pos) and the negatives' summed weight (equal, for InfoNCE),
         and the mean cosines. Batch means, float32."""
         logits = torch.cat([pos.float().unsqueeze(1), neg.float()], 1) / self.temperature  # (B, 1 + K)
-        p_pos = torch.softmax(logits, 1)[:, 0]
+        weight = (1 - torch.softmax(logits, 1)[:, 0]).mean()  # the positive's pull = the negatives' summed push
         return {
-            "pos_weight": (1 - p_pos).mean(),
-            "neg_weight": (1 - p_pos).mean(),
+            "pos_weight": weight,
+            "neg_weight": weight,
             "pos_sim": pos.float().mean(),
             "neg_sim": neg.float().mean(),
         }

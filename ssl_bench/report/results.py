@@ -3,8 +3,9 @@
 Every number shown is a mean, a sample standard deviation (ddof=1) and a 95% t-interval over seeds of
 one evaluation unit (dataset, preset, backbone, method, eval, protocol, layer, metric). The headline of
 an evaluation is its top-1 (AP for detection) at the best layer, the layer with the highest mean over
-seeds (for the linear probe this is the layer-wise protocol of Goyal et al. 2019; kNN has the single
-"pooled" layer in the headline (and a "head" layer, a method's own embedding, among the other numbers); for detection the "layer" is the detector head). Nothing here retrains or knows about
+seeds (for the linear probe this is the layer-wise protocol of Goyal et al. 2019; kNN's headline is its "pooled"
+layer, a method's own embedding, "head", is among the other numbers; for detection the "layer" is the detector head).
+Nothing here retrains or knows about
 methods beyond their names.
 
 Invariance distances (PIRL Fig. 4): the raw samples when the run kept them, else their quantiles. Each run
@@ -270,23 +271,22 @@ def other_numbers(agg: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     by ``at_best`` (True) so that methods with different best layers share one table row; a layer the headline
     leaves out (``HEADLINE_LAYERS``: kNN's "head") keeps all its metrics, at_best False.
     """
-    # layers a headline leaves out (kNN's "head") keep every metric, each as its own row
-    off_headline = agg["eval"].map(HEADLINE_LAYERS).notna() & (agg["layer"] != agg["eval"].map(HEADLINE_LAYERS))
-    rest = agg[
-        ~agg["eval"].isin(OWN_SECTION_EVALS) & ((agg["metric"] != agg["eval"].map(headline_metric)) | off_headline)
-    ]
-    off_headline = off_headline[rest.index].to_numpy()
+    headline_layer = agg["eval"].map(HEADLINE_LAYERS)
+    off_headline = headline_layer.notna() & (agg["layer"] != headline_layer)  # kNN's "head": every metric, own rows
+    other_metric = agg["metric"] != agg["eval"].map(headline_metric)
+    rest = agg[~agg["eval"].isin(OWN_SECTION_EVALS) & (other_metric | off_headline)].assign(off_headline=off_headline)
     best = [
         summary[MODEL].assign(eval=e, protocol=p, best_layer=summary[f"{column_prefix(e, p)}_layer"])
         for e, p in headline_evals(agg)
         if f"{column_prefix(e, p)}_layer" in summary.columns and e not in OWN_SECTION_EVALS
     ]
     if rest.empty or not best:
-        return rest.assign(at_best=pd.Series(dtype=bool))
+        return rest.drop(columns=["off_headline"]).assign(at_best=pd.Series(dtype=bool))
     merged = rest.merge(pd.concat(best, ignore_index=True), on=[*MODEL, "eval", "protocol"], how="left")
-    at_best = merged["best_layer"].notna() & ~off_headline
+    at_best = merged["best_layer"].notna() & ~merged["off_headline"]
     keep = ~at_best | (merged["best_layer"] == merged["layer"])
-    return merged[keep].assign(at_best=at_best[keep]).drop(columns=["best_layer"]).reset_index(drop=True)
+    dropped = ["best_layer", "off_headline"]
+    return merged[keep].assign(at_best=at_best[keep]).drop(columns=dropped).reset_index(drop=True)
 
 
 # Invariance distances, pooled over seeds.
