@@ -16,6 +16,12 @@ gamma = 0, every block the identity at the start) is Goyal et al.'s large-batch 
 
 The wrapper exposes what methods and evaluations need (feature dimension, named stages, parameter count)
 so that no method reaches into ``.fc`` or renames weights.
+
+Parameter count: results rows and the report count a backbone as torchvision and timm count their ImageNet models,
+with a 1000-way linear classifier on the pooled features (``num_params_with_classifier``), whatever dataset was run:
+ResNet-50 is 25.6 M (23.5 M trunk + 2.0 M classifier). That is the count a reader knows and the one PIRL prints
+(Fig. 2's points: ResNet-50 25.6 M, ResNet-50 at twice the width 98 M), so our points and the published ones share
+one x axis. The trunk alone (``num_params``) would put the same ResNet-50 9% to the left of the published point.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from torch import Tensor, nn
 from ssl_bench.config import ConfigError, close_match
 
 SMALL_STEM = "smallstem"
+COUNTED_CLASSES = 1000  # the reported parameter count includes a linear classifier with this many outputs
 VALID = (
     f"a timm model name such as resnet18, resnet34, resnet50 or resnet10t, optionally with -{SMALL_STEM} and/or "
     f"-w<width>, e.g. resnet18-{SMALL_STEM}-w0.5 (see `ssl-bench list`)"
@@ -104,7 +111,14 @@ class Backbone(nn.Module):
 
     @property
     def num_params(self) -> int:
+        """The trunk's parameters: what is trained and saved."""
         return sum(p.numel() for p in self.parameters())
+
+    @property
+    def num_params_with_classifier(self) -> int:
+        """The reported count (results rows, PIRL Fig. 2's x axis): the trunk plus a ``COUNTED_CLASSES``-way linear
+        classifier (weights and biases) on the pooled features; resnet50: 23,508,032 + 2,049,000 = 25,557,032."""
+        return self.num_params + COUNTED_CLASSES * (self.num_features + 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, num_features): globally average-pooled last stage."""

@@ -350,7 +350,7 @@ def result_rows(
         {
             "method": unit.method,
             "backbone": unit.backbone,
-            "params": backbone.num_params,
+            "params": backbone.num_params_with_classifier,  # as published (backbone.py)
             "dataset": info.name,
             "preset": cfg.preset,
             "eval": name,

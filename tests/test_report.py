@@ -223,7 +223,7 @@ def test_plot_one_point_per_method_and_backbone(report: ReportFiles) -> None:
     assert {(m, round(x, 6), round(y, 6)) for m, x, y in points} == expected
     (ax,) = [a for a in fig.axes if a.get_visible()]
     assert ax.get_xscale() == "log"
-    assert ax.get_xlabel() == "Number of parameters (millions)"
+    assert ax.get_xlabel() == "Number of parameters (millions, with a 1000-way linear classifier)"
     assert ax.get_ylabel() == "Linear probe top-1 (%)"
     assert ax.get_title() == "cifar10"
     labels = sorted(t.get_text() for t in ax.texts)

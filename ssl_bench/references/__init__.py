@@ -5,4 +5,11 @@ layer, metric, value, plus ``eval`` and ``eval_protocol`` (the ``eval``/``protoc
 comparable with) and a free-text ``note`` (e.g. "best layer res4"). Linear rows at the paper's best layer have
 layer ``best``. Method and layer use our names (``rotnet`` for Rotation, ``layer3`` for res4) so rows can be
 matched with ours; the paper's names stay in the protocol text or the note. Add your own rows with a source and protocol.
+
+``params`` counts the network with a 1000-way linear classifier, as PIRL prints it for Fig. 2's points and as our
+rows count it (``Backbone.num_params_with_classifier``). Recounted with torchvision / timm (issue 17): ResNet-50
+25.56 M (paper 25.6), ResNet-101 44.55 M (CPC, 44.5), ResNet-50 at twice the width 97.95 M (PIRL-c2x, 98; our
+``resnet50-w2``), AlexNet 61.1 M (AET, DeepCluster, 61), CMC's two full-width ResNet-50 trunks (one per view,
+HobbitLong/CMC ``ResNetV2``) with a classifier on their 4,096 joint features 51.1 M (51). Not recountable here, so as
+the paper prints them: CPC-Huge 305 M, BigBiGAN-Big 86 M, AMDIM 670 M (their notes say so).
 """

@@ -1,9 +1,10 @@
 """The report's figures, built on the Agg canvas directly, without pyplot, so no display and no global state.
 
 Accuracy against backbone size, in the style of PIRL Fig. 2 (PIRL, 2020, arXiv:1912.01991): one marker per
-(method, backbone); x is the parameter count in millions (log scale), y the linear probe top-1 at the best
-layer (mean over seeds, error bar = std when there are several seeds). Published points (optional) are hollow
-markers with their names in italics, never joined to ours.
+(method, backbone); x is the parameter count in millions (log scale), counted with a 1000-way linear classifier
+for ours and the published points alike (ResNet-50: 25.6 M; ``results.PARAMS_CONVENTION``), y the linear probe
+top-1 at the best layer (mean over seeds, error bar = std when there are several seeds). Published points
+(optional) are hollow markers with their names in italics, never joined to ours.
 
 Linear-probe accuracy per stage, one line per method, in the style of PIRL Fig. 5: one panel per (dataset,
 preset, backbone): x the stages (stem .. layer4), y the top-1 mean over seeds with error bars of one sample std
@@ -35,14 +36,14 @@ from matplotlib.text import Annotation, Text
 from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
-from ssl_bench.report.results import Distances, layer_table, ordered_layers, ordered_methods
+from ssl_bench.report.results import PARAMS_CONVENTION, Distances, layer_table, ordered_layers, ordered_methods
 from ssl_bench.report.tables import display_name, paper_layer
 
 POINTS_GID = "ssl-bench-points"  # gid prefix of the data lines: f"{POINTS_GID}:{method}"
 PUBLISHED_GID = "ssl-bench-published"  # gid prefix of the published markers: f"{PUBLISHED_GID}:{method}"
 PUBLISHED_COLOUR = "#555555"
 PUBLISHED_LABEL = "published (hollow):\nPIRL paper, ImageNet"
-X_LABEL = "Number of parameters (millions)"
+X_LABEL = f"Number of parameters (millions, {PARAMS_CONVENTION})"
 Y_LABEL = "Linear probe top-1 (%)"
 STYLE: dict[str, tuple[str, str]] = {  # method -> (marker, colour)
     "random": ("X", "#7f7f7f"),

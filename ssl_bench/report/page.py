@@ -35,6 +35,7 @@ from ssl_bench.report.results import (
     HEADLINE_METRIC,
     MODEL,
     OWN_SECTION_EVALS,
+    PARAMS_CONVENTION,
     backbone_params,
     column_prefix,
     eval_rank,
@@ -71,7 +72,8 @@ HEADLINE_KEYS: tuple[tuple[str, str], ...] = (
 FIGURE_TEXT: dict[str, tuple[str, str]] = {  # file stem -> (title, caption)
     "accuracy_vs_params": (
         "Linear probe top-1 vs. number of parameters (paper Fig. 2)",
-        "Best-layer linear-probe top-1 against backbone parameters (log scale); error bars: ± 1 sample std over seeds.",
+        f"Best-layer linear-probe top-1 against backbone parameters (log scale), counted {PARAMS_CONVENTION} as "
+        "torchvision and the paper count them (ResNet-50: 25.6 M); error bars: ± 1 sample std over seeds.",
     ),
     "layerwise": (
         "Linear probe top-1 per stage (paper Fig. 5)",
@@ -438,7 +440,7 @@ def run_overview(df: pd.DataFrame, raw_rows: int) -> list[str]:
     methods = [f"{display_name(m)} (`{m}`)" if display_name(m) != m else m for m in ordered_methods(df["method"])]
     return [
         f"- methods: {listing(methods)}",
-        f"- backbones: {listing(backbones)}",
+        f"- backbones (parameters counted {PARAMS_CONVENTION}): {listing(backbones)}",
         f"- datasets: {listing(sorted(df['dataset'].unique()))}",
         f"- presets: {listing(sorted(df['preset'].unique()))}",
         f"- evaluations: {listing(sorted(df['eval'].unique(), key=eval_rank))}",

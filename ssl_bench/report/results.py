@@ -43,6 +43,9 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "run_id",
     "created",
 )
+# How results.csv counts ``params`` (ssl_bench.backbone, ``num_params_with_classifier``), and the published rows too:
+# the network with a 1000-way linear classifier, as torchvision and PIRL Fig. 2 count ResNet-50 (25.6 M).
+PARAMS_CONVENTION = "with a 1000-way linear classifier"
 MODEL: list[str] = ["dataset", "preset", "backbone", "method"]  # one trained model (over seeds)
 UNIT: list[str] = [*MODEL, "eval", "protocol", "layer", "metric"]  # one reported number (over seeds)
 METHOD_ORDER: tuple[str, ...] = ("random", "supervised", "autoencoder", "rotnet", "jigsaw", "npidpp", "pirl")
