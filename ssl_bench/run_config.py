@@ -24,6 +24,7 @@ import tomllib
 
 from ssl_bench.backbone import BackboneConfig
 from ssl_bench.config import (
+    ADDED,
     UNSET,
     CheckpointConfig,
     ConfigError,
@@ -182,10 +183,15 @@ def resolve(cfg: RunConfig, name: str) -> Resolved:
 
 
 def hashed(name: str, section: Any) -> dict[str, Any]:
-    """``asdict(section)`` of the section as asked (unresolved), each unset field as its old sentinel (``UNSET``)."""
+    """``asdict(section)`` of the section as asked (unresolved), each unset field as its old sentinel (``UNSET``) and
+    each field newer than the hashes (``ADDED``) left out while at its default."""
     out = asdict(section)
     for key, (_, sentinel) in UNSET.items():
         section_name, field_name = key.split(".")
         if section_name == name and out[field_name] is None:
             out[field_name] = sentinel
+    for key, default in ADDED.items():
+        section_name, field_name = key.split(".")
+        if section_name == name and out[field_name] == default:
+            del out[field_name]
     return out

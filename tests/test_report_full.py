@@ -194,13 +194,16 @@ def test_summary_has_every_section(full: ReportFiles) -> None:
 
 def test_headline_cells_have_mean_std_and_interval(full: ReportFiles) -> None:
     text = full.summary_md.read_text()
-    # PIRL: linear 54/56 at layer4, knn 49/51, finetune-1% 29/31, voc07 AP 32/34 -> std sqrt(2), t(0.975, 1) = 12.706
+    # PIRL: linear 54/56 at layer4, knn 49/51, finetune-1% top5 59/61, voc07 AP 32/34: std sqrt(2), t(0.975, 1) = 12.706
     half = 12.7062047 * 2**0.5 / 2**0.5  # t * std / sqrt(n) = 12.706 exactly
     assert (
         f"| PIRL | 55.0 ± 1.4 [{55 - half:.1f}, {55 + half:.1f}] (layer4) | 50.0 ± 1.4 [{50 - half:.1f}, {50 + half:.1f}] |"
         in text
     )
-    assert "| method | linear top1 (best layer) | knn top1 | semisup finetune-1% top1 | detection voc07 AP |" in text
+    assert "| method | linear top1 (best layer) | knn top1 | semisup finetune-1% top5 | detection voc07 AP |" in text
+    knn, semisup = (f"{v:.1f} ± 1.4 [{v - half:.1f}, {v + half:.1f}]" for v in (50, 60))
+    assert f"| {knn} | {semisup} |" in text  # PIRL's kNN, then its semisup headline: top-5 (59/61), as Table 3
+    assert "Ranking by semisup finetune-1% top5." in text
 
 
 def ranking_rows(text: str, title: str) -> list[str]:
@@ -225,16 +228,16 @@ def test_ranking_marks_overlapping_intervals_as_ties(full: ReportFiles) -> None:
 
 def test_semisup_table(full: ReportFiles, tmp_path: Path) -> None:
     text = (tmp_path / "report" / "semisup.md").read_text()
-    assert "| Method | Network | Top-1 1% | Top-1 10% | Top-5 1% | Top-5 10% |" in text
-    # fine-tuned: 70 - 15 = 55 (1%), 70 - 5 = 65 (10%); top-5 +20
+    assert "| Method | Network | Top-5 1% | Top-5 10% | Top-1 1% | Top-1 10% |" in text  # top-5 first: Table 3's
+    # fine-tuned: top-5 70 - 15 + 20 = 75 (1%), 70 - 5 + 20 = 85 (10%); top-1 55, 65
     assert (
-        "| Supervised | resnet18-smallstem | 55.0 ± 1.4 [42.3, 67.7] | 65.0 ± 1.4 [52.3, 77.7] | "
-        "75.0 ± 1.4 [62.3, 87.7] | 85.0 ± 1.4 [72.3, 97.7] |"
+        "| Supervised | resnet18-smallstem | 75.0 ± 1.4 [62.3, 87.7] | 85.0 ± 1.4 [72.3, 97.7] | "
+        "55.0 ± 1.4 [42.3, 67.7] | 65.0 ± 1.4 [52.3, 77.7] |"
     ) in text
-    # low-shot linear: best stage layer4 (SHAPE 0): 70 - 15 - 3 = 52, top-5 at that stage 70 - 15 + 15 = 70
+    # low-shot linear: best stage by top-5 layer4 (SHAPE 0): 70 - 15 + 15 = 70, top-1 at that stage 70 - 15 - 3 = 52
     assert (
-        "| Supervised | resnet18-smallstem | 52.0 ± 1.4 [39.3, 64.7] (layer4) | 62.0 ± 1.4 [49.3, 74.7] (layer4) | "
-        "70.0 ± 1.4 [57.3, 82.7] | 80.0 ± 1.4 [67.3, 92.7] |"
+        "| Supervised | resnet18-smallstem | 70.0 ± 1.4 [57.3, 82.7] (layer4) | 80.0 ± 1.4 [67.3, 92.7] (layer4) | "
+        "52.0 ± 1.4 [39.3, 64.7] | 62.0 ± 1.4 [49.3, 74.7] |"
     ) in text
     assert text.index("Fine-tuned") < text.index("Low-shot linear probe (not in the paper)")
     assert "Mean ± sample std (ddof=1) [95% t-interval] over 2 seeds." in text
@@ -256,7 +259,7 @@ def test_console_headline_table(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
     make_report(full_fixture(tmp_path), console=console)
     out = console.export_text()
-    for column in ("linear top1 (best layer)", "knn top1", "semisup 1% top1 (finetune)", "detection voc07 AP"):
+    for column in ("linear top1 (best layer)", "knn top1", "semisup 1% top5 (finetune)", "detection voc07 AP"):
         assert column in out
     assert "55.0 ± 1.4 (layer4)" in out and "PIRL" in out and "NPID++" in out
     assert "33.0 ± 1.4" in out  # PIRL voc07 AP: 55 * 0.6 ± 1
@@ -270,7 +273,7 @@ def test_published_only_when_asked(tmp_path: Path) -> None:
     assert "PIRL (published) | ResNet-50 | 25.6 | 63.6 |" in text
     assert "Jigsaw (published; best layer res4) | ResNet-50 | 25.6 | 45.7 |" in text
     assert "| PIRL (published) | ResNet-50 | 54.0 | 80.7 | 59.7 | +2.3 |" in text  # Table 1, Δ vs. published supervised
-    assert "| PIRL (published) | ResNet-50 | – | – | 57.2 | 83.8 |" in text  # Table 3
+    assert "| PIRL (published) | ResNet-50 | 57.2 | 83.8 | – | – |" in text  # Table 3: top-5, the headline
     assert "the protocols do not match" in text
     off_text = off.summary_md.read_text()
     assert "(published" not in off_text and "Published:" not in off_text and "Hollow markers" not in off_text

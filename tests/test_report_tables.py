@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ssl_bench.report import results, tables
-from ssl_bench.report.page import markdown_to_html
+from ssl_bench.report.page import column_title, headline_keys, markdown_to_html
 from ssl_bench.report.published import load_published
 from ssl_bench.report.tables import DISPLAY_NAMES, display_name
 
@@ -128,9 +128,45 @@ def test_coco_comes_after_voc07() -> None:
 
 
 def test_semisup_fractions_and_no_rows() -> None:
-    agg = pd.DataFrame({"eval": "semisup", "protocol": ["finetune-10%", "linear-2.5%", "finetune-1%", "other"]})
-    assert tables.semisup_fractions(agg) == ["1%", "2.5%", "10%"]
+    protocols = ["finetune-10%", "linear-2.5%", "finetune-1%:1percent", "finetune-1%", "other"]
+    agg = pd.DataFrame({"eval": "semisup", "protocol": protocols})
+    assert tables.semisup_fractions(agg) == ["1%", "1%:1percent", "2.5%", "10%"]
     assert tables.semisup_markdown(results.aggregate(pd.DataFrame(columns=[*results.UNIT, "value", "seed"]))) == ""
+
+
+def semisup_agg(numbers: list[tuple[str, str, float, float]]) -> pd.DataFrame:
+    """One seed of PIRL on resnet50: (protocol, layer, top1, top5) per number."""
+    model = {"dataset": "imagenet", "preset": "p", "backbone": "resnet50", "method": "pirl", "eval": "semisup"}
+    rows = [
+        {**model, "protocol": protocol, "layer": layer, "metric": metric, "value": value, "seed": 0}
+        for protocol, layer, top1, top5 in numbers
+        for metric, value in (("top1", top1), ("top5", top5))
+    ]
+    return results.aggregate(pd.DataFrame(rows))
+
+
+def test_semisup_headline_is_top5_as_table3() -> None:
+    assert results.headline_metric("semisup") == "top5" == tables.SEMISUP_METRICS[0]
+    agg = semisup_agg(
+        [
+            ("finetune-1%", "all", 40.0, 65.0),
+            ("finetune-1%:1percent", "all", 41.0, 66.0),  # SimCLR's 1% list (semisup.subset_files)
+            ("linear-1%", "layer3", 30.0, 60.0),  # the best stage by top-5
+            ("linear-1%", "layer4", 35.0, 55.0),  # the best stage by top-1
+        ]
+    )
+    md = tables.semisup_markdown(agg, load_published())
+    assert "| Method | Network | Top-5 1% | Top-5 1% (1percent) | Top-1 1% | Top-1 1% (1percent) |" in md
+    assert "| PIRL | resnet50 | 65.0 | 66.0 | 40.0 | 41.0 |" in md
+    assert "| PIRL | resnet50 | 60.0 (layer3) | – | 30.0 | – |" in md  # top-1 at the stage best by top-5
+    assert "best stage by top-5 in parentheses, top-1 at that stage" in md
+    assert "| PIRL (published) | ResNet-50 | 57.2 | 57.2 | – | – |" in md  # Table 3's 1%, under both 1% columns
+    summary = results.headline(agg, pd.Series({"resnet50": 25.6e6}))
+    assert summary["semisup_finetune-1%_top5"].tolist() == [65.0] and "semisup_finetune-1%_top1" not in summary
+    assert summary["semisup_linear-1%_layer"].tolist() == ["layer3"]
+    keys = headline_keys(agg)
+    assert ("semisup", "finetune-1%") in keys and ("semisup", "finetune-1%:1percent") in keys
+    assert column_title("semisup", "finetune-1%") == "semisup finetune-1% top5"
 
 
 def test_html_converter() -> None:

@@ -2,17 +2,31 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
+from ssl_bench.data.folder import balanced_subset as folder_subset
+from ssl_bench.data.folder import image_folder, image_paths
+from ssl_bench.data.subset_list import listed_subset
 from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.eval.harness import EvalContext, evaluate
-from ssl_bench.eval.semisup import SemisupConfig, balanced_subset, finetune, lowshot_linear, subset_ids
-from ssl_bench.run_config import RunConfig
+from ssl_bench.eval.semisup import (
+    SemisupConfig,
+    balanced_subset,
+    finetune,
+    labelled_subset,
+    lowshot_linear,
+    subset_ids,
+)
+from ssl_bench.run_config import RunConfig, load, parse_set
+from ssl_bench.runner import eval_hash, plan
 
 INFO = DataInfo("colours", 4, 64, 32, (0.5,) * 3, (0.25,) * 3)
 COLOURS = torch.tensor([[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30]], dtype=torch.uint8)
@@ -99,3 +113,127 @@ def test_semisup_rows_and_shared_subsets(tmp_path) -> None:
     ]
     ids = json.loads((tmp_path / "out" / "subsets" / "colours-25pct-s0.json").read_text())["ids"]
     assert Counter(splits.train.targets[i] for i in ids) == {c: 3 for c in range(4)}
+
+
+# Published label subsets (semisup.subset_files): SimCLR's text lists and VISSL's .npy of paths, over an image tree.
+WNIDS = ("n01440764", "n01443537", "n01484850", "n01491361")
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """An ImageNet-like tree: train/<wnid>/<wnid>_<i>.JPEG (10 a class, the colour of the class) and val/."""
+    for split, n in (("train", 10), ("val", 2)):
+        for c, wnid in enumerate(WNIDS):
+            (tmp_path / split / wnid).mkdir(parents=True)
+            for i in range(n):
+                colour = tuple(int(v) for v in COLOURS[c])
+                Image.new("RGB", (32, 32), colour).save(tmp_path / split / wnid / f"{wnid}_{100 + i}.JPEG")
+    return tmp_path
+
+
+def write_list(path: Path, names: list[str]) -> Path:
+    path.write_text("".join(f"{n}\n" for n in names))  # SimCLR's format: one file name a line
+    return path
+
+
+def test_a_simclr_list_and_a_vissl_npy_select_the_same_images(tree: Path) -> None:
+    train = image_folder(tree / "train")
+    names = [f"{w}_{100 + i}.JPEG" for w in WNIDS for i in (3, 7)]
+    ids = listed_subset(write_list(tree / "2in10.txt", names), train, "imagenet")
+    assert len(ids) == 8 and ids == sorted(ids)
+    assert sorted(Path(train.samples[i][0]).name for i in ids) == sorted(names)
+    assert Counter(train.targets[i] for i in ids) == {c: 2 for c in range(4)}
+    vissl = np.array([f"/elsewhere/train/{n.split('_')[0]}/{n}" for n in names])  # VISSL: <root>/<class>/<file>
+    np.save(tree / "train_images.npy", vissl)
+    assert listed_subset(tree / "train_images.npy", train, "imagenet") == ids
+    part = folder_subset(train, 36, seed=0)  # data.num_train=36: the indices are the subset's own
+    files = image_paths(part)
+    kept = [n for n in names if n in {Path(f).name for f in files}]
+    picked = listed_subset(write_list(tree / "kept.txt", kept), part, "imagenet")
+    assert len(kept) >= 4 and sorted(Path(files[i]).name for i in picked) == sorted(kept)
+
+
+def test_a_file_name_in_several_class_folders_is_matched_by_its_folder(tree: Path) -> None:
+    for cls in ("cat", "dog"):
+        (tree / "dup" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8)).save(tree / "dup" / cls / f"{i}.png")
+    train = image_folder(tree / "dup")  # cat/0.png, cat/1.png, dog/0.png, dog/1.png
+    assert listed_subset(write_list(tree / "by_folder.txt", ["dog/0.png", "cat/1.png"]), train, "folder:dup") == [1, 2]
+    with pytest.raises(ConfigError, match=r"1 listed name\(s\) match several training images \(0.png\); list them as"):
+        listed_subset(write_list(tree / "bare.txt", ["0.png", "dog/1.png"]), train, "folder:dup")
+
+
+def test_a_listed_name_that_is_not_in_the_training_split_is_an_error_with_the_fix(tree: Path) -> None:
+    train = folder_subset(image_folder(tree / "train"), 20, seed=0)  # data.num_train=20 of 40
+    names = [f"{w}_{100 + i}.JPEG" for w in WNIDS for i in range(10)][:12]
+    missing = [n for n in names if n not in {Path(p).name for p in image_paths(train)}]
+    path = write_list(tree / "1percent.txt", names)
+    with pytest.raises(ConfigError) as err:
+        listed_subset(path, train, "imagenet")
+    text = str(err.value)
+    assert text.startswith(
+        f"{path}: {len(missing)} of its 12 images are not in the imagenet training split of 20 images"
+    )
+    assert ", ".join(missing[:5]) in text and "data.num_train=0" in text and "semisup.subset_files unset" in text
+    with pytest.raises(ConfigError, match="colours's images are not read from files"):
+        listed_subset(path, Colours(8, 0), "colours")
+    with pytest.raises(ConfigError, match=r"lists 1 image\(s\) more than once \(n01440764_100.JPEG\)"):
+        listed_subset(write_list(tree / "twice.txt", [names[0], names[1], names[0]]), train, "imagenet")
+    np.save(tree / "objects.npy", np.array([names[0], None], dtype=object))
+    with pytest.raises(ConfigError, match="not a .npy array of strings"):
+        listed_subset(tree / "objects.npy", train, "imagenet")
+
+
+def test_semisup_on_listed_subsets_names_them_in_the_protocol(tree: Path) -> None:
+    train, test = image_folder(tree / "train"), image_folder(tree / "val")
+    one = write_list(tree / "tenpercent.txt", [f"{w}_105.JPEG" for w in WNIDS])  # 4 of 40: 10%
+    two = write_list(tree / "half.txt", [f"{w}_{100 + i}.JPEG" for w in WNIDS for i in range(5)])  # 20 of 40
+    cfg = RunConfig()
+    cfg.linear.epochs, cfg.linear.max_dims = 2, 256
+    cfg.semisup = SemisupConfig(fractions=[0.1, 0.5], subset_files=[str(one), str(two)], epochs=1, min_steps=2)
+    cfg.semisup.check()
+    run_dir = tree / "out" / "runs" / "random"
+    run_dir.mkdir(parents=True)
+    info = DataInfo("imagenet", 4, 40, 32, (0.5,) * 3, (0.25,) * 3)
+    ctx = EvalContext(Backbone("resnet18-w0.25"), Splits(train, test, info), run_dir, torch.device("cpu"), seed=0)
+    rows = evaluate("semisup", ctx, cfg)
+    assert {r.protocol for r in rows} == {
+        "finetune-10%:tenpercent",
+        "finetune-50%:half",
+        "linear-10%:tenpercent",
+        "linear-50%:half",
+    }
+    assert not (tree / "out" / "subsets").exists()  # nothing drawn, nothing saved: the lists are the record
+    swapped = SemisupConfig(fractions=[0.5, 0.1], subset_files=[str(one), str(two)])
+    with pytest.raises(
+        ConfigError, match=r"lists 4 images, 10% of the 40 training images, but .* fraction 0.5 \(50%\)"
+    ):
+        labelled_subset(swapped, 0, train, "imagenet", tree / "subsets")
+
+
+# The ci preset's semisup result hashes as written before semisup.subset_files existed: unset, it keeps them.
+SEMISUP_HASHES = {
+    "random": "da7972546ca1a01c",
+    "supervised": "ea04a94d943d92a5",
+    "autoencoder": "10889fab2639dc2f",
+    "rotnet": "0f8cd9262ae930ef",
+    "jigsaw": "e11e4b343578adf9",
+    "npidpp": "020ed29c5750b2a1",
+    "pirl": "cd13af4b8364b678",
+}
+
+
+def test_subset_files_are_checked_and_hashed_only_when_set(tree: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"names 1 file\(s\) for 2 fraction\(s\) \[0.01, 0.1\]: give one per fraction"
+    ):
+        load("ci", parse_set([f"semisup.subset_files={tree}/a.txt"]))
+    with pytest.raises(ConfigError, match="semisup.subset_files: .*nothing.txt does not exist"):
+        load("ci", parse_set([f"semisup.subset_files={tree}/nothing.txt,{tree}/b.txt"]))
+    lists = [write_list(tree / f"{n}percent.txt", ["n01440764_100.JPEG"]) for n in (1, 10)]
+    listed = load("ci", parse_set([f"semisup.subset_files={lists[0]},{lists[1]}"]))
+    assert listed.semisup.subset_files == [str(p) for p in lists]
+    drawn = load("ci", {})
+    assert {u.method: eval_hash(u, "semisup", drawn) for u in plan(drawn)} == SEMISUP_HASHES
+    assert all(eval_hash(u, "semisup", listed) != SEMISUP_HASHES[u.method] for u in plan(listed))

@@ -6,8 +6,8 @@ method and run seed). Mean and std are measured on up to 500 training images.
 An unlabelled folder, ``<root>/train/<image>`` with no class folders and no test/ or val/ split, is pretraining data
 without labels: its images are labelled -1 and ``DataInfo.num_classes`` is 0 (no labelled evaluation can use it).
 
-The helpers here (``image_folder``, ``balanced_subset``, ``channel_stats_of``) also serve the named datasets that
-come as ImageFolder trees (CIFAR saved as images, ImageNet).
+The helpers here (``image_folder``, ``balanced_subset``, ``channel_stats_of``, ``image_paths``) also serve the named
+datasets that come as ImageFolder trees (CIFAR saved as images, ImageNet).
 """
 
 from __future__ import annotations
@@ -88,6 +88,18 @@ class UnlabelledImages(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Image.Image, int]:
         return load_image(self.paths[i]), -1
+
+
+def image_paths(dataset: Dataset) -> list[str] | None:
+    """The file of every sample, in dataset order; None for data that is not read from image files (arrays)."""
+    if isinstance(dataset, Subset):
+        base = image_paths(dataset.dataset)
+        return None if base is None else [base[i] for i in dataset.indices]
+    if isinstance(dataset, ImageFolder):
+        return [path for path, _ in dataset.samples]
+    if isinstance(dataset, UnlabelledImages):
+        return list(dataset.paths)
+    return None
 
 
 def image_files(folder: Path) -> list[str]:

@@ -19,14 +19,14 @@ from torch import Tensor
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import CheckpointConfig, unknown
-from ssl_bench.data.types import Splits, labels_of
+from ssl_bench.data.types import Splits
 from ssl_bench.detection.evaluation import run_detection
 from ssl_bench.eval import invariance as inv
 from ssl_bench.eval.features import HEAD, POOLED, cached, embed, extract
 from ssl_bench.eval.invariance import InvarianceConfig
 from ssl_bench.eval.knn import KNNConfig, knn
 from ssl_bench.eval.linear_probe import LinearConfig, probe
-from ssl_bench.eval.semisup import SemisupConfig, finetune, lowshot_linear, percent, subset_ids
+from ssl_bench.eval.semisup import SemisupConfig, finetune, labelled_subset, lowshot_linear
 from ssl_bench.storage import save
 
 Embeddings = dict[str, Callable[[Tensor], Tensor]]  # input kind ("image", "jigsaw", "rotation") -> embedding function
@@ -133,13 +133,12 @@ def head_features(ctx: EvalContext, f: Callable[[Tensor], Tensor], split: str) -
 
 
 def semisup(ctx: EvalContext, cfg: SemisupConfig, linear: LinearConfig) -> list[Row]:
-    """1% / 10% labels: fine-tuned network (layer "all") and low-shot linear probe per stage; protocol e.g. "finetune-1%"."""
+    """1% / 10% labels: fine-tuned network (layer "all") and low-shot linear probe per stage; protocol e.g.
+    "finetune-1%" (a class-balanced draw) or "finetune-1%:1percent" (SimCLR's list, ``semisup.subset_files``)."""
     info = ctx.splits.info
-    labels = labels_of(ctx.splits.train)
     rows = []
-    for fraction in cfg.fractions:
-        ids = subset_ids(ctx.shared_dir / "subsets", info.name, labels, fraction, cfg.subset_seed)
-        tag = percent(fraction)
+    for k in range(len(cfg.fractions)):
+        ids, tag = labelled_subset(cfg, k, ctx.splits.train, info.name, ctx.shared_dir / "subsets")
         if "finetune" in cfg.modes:
             scores = finetune(
                 ctx.backbone,
@@ -217,7 +216,8 @@ EVALS: dict[str, Evaluation] = {
     "semisup": Evaluation(
         semisup,
         ("semisup", "linear"),
-        "1%/10% of the labels (class-balanced, saved ids): fine-tuned network and low-shot linear probe: top-1/top-5",
+        "1%/10% of the labels (class-balanced, saved ids; or published lists, semisup.subset_files): fine-tuned "
+        "network and low-shot linear probe: top-1/top-5",
     ),
     "detection": Evaluation(
         detection,

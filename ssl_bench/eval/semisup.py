@@ -9,6 +9,9 @@
 The subsets are class-balanced (the same fraction of every class, at least one image per class), drawn from
 ``(subset_seed, fraction)`` only and saved under ``<out>/subsets/`` so every method, seed and later run uses
 the very same images. A saved subset whose dataset no longer matches is an error, not silently redrawn.
+Or they are read from published lists, ``subset_files`` (SimCLR's ``1percent.txt`` / ``10percent.txt``, VISSL's
+image-path ``.npy``; ``ssl_bench.data.subset_list``), one per fraction. The rows' protocol names the subset:
+``finetune-1%`` for the drawn one, ``finetune-1%:<file stem>`` (e.g. ``finetune-1%:1percent``) for a listed one.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from torch.utils.data import DataLoader, Dataset
 from ssl_bench import storage
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError, each_of, positive
+from ssl_bench.data.subset_list import listed_subset
 from ssl_bench.data.transforms import eval_view, light_crop
-from ssl_bench.data.types import DataInfo
+from ssl_bench.data.types import DataInfo, labels_of
 from ssl_bench.eval.linear_probe import LinearConfig, topk_accuracy
 
 MODES = ("finetune", "linear")
@@ -40,7 +44,8 @@ MODES = ("finetune", "linear")
 
 @dataclass
 class SemisupConfig:
-    """Semi-supervised transfer (PIRL Table 3): class-balanced 1% / 10% label subsets, saved as id files.
+    """Semi-supervised transfer (PIRL Table 3): 1% / 10% label subsets, class-balanced draws saved as id files or
+    published lists (``subset_files``).
 
     Two modes on the same subsets: ``finetune`` (whole network + fresh linear head) and ``linear`` (frozen
     encoder, low-shot linear probe on the cached pooled features).
@@ -48,6 +53,9 @@ class SemisupConfig:
 
     fractions: list[float] = field(default_factory=lambda: [0.01, 0.1])
     subset_seed: int = 0  # the subsets depend on this and the dataset only: every method uses the same images
+    # One list per fraction, in the order of `fractions`, instead of a draw: SimCLR's imagenet_subsets/1percent.txt,
+    # 10percent.txt (file names) or VISSL's image-path .npy. Empty: draw class-balanced subsets.
+    subset_files: list[str] = field(default_factory=list)
     modes: list[str] = field(default_factory=lambda: ["finetune", "linear"])
     epochs: int = 30  # fine-tuning epochs over the labelled subset (at least `min_steps` steps)
     min_steps: int = 200
@@ -64,6 +72,18 @@ class SemisupConfig:
             if not 0 < value <= 1:
                 raise ConfigError(
                     f"semisup.fractions: {value} is not a fraction in (0, 1]; e.g. 0.01,0.1 for 1% and 10%"
+                )
+        if self.subset_files and len(self.subset_files) != len(self.fractions):
+            raise ConfigError(
+                f"semisup.subset_files names {len(self.subset_files)} file(s) for {len(self.fractions)} fraction(s) "
+                f"{self.fractions}: give one per fraction, in the same order (e.g. semisup.fractions=0.01,0.1 with "
+                "semisup.subset_files=1percent.txt,10percent.txt), or none to draw class-balanced subsets"
+            )
+        for name in self.subset_files:
+            if not Path(name).expanduser().is_file():
+                raise ConfigError(
+                    f"semisup.subset_files: {name} does not exist; give SimCLR's imagenet_subsets/1percent.txt "
+                    "(github.com/google-research/simclr) or another list of image file names, one per line"
                 )
 
 
@@ -112,6 +132,29 @@ def subset_ids(directory: Path, dataset: str, labels: Sequence[int], fraction: f
     }
     storage.write_text(path, json.dumps(record))
     return ids
+
+
+# A listed subset may differ from its fraction by this much (relative) before the pairing is taken for a mistake;
+# SimCLR's lists are 1.0000% and 10.000% of ImageNet's 1,281,167 training images.
+LISTED_SLACK = 0.2
+
+
+def labelled_subset(cfg: SemisupConfig, k: int, train: Dataset, dataset: str, directory: Path) -> tuple[list[int], str]:
+    """The labelled images of ``cfg.fractions[k]`` and the protocol's subset tag: ``"1%"`` for the class-balanced
+    draw (saved under ``directory``), ``"1%:<file stem>"`` for the list ``cfg.subset_files[k]``."""
+    fraction = cfg.fractions[k]
+    if not cfg.subset_files:
+        return subset_ids(directory, dataset, labels_of(train), fraction, cfg.subset_seed), percent(fraction)
+    path = Path(cfg.subset_files[k]).expanduser()
+    ids = listed_subset(path, train, dataset)
+    total = len(train)  # type: ignore[arg-type]
+    if abs(len(ids) / total - fraction) > LISTED_SLACK * fraction:
+        raise ConfigError(
+            f"{path} lists {len(ids):,} images, {100 * len(ids) / total:.3g}% of the {total:,} training images, but "
+            f"semisup.subset_files pairs it with the fraction {fraction} ({percent(fraction)}): list the files in "
+            "the order of semisup.fractions"
+        )
+    return ids, f"{percent(fraction)}:{path.stem}"
 
 
 class _Labelled(Dataset):

@@ -105,9 +105,13 @@ class Sections:
 
 
 def headline_keys(agg: pd.DataFrame) -> list[tuple[str, str]]:
-    """The headline (eval, protocol) pairs present: HEADLINE_KEYS plus unknown evals."""
+    """The headline (eval, protocol) pairs present: HEADLINE_KEYS (each also on a listed label subset, e.g.
+    "finetune-1%:1percent") plus unknown evals."""
     present = headline_evals(agg)
-    keys = [k for k in HEADLINE_KEYS if k in present or k[0] in ("linear", "knn")]
+    keys = []
+    for e, p in HEADLINE_KEYS:
+        keys += [(e, p)] if (e, p) in present or e in ("linear", "knn") else []
+        keys += [(pe, pp) for pe, pp in present if pe == e and p and pp.startswith(f"{p}:")]
     return keys + [
         k for k in present if k not in keys and k[0] not in OWN_SECTION_EVALS and k[0] not in ("linear", "knn")
     ]
@@ -571,7 +575,7 @@ def _is_block(line: str) -> bool:
 CONSOLE_COLUMNS: tuple[tuple[str, str, str], ...] = (  # (eval, protocol, column title)
     ("linear", "", "linear top1 (best layer)"),
     ("knn", "", "knn top1"),
-    ("semisup", "finetune-1%", "semisup 1% top1 (finetune)"),
+    ("semisup", "finetune-1%", "semisup 1% top5 (finetune)"),
     ("detection", "voc07", "detection voc07 AP"),
 )
 

@@ -6,10 +6,12 @@ method's ``display_name``. Unknown methods (third-party, or published ones such 
 are spelled.
 
 Semi-supervised learning in the format of PIRL Table 3 (PIRL, 2020, arXiv:1912.01991). Columns: Method,
-Network, then top-1 and top-5 for each label fraction (1%, 10%). Two blocks: the fine-tuned rows (protocol
-``finetune-<pct>``: whole network + new linear head; the paper's protocol) and the low-shot linear probe
-(``linear-<pct>``: frozen features, per stage), shown at its best stage by top-1, the stage in parentheses and
-top-5 taken at that stage. Published rows (top-5 only) follow, marked, with their protocol.
+Network, then top-5 (the headline: the paper's table reports top-5 only) and top-1 for each label fraction (1%,
+10%; ``1% (1percent)`` where the subset came from a published list, protocol ``finetune-1%:1percent``). Two blocks:
+the fine-tuned rows (protocol ``finetune-<pct>``: whole network + new linear head; the paper's protocol) and the
+low-shot linear probe (``linear-<pct>``: frozen features, per stage), shown at its best stage by top-5, the stage
+in parentheses and top-1 taken at that stage. Published rows (top-5 only) follow, marked, with their protocol, under
+the fraction they share with ours (whichever subset it was drawn as).
 
 Detection in the format of PIRL Table 1: Method, Network, AP^all, AP50, AP75, ΔAP75. One table per detection
 protocol and head (``protocol``, ``layer`` of the results rows; the detection dataset is not in results.csv,
@@ -146,29 +148,42 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 # Semi-supervised learning, paper Table 3 format.
 FINETUNE = "finetune"
 LINEAR = "linear"
-SEMISUP_METRICS: tuple[str, ...] = ("top1", "top5")
+SEMISUP_METRICS: tuple[str, ...] = ("top5", "top1")  # the headline first (results.HEADLINE_METRICS: PIRL Table 3)
 FINETUNE_TEXT = (
     "Fine-tuned: the whole network and a new linear head, trained on the labelled fraction (the paper's protocol)."
 )
 LINEAR_TEXT = (
     "Low-shot linear probe (not in the paper): a linear classifier on frozen features of each stage, "
-    "trained on the labelled fraction; best stage by top-1 in parentheses, top-5 at that "
+    "trained on the labelled fraction; best stage by top-5 in parentheses, top-1 at that "
     "stage."
 )
 
 
 def semisup_fractions(agg: pd.DataFrame) -> list[str]:
-    """The label fractions present ('1%', '10%', ...), smallest first."""
+    """The label fractions present ('1%', '10%', ...; '1%:1percent' for a listed subset), smallest first."""
     found = set()
     for protocol in agg.loc[agg["eval"] == "semisup", "protocol"]:
-        match = re.fullmatch(r"(?:finetune|linear)-(.+%)", protocol)
+        match = re.fullmatch(r"(?:finetune|linear)-([^:]+%)(:.+)?", protocol)
         if match:
-            found.add(match.group(1))
-    return sorted(found, key=lambda f: float(f.rstrip("%")) if f.rstrip("%").replace(".", "", 1).isdigit() else 1e9)
+            found.add(match.group(1) + (match.group(2) or ""))
+
+    def size(frac: str) -> tuple[float, str]:
+        pct, _, subset = frac.partition(":")
+        number = pct.rstrip("%")
+        return (float(number) if number.replace(".", "", 1).isdigit() else 1e9, subset)
+
+    return sorted(found, key=size)
+
+
+def fraction_label(frac: str) -> str:
+    """'1%' or, for a listed subset, '1% (1percent)'."""
+    pct, _, subset = frac.partition(":")
+    return f"{pct} ({subset})" if subset else pct
 
 
 def semisup_header(fracs: list[str]) -> list[str]:
-    return ["Method", "Network", *[f"Top-1 {f}" for f in fracs], *[f"Top-5 {f}" for f in fracs]]
+    titles = {"top1": "Top-1", "top5": "Top-5"}
+    return ["Method", "Network", *[f"{titles[m]} {fraction_label(f)}" for m in SEMISUP_METRICS for f in fracs]]
 
 
 def _semisup_block(
@@ -177,18 +192,18 @@ def _semisup_block(
     """Rows of one block (fine-tuned or linear) for the given models, and the seed counts of its cells."""
     cells: dict[tuple, dict[str, str]] = {}
     counts: list[int] = []
+    head, other = SEMISUP_METRICS
     for frac in fracs:
         protocol = f"{kind}-{frac}"
-        best = best_layers(layer_table(agg, "semisup", protocol, "top1"))
-        top5 = layer_table(agg, "semisup", protocol, "top5").set_index([*MODEL, "layer"])
+        best = best_layers(layer_table(agg, "semisup", protocol, head))
+        rest = layer_table(agg, "semisup", protocol, other).set_index([*MODEL, "layer"])
         for _, r in best.iterrows():
             key = tuple(r[c] for c in MODEL)
             layer = r["layer"] if kind == LINEAR else None
-            cells.setdefault(key, {})[f"top1 {frac}"] = cell_of(r, "top1", layer)
+            cells.setdefault(key, {})[f"{head} {frac}"] = cell_of(r, head, layer)
             counts.append(int(r["n"]))
-            if (*key, r["layer"]) in top5.index:
-                r5 = top5.loc[(*key, r["layer"])]
-                cells[key][f"top5 {frac}"] = cell_of(r5, "top5")
+            if (*key, r["layer"]) in rest.index:
+                cells[key][f"{other} {frac}"] = cell_of(rest.loc[(*key, r["layer"])], other)
     body = []
     for _, m in models.iterrows():
         key = tuple(m[c] for c in MODEL)
@@ -199,8 +214,7 @@ def _semisup_block(
             [
                 display_name(m["method"]),
                 str(m["backbone"]),
-                *[mine.get(f"top1 {f}", DASH) for f in fracs],
-                *[mine.get(f"top5 {f}", DASH) for f in fracs],
+                *[mine.get(f"{metric} {f}", DASH) for metric in SEMISUP_METRICS for f in fracs],
             ]
         )
     return body, counts
@@ -235,7 +249,9 @@ def semisup_markdown(
 
 
 def _published_semisup(published: pd.DataFrame, fracs: list[str]) -> list[str]:
-    rows = pd.concat([refs.select(published, "semisup", f"{FINETUNE}-{f}") for f in fracs], ignore_index=True)
+    """The paper's rows, under every column of their fraction (a listed subset of ours: the same fraction)."""
+    pcts = dict.fromkeys(f.partition(":")[0] for f in fracs)
+    rows = pd.concat([refs.select(published, "semisup", f"{FINETUNE}-{p}") for p in pcts], ignore_index=True)
     if rows.empty:
         return []
     out = []
@@ -255,7 +271,7 @@ def _published_semisup(published: pd.DataFrame, fracs: list[str]) -> list[str]:
 
 
 def _semisup_value(values: dict[tuple[str, str], float], metric: str, frac: str) -> str:
-    v = values.get((metric, f"{FINETUNE}-{frac}"))
+    v = values.get((metric, f"{FINETUNE}-{frac.partition(':')[0]}"))
     return DASH if v is None or pd.isna(v) else f"{v:.1f}"
 
 
