@@ -24,6 +24,7 @@ EPILOG = """examples:
   ssl-bench report --out results
   ssl-bench list
   ssl-bench detect-eval --gt VOCdevkit/VOC2007 --split test --dets dets.json --protocol voc07
+  ssl-bench detect-eval --gt instances_val2017.json --dets dets.json --protocol coco --json
   ssl-bench check --baseline results/baselines/ci.csv --results /tmp/ci/results.csv   (both layers)
   ssl-bench check --fingerprints --select methods.pirl                            (one method, seconds)
 """
@@ -104,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="score detections made elsewhere (COCO results json) with our evaluators",
         description="Score a COCO results json (a list of {image_id, category_id or category, bbox [x, y, w, "
         "h], score}) against ground truth: a COCO instances json, a directory of VOC XML files "
-        "(image ids = file stems) or a VOC-layout root with --split. Prints AP, AP50 and AP75.",
+        "(image ids = file stems) or a VOC-layout root with --split. Prints AP, AP50 and AP75 (coco: also APs, "
+        "APm, APl, COCO's small / medium / large objects), as a table or, with --json, as one JSON object.",
     )
     det.add_argument(
         "--gt", required=True, help="COCO instances .json, a directory of VOC .xml files, or a VOC-layout root"
@@ -113,13 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument(
         "--protocol",
         required=True,
-        help="voc07 (VOC2007 11-point AP, difficult ignored) or coco (pycocotools COCOeval)",
+        help="voc07 (VOC2007 11-point AP, difficult ignored) or coco (pycocotools COCOeval; on a COCO json "
+        "ground truth it scores the two files as they are, equal to COCOeval run on them)",
     )
     det.add_argument("--split", help="image set of a VOC-layout root (ImageSets/Main/<split>.txt), e.g. test")
     det.add_argument(
         "--clip-boxes", action="store_true", help="clip VOC boxes that leave the image (warns; drops empty ones)"
     )
-    det.add_argument("--per-class", action="store_true", help="also print voc07's per-class AP50")
+    det.add_argument("--per-class", action="store_true", help="also print per-class AP (voc07: AP50, coco: AP)")
+    det.add_argument(
+        "--json",
+        action="store_true",
+        help="print every metric, per-class included, as one JSON object at full float precision (no table)",
+    )
     det.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     chk = sub.add_parser(
@@ -286,6 +294,11 @@ def cmd_detect_eval(args: argparse.Namespace, console: Console) -> int:
 
         raise unknown("protocol", args.protocol, list(PROTOCOLS))
     scores = detect_eval(args.gt, args.dets, args.protocol, args.split, args.clip_boxes)
+    if args.json:  # for scripts: every digit of every metric, nothing else on stdout
+        import json
+
+        sys.stdout.write(json.dumps(scores) + "\n")
+        return 0
     table = Table(title=f"{args.protocol}: {args.dets} vs {args.gt}", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -37,7 +37,16 @@ def test_valid_files_score_with_both_protocols(voc_dir: Path, tmp_path: Path) ->
         "per_class_AP50/cat": 100.0,
         "per_class_AP50/dog": 100.0,
     }
-    assert detect_eval(voc_dir, dets, "coco") == pytest.approx({"AP": 100.0, "AP50": 100.0, "AP75": 100.0})
+    assert detect_eval(voc_dir, dets, "coco") == pytest.approx(
+        {
+            "AP": 100.0,
+            "AP50": 100.0,
+            "AP75": 100.0,
+            "APs": 100.0,  # both boxes are small (< 32 x 32); no medium or large box, so no APm or APl
+            "per_class_AP/cat": 100.0,
+            "per_class_AP/dog": 100.0,
+        }
+    )
 
 
 BAD_DETECTIONS = {
@@ -91,6 +100,19 @@ COCO_GT = {
     "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}],
     "categories": [{"id": 1, "name": "cat"}],
 }
+# a small cat (10 x 12) and a medium dog (40 x 50), image ids not 1..N, category ids 3 and 8
+COCO_GT_TWO_SIZES = {
+    "images": [{"id": 17, "width": 100, "height": 100}, {"id": 5, "width": 100, "height": 100}],
+    "annotations": [
+        {"id": 1, "image_id": 17, "category_id": 3, "bbox": [0.1, 0.2, 10.0, 12.0], "area": 120.0, "iscrowd": 0},
+        {"id": 2, "image_id": 5, "category_id": 8, "bbox": [30.3, 20.7, 40.0, 50.0], "area": 2000.0, "iscrowd": 0},
+    ],
+    "categories": [{"id": 3, "name": "cat"}, {"id": 8, "name": "dog"}],
+}
+COCO_DETECTIONS = [
+    {"image_id": 17, "category_id": 3, "bbox": [0.1, 0.2, 10.0, 12.0], "score": 0.9},
+    {"image_id": 5, "category_id": 8, "bbox": [30.3, 20.7, 40.0, 50.0], "score": 0.8},
+]
 BAD_GT = {
     "not json": ("images: []", r"not a JSON file"),
     "a list": ([], r"is a JSON list, expected an object with images, annotations and categories"),
@@ -168,6 +190,38 @@ def test_cli_prints_the_scores(voc_dir: Path, tmp_path: Path, capsys) -> None:
     assert main(["detect-eval", "--gt", str(voc_dir), "--dets", str(dets), "--protocol", "voc07", "--per-class"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"AP50\W+50\.00", out) and re.search(r"per_class_AP50/cat\W+100\.00", out)
+
+
+def test_cli_json_prints_every_metric_at_full_precision(tmp_path: Path, capsys) -> None:
+    """--json: one JSON object on stdout, per-class included, whose floats are detect_eval's to the last bit."""
+    from ssl_bench.cli import main
+
+    gt = write(tmp_path / "gt.json", COCO_GT_TWO_SIZES)
+    dets = write(tmp_path / "dets.json", [dict(d, bbox=[b + 0.1 for b in d["bbox"]]) for d in COCO_DETECTIONS])
+    for protocol in ("coco", "voc07"):
+        assert main(["detect-eval", "--gt", str(gt), "--dets", str(dets), "--protocol", protocol, "--json"]) == 0
+        out = capsys.readouterr().out
+        printed = json.loads(out)
+        assert printed == detect_eval(gt, dets, protocol) and out.count("\n") == 1
+        assert all(isinstance(v, float) for v in printed.values())
+    assert set(printed) == {"AP", "AP50", "AP75", "per_class_AP50/cat", "per_class_AP50/dog"}  # voc07
+    main(["detect-eval", "--gt", str(gt), "--dets", str(dets), "--protocol", "coco", "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"AP", "AP50", "AP75", "APs", "APm", "per_class_AP/cat", "per_class_AP/dog"}
+    assert 0 < printed["APs"] < 100 and 0 < printed["APm"] < 100
+    assert any(len(repr(v)) > 8 for v in printed.values())  # not rounded to the table's two decimals
+
+
+def test_cli_table_shows_the_area_metrics_and_per_class_on_request(tmp_path: Path, capsys) -> None:
+    from ssl_bench.cli import main
+
+    gt = write(tmp_path / "gt.json", COCO_GT_TWO_SIZES)
+    argv = ["detect-eval", "--gt", str(gt), "--dets", str(write(tmp_path / "dets.json", COCO_DETECTIONS))]
+    assert main([*argv, "--protocol", "coco"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"APs\W+100\.00", out) and re.search(r"APm\W+100\.00", out) and "per_class" not in out
+    assert main([*argv, "--protocol", "coco", "--per-class"]) == 0
+    assert re.search(r"per_class_AP/dog\W+100\.00", capsys.readouterr().out)
 
 
 def test_cli_errors_are_one_clear_line(voc_dir: Path, tmp_path: Path, capsys) -> None:

@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -242,18 +243,30 @@ def write_json(path: Path, data: object) -> Path:
     return path
 
 
-def cocoeval_files(gt_file: Path, results_file: Path) -> list[float]:
-    """stats[0:3] x 100 (AP, AP50, AP75) of pycocotools' COCOeval on the two files."""
+SUMMARY = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
+
+
+def cocoeval_stats(gt_file: Path, results_file: Path, cat_ids: list[int] | None = None) -> dict[str, float]:
+    """stats[0:6] x 100 of pycocotools' COCOeval on the two files (only the categories ``cat_ids``, if given)."""
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(gt_file))
         e = COCOeval(coco, coco.loadRes(str(results_file)), "bbox")
+        if cat_ids is not None:
+            e.params.catIds = cat_ids
         e.evaluate(), e.accumulate(), e.summarize()
-    return [float(v) * 100 for v in e.stats[:3]]
+    return dict(zip(SUMMARY, (float(v) * 100 for v in e.stats[:6])))
+
+
+def cocoeval_files(gt_file: Path, results_file: Path) -> list[float]:
+    """stats[0:3] x 100 (AP, AP50, AP75) of pycocotools' COCOeval on the two files."""
+    return list(cocoeval_stats(gt_file, results_file).values())[:3]
 
 
 def ours_on_files(gt_file: Path, results_file: Path) -> list[float]:
+    """AP, AP50, AP75 of coco_eval on the records our loaders make of the files (the in-memory path, to_coco)."""
     gt = load_coco_gt(gt_file)
-    return list(coco_eval(gt, load_detections(results_file, gt)).values())
+    scores = coco_eval(gt, load_detections(results_file, gt))
+    return [scores[key] for key in ("AP", "AP50", "AP75")]
 
 
 def coco_instances(images: list[tuple[int, list[tuple[int, list[float], int]]]], categories: dict[int, str]) -> dict:
@@ -355,6 +368,92 @@ def test_coco_eval_matches_cocoeval_on_random_fixtures(seed: int, tmp_path: Path
     direct = cocoeval_files(gt_file, results_file)
     assert all(0 < v < 100 for v in direct), direct  # a comparison of 0s or 100s would prove little
     assert ours_on_files(gt_file, results_file) == pytest.approx(direct, abs=1e-9)
+    scores = detect_eval(gt_file, results_file, "coco")  # the files' own contents: equal, not close
+    defined = {key: v for key, v in cocoeval_stats(gt_file, results_file).items() if v != -100}  # -1: no such box
+    assert {key: scores[key] for key in SUMMARY if key in scores} == defined
+
+
+# Boxes on a 0.1 grid whose IoU with their detection sits on a COCOeval threshold: after the xywh -> xyxy -> xywh
+# round trip of our records (0.1 + 0.7 - 0.1 != 0.7) it falls on the other side of it (comments: IoU as read, and
+# after the trip). Images listed out of id order; category ids 8, 3; areas that are not w * h (annotation 103 is
+# large by w * h, medium by its area); a crowd region; an empty image with a false positive tied with a hit.
+ROUND_TRIP_GT = {
+    "images": [{"id": i, "width": 200, "height": 200} for i in (42, 7, 1003, 19)],
+    "categories": [{"id": 8, "name": "dog"}, {"id": 3, "name": "cat"}],
+    "annotations": [
+        {"id": 101, "image_id": 42, "category_id": 3, "bbox": [6.1, 24.5, 34.8, 7.3], "area": 230.5, "iscrowd": 0},
+        {"id": 102, "image_id": 42, "category_id": 8, "bbox": [91.4, 96.5, 45.0, 37.8], "area": 1500.2, "iscrowd": 0},
+        {"id": 103, "image_id": 42, "category_id": 3, "bbox": [10.3, 110.7, 120.4, 80.9], "area": 8000.0, "iscrowd": 0},
+        {"id": 205, "image_id": 7, "category_id": 3, "bbox": [21.3, 78.8, 3.0, 40.0], "area": 100.7, "iscrowd": 0},
+        {"id": 206, "image_id": 7, "category_id": 8, "bbox": [62.2, 78.8, 15.9, 11.0], "area": 150.1, "iscrowd": 0},
+        {"id": 207, "image_id": 7, "category_id": 8, "bbox": [120.0, 120.0, 60.5, 50.5], "area": 2000.0, "iscrowd": 1},
+        {"id": 309, "image_id": 1003, "category_id": 3, "bbox": [14.5, 15.8, 59.3, 3.9], "area": 200.3, "iscrowd": 0},
+        {"id": 310, "image_id": 1003, "category_id": 8, "bbox": [0.1, 150.1, 90.7, 40.3], "area": 3600.9, "iscrowd": 0},
+        {"id": 311, "image_id": 1003, "category_id": 8, "bbox": [100.2, 0.3, 99.7, 99.1], "area": 9800.6, "iscrowd": 0},
+    ],
+}
+ROUND_TRIP_DETECTIONS = [
+    {"image_id": 42, "category_id": 3, "bbox": [5.9, 26.1, 36.0, 5.8], "score": 0.9},  # 101: IoU 0.75 -> below
+    {"image_id": 42, "category_id": 8, "bbox": [93.9, 93.9, 43.2, 35.0], "score": 0.8},  # 102: 0.75 -> below
+    {"image_id": 42, "category_id": 3, "bbox": [12.1, 108.2, 118.3, 83.4], "score": 0.7},  # 103
+    {"image_id": 19, "category_id": 3, "bbox": [50.5, 50.5, 30.3, 30.3], "score": 0.7},  # tied false positive
+    {"image_id": 7, "category_id": 3, "bbox": [19.7, 78.7, 5.9, 39.0], "score": 0.6},  # 205: 0.5 -> below
+    {"image_id": 7, "category_id": 8, "bbox": [59.7, 76.7, 13.0, 13.2], "score": 0.55},  # 206: 0.5 -> below
+    {"image_id": 7, "category_id": 8, "bbox": [125.1, 125.3, 20.2, 20.9], "score": 0.95},  # in the crowd region
+    {"image_id": 1003, "category_id": 3, "bbox": [14.2, 17.0, 57.0, 4.0], "score": 0.65},  # 309: below 0.5 -> above
+    {"image_id": 1003, "category_id": 8, "bbox": [0.3, 149.8, 90.1, 41.2], "score": 0.85},  # 310
+    {"image_id": 1003, "category_id": 8, "bbox": [100.0, 0.1, 98.3, 100.2], "score": 0.5},  # 311
+]
+
+
+def test_coco_protocol_on_coco_files_equals_cocoeval_bit_for_bit(tmp_path: Path) -> None:
+    gt_file = write_json(tmp_path / "gt.json", ROUND_TRIP_GT)
+    results_file = write_json(tmp_path / "results.json", ROUND_TRIP_DETECTIONS)
+    direct = cocoeval_stats(gt_file, results_file)
+    assert all(0 < v < 100 for v in direct.values()), direct  # every area range holds boxes, none is perfect
+    scores = detect_eval(gt_file, results_file, "coco")
+    assert {key: scores[key] for key in SUMMARY} == pytest.approx(direct, abs=1e-12, rel=0)
+    for cat_id, name in ((3, "cat"), (8, "dog")):  # per class: COCOeval on that category alone
+        per_class = cocoeval_stats(gt_file, results_file, [cat_id])["AP"]
+        assert scores[f"per_class_AP/{name}"] == pytest.approx(per_class, abs=1e-12, rel=0)
+    assert set(scores) == {*SUMMARY, "per_class_AP/cat", "per_class_AP/dog"}
+    # the fixture bites: our records' round trip moves AP50 and AP75 (they differed by 9 and 30 points)
+    assert abs(ours_on_files(gt_file, results_file)[2] - direct["AP75"]) > 1
+
+
+def test_coco_protocol_fills_in_what_a_loose_coco_file_leaves_out(tmp_path: Path) -> None:
+    """No annotation ids, areas or iscrowd, a "difficult" box and detections naming their category: scored as the
+    complete file (ids, area w * h, the difficult box a crowd region, category ids) is by COCOeval."""
+    complete = json.loads(json.dumps(ROUND_TRIP_GT))
+    for ann in complete["annotations"]:
+        ann["area"] = ann["bbox"][2] * ann["bbox"][3]
+    loose = json.loads(json.dumps(complete))
+    for ann in loose["annotations"]:
+        del ann["id"], ann["area"]
+        if ann.pop("iscrowd"):
+            ann["difficult"] = 1
+    names = {3: "cat", 8: "dog"}
+    named = [
+        {**det, "category": names[det.pop("category_id")]} for det in json.loads(json.dumps(ROUND_TRIP_DETECTIONS))
+    ]
+    direct = cocoeval_stats(
+        write_json(tmp_path / "gt.json", complete), write_json(tmp_path / "r.json", ROUND_TRIP_DETECTIONS)
+    )
+    scores = detect_eval(write_json(tmp_path / "loose.json", loose), write_json(tmp_path / "named.json", named), "coco")
+    assert {key: scores[key] for key in SUMMARY} == pytest.approx(direct, abs=1e-12, rel=0)
+
+
+def test_coco_protocol_names_what_cocoeval_cannot_read(tmp_path: Path) -> None:
+    results_file = write_json(tmp_path / "results.json", ROUND_TRIP_DETECTIONS)
+    mixed = dict(ROUND_TRIP_GT, images=[*ROUND_TRIP_GT["images"], {"id": "x", "width": 9, "height": 9}])
+    gt_file = write_json(tmp_path / "mixed.json", mixed)
+    with pytest.raises(ValueError, match=re.escape(str(gt_file)) + r": image ids mix int and str; COCOeval sorts"):
+        detect_eval(gt_file, results_file, "coco")
+    assert detect_eval(gt_file, results_file, "voc07")["AP50"] > 0  # voc07 has no such rule
+    named_ids = dict(ROUND_TRIP_GT, annotations=[dict(ROUND_TRIP_GT["annotations"][0], id="a")])
+    gt_file = write_json(tmp_path / "named_ids.json", named_ids)
+    with pytest.raises(ValueError, match=r"annotations\[0\]: id is 'a', expected an integer"):
+        detect_eval(gt_file, results_file, "coco")
 
 
 def test_random_coco_fixtures_exercise_crowds_ties_and_inexact_round_trips(tmp_path: Path) -> None:
@@ -369,16 +468,10 @@ def test_random_coco_fixtures_exercise_crowds_ties_and_inexact_round_trips(tmp_p
     assert crowds > 10 and ties > 100 and inexact > 100
 
 
-TIES_BUG = (
-    "library bug: to_coco renumbers images by their position in the file, so tied scores are ranked in "
-    "file order; COCOeval ranks them in image-id order"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=TIES_BUG)
 def test_coco_eval_breaks_score_ties_in_image_id_order(tmp_path: Path) -> None:
     """Images listed as ids 2, 1; one cat on image 2. Two detections tie at 0.5: a hit on image 2 and a false
-    positive on image 1. COCOeval takes image 1 first: FP then TP, precision 1/2 at full recall -> AP 50."""
+    positive on image 1. COCOeval takes image 1 first: FP then TP, precision 1/2 at full recall -> AP 50.
+    (Records renumber images by position, so coco_eval on them ranks the tie the other way: AP 100.)"""
     gt_file = write_json(tmp_path / "gt.json", coco_instances([(2, [(1, [0, 0, 10, 10], 0)]), (1, [])], {1: "cat"}))
     results_file = write_json(
         tmp_path / "results.json",
@@ -388,7 +481,9 @@ def test_coco_eval_breaks_score_ties_in_image_id_order(tmp_path: Path) -> None:
         ],
     )
     assert cocoeval_files(gt_file, results_file) == pytest.approx([50, 50, 50], abs=1e-9)
-    assert ours_on_files(gt_file, results_file) == pytest.approx([50, 50, 50], abs=1e-9)
+    scores = detect_eval(gt_file, results_file, "coco")
+    assert [scores["AP"], scores["AP50"], scores["AP75"]] == pytest.approx([50, 50, 50], abs=1e-9)
+    assert ours_on_files(gt_file, results_file) == pytest.approx([100, 100, 100], abs=1e-9)
 
 
 def test_to_coco_fields_and_difficult_as_crowd() -> None:
@@ -422,7 +517,14 @@ def test_detections_of_difficult_objects_are_ignored_by_both_protocols() -> None
 
 def test_coco_eval_without_detections_is_zero() -> None:
     gt, _ = hand_fixture()
-    assert coco_eval(gt, detections([])) == {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
+    # APs and the one class are 0 too; APm and APl are undefined (no box of that size) and left out
+    assert coco_eval(gt, detections([])) == {
+        "AP": 0.0,
+        "AP50": 0.0,
+        "AP75": 0.0,
+        "APs": 0.0,
+        "per_class_AP": {"cat": 0.0},
+    }
 
 
 # --- loaders
@@ -535,4 +637,5 @@ def test_detect_eval_scores_a_saved_voc_run(tmp_path: Path) -> None:
         abs=1e-9,
     )
     coco = detect_eval(tmp_path / "xml", tmp_path / "dets.json", "coco")
-    assert set(coco) == {"AP", "AP50", "AP75"} and 0 < coco["AP75"] < coco["AP50"] <= 100
+    assert set(coco) == {"AP", "AP50", "AP75", "APs", "per_class_AP/cat"} and 0 < coco["AP75"] < coco["AP50"] <= 100
+    assert coco["APs"] == coco["AP"] == coco["per_class_AP/cat"]  # one class, every box small

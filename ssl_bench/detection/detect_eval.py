@@ -7,8 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ssl_bench import storage
-from ssl_bench.detection.coco import coco_eval
-from ssl_bench.detection.records import Detections, GroundTruth, check_detections, load_detections, load_gt
+from ssl_bench.detection.coco import coco_eval, coco_eval_files
+from ssl_bench.detection.records import (
+    Detections,
+    GroundTruth,
+    check_detections,
+    is_coco_file,
+    load_detections,
+    load_gt,
+)
 from ssl_bench.detection.voc07 import voc07_eval
 
 PROTOCOLS: dict[str, Callable[[GroundTruth, Detections], dict]] = {"voc07": voc07_eval, "coco": coco_eval}
@@ -18,11 +25,19 @@ def detect_eval(
     gt_path: str | Path, dets_path: str | Path, protocol: str, split: str | None = None, clip_boxes: bool = False
 ) -> dict[str, float]:
     """Load the ground truth (COCO .json or VOC directory, ``split`` for a VOC-layout root) and a COCO results
-    json, and evaluate. Nested results are flattened: per_class_AP50 {"dog": x} becomes "per_class_AP50/dog"."""
+    json, check them, and evaluate. Nested results are flattened: per_class_AP50 {"dog": x} becomes
+    "per_class_AP50/dog".
+
+    The coco protocol on a COCO json scores the two files' own contents, so it equals COCOeval run on them
+    directly; records converted back to COCO would not (see ``ssl_bench.detection.coco``)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown detection protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
     gt = load_gt(gt_path, split, clip_boxes)
-    scores = PROTOCOLS[protocol](gt, load_detections(dets_path, gt))
+    dets = load_detections(dets_path, gt)  # every detection checked against the ground truth
+    if protocol == "coco" and is_coco_file(gt_path):
+        scores = coco_eval_files(gt_path, dets_path, gt)
+    else:
+        scores = PROTOCOLS[protocol](gt, dets)
     flat = {}
     for key, value in scores.items():
         if isinstance(value, dict):

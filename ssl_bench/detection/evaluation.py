@@ -29,7 +29,7 @@ from ssl_bench.detection.model import build_detector
 from ssl_bench.detection.records import Detections, GroundTruth, ImageRecord
 from ssl_bench.detection.train import predict, train_detector
 
-METRICS = ("AP", "AP50", "AP75")
+METRICS = ("AP", "AP50", "AP75")  # the rows (PIRL Table 1); coco's APs/APm/APl and per-class AP: detect-eval
 
 
 def detection_root(cfg: DetectionConfig, shared_dir: Path) -> Path:

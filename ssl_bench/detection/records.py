@@ -112,7 +112,8 @@ def check_detections(gt: GroundTruth, dets: Detections) -> None:
             raise ValueError(f"detections {np.flatnonzero(bad)[:5].tolist()}: {problem}")
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """The parsed file; FileNotFoundError or ValueError naming it."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
     try:
@@ -161,7 +162,7 @@ def load_coco_gt(path: str | Path) -> GroundTruth:
     and categories {id, name}. Labels follow the categories sorted by id; annotations with a true ``iscrowd``,
     ``difficult`` or ``ignore`` become difficult objects."""
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(
             f"{path}: is a JSON {type(data).__name__}, expected an object with images, annotations and "
@@ -274,10 +275,16 @@ def load_voc_gt(path: str | Path, split: str | None = None, clip_boxes: bool = F
     return GroundTruth(categories=categories, images=images)
 
 
+def is_coco_file(path: str | Path) -> bool:
+    """Whether ``load_gt`` reads ``path`` as a COCO instances json (a ``.json`` file) rather than VOC."""
+    path = Path(path)
+    return path.suffix == ".json" and path.is_file()
+
+
 def load_gt(path: str | Path, split: str | None = None, clip_boxes: bool = False) -> GroundTruth:
     """COCO json for a ``.json`` file, VOC for a directory."""
     path = Path(path)
-    if path.suffix == ".json" and path.is_file():
+    if is_coco_file(path):
         if split is not None:
             raise ValueError(f"{path} is a COCO json: split={split!r} only applies to a VOC-layout root")
         return load_coco_gt(path)
@@ -292,7 +299,7 @@ def load_detections(path: str | Path, gt: GroundTruth) -> Detections:
     """A COCO results json whose image ids are those of ``gt`` (for VOC, the XML stems as strings) and whose
     categories are ``category_id`` (the ids of ``gt.category_ids``) or ``category`` (a name)."""
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, list):
         raise ValueError(f"{path}: is a JSON {type(data).__name__}, expected {RESULTS_FORMAT}")
     index = {image.id: k for k, image in enumerate(gt.images)}
