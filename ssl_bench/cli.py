@@ -260,6 +260,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from ssl_bench.data.registry import DATASET_HELP
     from ssl_bench.detection.evaluation import DETECTION_DATASET_HELP
     from ssl_bench.eval.harness import EVAL_HELP
+    from ssl_bench.eval.svm import SVM_DATASET_HELP
     from ssl_bench.methods import available_methods
     from ssl_bench.run_config import available_presets
 
@@ -268,6 +269,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         ("evaluations", EVAL_HELP),
         ("datasets", DATASET_HELP),
         ("detection datasets (--set detection.dataset=NAME)", DETECTION_DATASET_HELP),
+        ("svm datasets (--set svm.dataset=NAME)", SVM_DATASET_HELP),
         ("presets", available_presets()),
         (
             "backbones",

@@ -41,6 +41,7 @@ from ssl_bench.eval.invariance import InvarianceConfig
 from ssl_bench.eval.knn import KNNConfig
 from ssl_bench.eval.linear_probe import LinearConfig
 from ssl_bench.eval.semisup import SemisupConfig
+from ssl_bench.eval.svm import SVMConfig
 from ssl_bench.methods import Method, MethodConfig, available_methods, get_method
 
 
@@ -62,11 +63,23 @@ class RunConfig:
     semisup: SemisupConfig = field(default_factory=SemisupConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
+    svm: SVMConfig = field(default_factory=SVMConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"pirl": {"lam": 0.5}}
     overrides: list[str] = field(default_factory=list)  # the dotted keys the command line set, e.g. "pirl.lam"
 
-    SECTIONS = ("backbone", "data", "train", "linear", "knn", "semisup", "detection", "invariance", "checkpoint")
+    SECTIONS = (
+        "backbone",
+        "data",
+        "train",
+        "linear",
+        "knn",
+        "semisup",
+        "detection",
+        "invariance",
+        "svm",
+        "checkpoint",
+    )
 
     def check(self) -> None:
         non_negative("", self, "threads")

@@ -12,6 +12,7 @@ from ssl_bench.cli import main
 from ssl_bench.data.registry import DATASETS
 from ssl_bench.detection.config import DATASETS as DETECTION_DATASETS
 from ssl_bench.eval.harness import EVALS
+from ssl_bench.eval.svm import DATASETS as SVM_DATASETS
 from ssl_bench.methods import METHODS, available_methods
 
 # Small enough for a structure check (files, rows, messages), not for numbers: 128 + 64 images, one probe epoch.
@@ -131,6 +132,7 @@ def test_list_names_every_method_eval_dataset_and_preset(capsys) -> None:
     assert sorted(sections["evaluations"]) == sorted(EVALS)
     assert sorted(sections["datasets"]) == sorted(DATASETS)
     assert sorted(sections["detection datasets (--set detection.dataset=NAME)"]) == sorted(list(DETECTION_DATASETS))
+    assert sorted(sections["svm datasets (--set svm.dataset=NAME)"]) == sorted(SVM_DATASETS)
     assert sorted(sections["presets"]) == sorted(presets) and {"ci", "default"} <= set(presets)
 
 

@@ -16,10 +16,11 @@ import pytest
 
 from ssl_bench.backbone import BackboneConfig
 from ssl_bench.eval.knn import KNNConfig
+from ssl_bench.eval.svm import SVMConfig
 from ssl_bench.methods import available_methods, get_method
 
 PAGE = Path(__file__).resolve().parent.parent / "FIDELITY.md"
-SECTIONS: dict[str, Any] = {"backbone": BackboneConfig(), "knn": KNNConfig()}
+SECTIONS: dict[str, Any] = {"backbone": BackboneConfig(), "knn": KNNConfig(), "svm": SVMConfig()}
 
 
 def literal(text: str) -> Any:
@@ -70,6 +71,7 @@ def test_the_page_covers_the_paper_defaults_that_matter() -> None:
     for method in ("npidpp", "pirl"):
         assert {f"{method}.{f}" for f in ("lr", "temperature", "num_negatives", "bank_momentum", "z_momentum")} <= keys
     assert {"jigsaw.per_tile_norm", "rotnet.lr", "rotnet.nesterov", "backbone.zero_init_residual", "knn.k"} <= keys
+    assert {"svm.folds", "svm.max_iter", "svm.max_dims", "svm.train_difficult"} <= keys
 
 
 @pytest.mark.parametrize("key, value", documented(), ids=[key for key, _ in documented()])

@@ -27,6 +27,18 @@ LINEAR_BEST = {  # method -> (top-1, params)
     "AET": (40.6, 61e6),
     "DeepCluster": (39.8, 61e6),
     "PIRL-c2x": (67.4, 98e6),
+    "Colorization": (39.6, R50),
+    "BigBiGAN": (56.6, R50),
+    "LA": (60.2, R50),  # 10-crop
+    "PIRL-ens": (65.7, 51e6),  # Sec. 3.2's text; two ResNet-50s, counted as CMC's
+}
+VOC07_SVM = {  # Table 2, VOC07 column: mAP of linear SVMs at the best layer
+    "supervised": 87.5,
+    "Colorization": 55.6,
+    "rotnet": 63.9,
+    "npidpp": 76.6,
+    "jigsaw": 64.5,
+    "pirl": 81.1,
 }
 LAYERWISE = {  # conv1, res2, res3, res4, res5
     "random": (9.6, 13.7, 12.0, 8.0, 5.6),
@@ -71,7 +83,7 @@ def value(refs: pd.DataFrame, **where: str) -> float:
 def test_file_loads_with_every_column(refs: pd.DataFrame) -> None:
     assert default_path().name == "published.csv" and default_path().is_file()
     assert list(refs.columns) == list(COLUMNS)
-    assert len(refs) == 15 + 25 + 27 + 10
+    assert len(refs) == 19 + 25 + 27 + 10 + 6
     assert not refs.duplicated(["source", "table", "eval", "eval_protocol", "method", "layer", "metric"]).any()
 
 
@@ -79,8 +91,8 @@ def test_every_row_has_source_protocol_and_a_value_in_range(refs: pd.DataFrame) 
     assert (refs["source"].str.contains("arXiv:1912.01991")).all()
     assert (refs["protocol"].str.len() > 20).all() and (refs["table"] != "").all()
     assert refs["value"].between(0, 100).all() and refs["params"].gt(1e6).all()
-    assert set(refs["eval"]) == {"linear", "detection", "semisup"}
-    assert set(refs["metric"]) == {"top1", "top5", "AP", "AP50", "AP75"}
+    assert set(refs["eval"]) == {"linear", "detection", "semisup", "svm"}
+    assert set(refs["metric"]) == {"top1", "top5", "AP", "AP50", "AP75", "mAP"}
     assert (refs["dataset"] == "imagenet").all()
 
 
@@ -89,7 +101,9 @@ def test_linear_best_layer_numbers(refs: pd.DataFrame) -> None:
         rows = refs[(refs["eval"] == "linear") & (refs["layer"] == "best") & (refs["method"] == method)]
         assert len(rows) == 1, method
         assert rows["value"].iloc[0] == pytest.approx(top1) and rows["params"].iloc[0] == pytest.approx(params), method
-    assert "res4" in refs[(refs["method"] == "jigsaw") & (refs["layer"] == "best")]["note"].iloc[0]
+    jigsaw = refs[(refs["method"] == "jigsaw") & (refs["layer"] == "best") & (refs["eval"] == "linear")]
+    assert "res4" in jigsaw["note"].iloc[0]
+    assert "10-crop" in refs[refs["method"] == "LA"]["note"].iloc[0]
     points = linear_points(refs)
     assert len(points) == len(LINEAR_BEST) and points["x"].min() == pytest.approx(25.6)
 
@@ -111,6 +125,15 @@ def test_detection_numbers(refs: pd.DataFrame) -> None:
     assert (det["eval_protocol"] == "voc07").all() and (det["layer"] == "c4").all()
     assert det["protocol"].str.contains("R50-C4").all() and det["protocol"].str.contains("frozen BN").all()
     assert "BN fine-tuned" in det[det["method"] == "MoCo"]["note"].iloc[0]
+
+
+def test_voc07_svm_numbers(refs: pd.DataFrame) -> None:
+    svm = refs[refs["eval"] == "svm"]
+    assert len(svm) == len(VOC07_SVM)
+    assert {m: v for m, v in zip(svm["method"], svm["value"])} == pytest.approx(VOC07_SVM)
+    assert (svm["eval_protocol"] == "voc07-svm").all() and (svm["layer"] == "best").all()
+    assert (svm["metric"] == "mAP").all() and (svm["table"] == "Table 2").all()
+    assert svm["protocol"].str.contains("VOC07 trainval -> VOC07 test").all()
 
 
 def test_semisup_numbers(refs: pd.DataFrame) -> None:

@@ -33,6 +33,14 @@ def eval_view(image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) 
     return view(mean, std, v2.Resize(round(image_size * 8 / 7), antialias=True), v2.CenterCrop(image_size))
 
 
+def squash_view(image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
+    """Resize the short side to 8/7 of the size, then the whole image to size x size, aspect not kept: Goyal et al.'s
+    VOC07 SVM view (FSSB ``voc07/*_extract_features.yaml``: scale 256, global_resize 224; VISSL
+    ``eval_resnet_8gpu_transfer_voc07_svm.yaml``: Resize 256, Resize [224, 224])."""
+    resize = v2.Resize(round(image_size * 8 / 7), antialias=True)
+    return view(mean, std, resize, v2.Resize((image_size, image_size), antialias=True))
+
+
 def photometric(images: Tensor, bits: Tensor, sharpness: Tensor, threshold: Tensor) -> Tensor:
     """PIRL's photometric chain on a batch of uint8 images (N, C, H, W), each with its own parameters (N,): posterize
     to ``bits``, sharpness ``sharpness`` (PIL's 3x3 smoothing kernel, border pixels kept), solarize at ``threshold``,

@@ -144,8 +144,8 @@ def parse_annotation(xml: Path, clip_boxes: bool = False) -> dict:
                     f"{xml}: {where} ({name}) has box (xmin, ymin, xmax, ymax) = {tuple(box)}, outside the "
                     f"{width}x{height} image or empty (VOC boxes are 1-based and inclusive: 1 <= xmin < xmax <= width, "
                     f"1 <= ymin < ymax <= height). To clip such boxes to the image with a warning (boxes left empty are "
-                    f"dropped) use --set detection.clip_boxes=true (ssl-bench run), --clip-boxes (ssl-bench detect-eval) "
-                    f"or clip_boxes=True (Python)."
+                    f"dropped) use --set detection.clip_boxes=true or svm.clip_boxes=true (ssl-bench run), --clip-boxes "
+                    f"(ssl-bench detect-eval) or clip_boxes=True (Python)."
                 )
             x0, y0, x1, y1 = max(x0, 1), max(y0, 1), min(x1, width), min(y1, height)
             empty = x0 >= x1 or y0 >= y1
@@ -274,6 +274,26 @@ class ConcatVOC(ConcatDataset):
         return image, target
 
 
+# The VOC devkit's image-level classification labels (ImageSets/Main/<class>_<split>.txt): per image and class.
+POSITIVE, DIFFICULT, NEGATIVE = 1, 0, -1
+
+
+def image_labels(dataset: VOCDetection) -> torch.Tensor:
+    """(N, C) int8, the VOC devkit's per-class image labels as its ``<class>_<split>.txt`` files hold them: 1 = the
+    image has a non-difficult object of the class, 0 = only difficult ones, -1 = none of the class.
+
+    The same rule as OpenMMLab's VOC classification set (mmpretrain ``mmcls/datasets/voc.py``: difficult first, then
+    positives over them), read from our parsed annotations; FSSB and VISSL read the devkit's files themselves.
+    """
+    out = torch.full((len(dataset), len(dataset.classes)), NEGATIVE, dtype=torch.int8)
+    for i in range(len(dataset)):
+        target = dataset.target(i)
+        labels = target["labels"] - 1  # 1..C -> 0..C-1
+        out[i, labels[target["difficult"]]] = DIFFICULT
+        out[i, labels[~target["difficult"]]] = POSITIVE
+    return out
+
+
 def write_annotation(path: str | Path, filename: str, width: int, height: int, objects: Sequence[dict]) -> None:
     """Write one standard VOC XML file; objects are {name, bbox (1-based inclusive ints), difficult[, truncated]}."""
     root = ET.Element("annotation")
@@ -302,35 +322,35 @@ def write_annotation(path: str | Path, filename: str, width: int, height: int, o
 DEVKIT_SETS = {"voc07": (("2007",), "2007"), "voc07+12": (("2007", "2012"), "2007")}  # (train years, test year)
 
 
-def devkit_root(dataset: str, root_dir: str, train_split: str, test_split: str) -> Path:
-    """The VOCdevkit directory ``root_dir`` for ``dataset`` (voc07 / voc07+12, ``detection.*`` settings), checked to
-    hold every year and split it reads."""
+def devkit_root(dataset: str, root_dir: str, train_split: str, test_split: str, section: str = "detection") -> Path:
+    """The VOCdevkit directory ``root_dir`` for ``dataset`` (voc07 / voc07+12, the ``<section>.*`` settings: detection
+    or svm), checked to hold every year and split it reads."""
     train_years, test_year = DEVKIT_SETS[dataset]
     years = sorted({*train_years, test_year})
     need = " and ".join(f"VOC{y}/" for y in years)
     about = f"{'; '.join(VOC_YEARS[y] for y in years)}. Each VOC<year>/ holds {LAYOUT.replace('<root>', 'VOC<year>')}"
     if not root_dir:
         raise ConfigError(
-            f"detection.dataset={dataset} needs detection.root=<VOCdevkit dir> holding {need}: {about}. {GET_DEVKIT}"
+            f"{section}.dataset={dataset} needs {section}.root=<VOCdevkit dir> holding {need}: {about}. {GET_DEVKIT}"
         )
     root = Path(root_dir).expanduser()
     if not root.is_dir():
         raise ConfigError(
-            f"detection.root {root} does not exist; for detection.dataset={dataset} it should be a "
+            f"{section}.root {root} does not exist; for {section}.dataset={dataset} it should be a "
             f"VOCdevkit directory holding {need}: {about}. {GET_DEVKIT}"
         )
     if not (root / "VOC2007").is_dir() and (root / "VOCdevkit").is_dir():
         root = root / "VOCdevkit"  # the directory given to torchvision's downloader
     if (root / "Annotations").is_dir():
         raise ConfigError(
-            f"detection.root {root} is one year's VOC-layout directory; detection.dataset={dataset} "
-            f"needs its parent, the VOCdevkit directory holding {need} (or use detection.dataset=voc "
+            f"{section}.root {root} is one year's VOC-layout directory; {section}.dataset={dataset} "
+            f"needs its parent, the VOCdevkit directory holding {need} (or use {section}.dataset=voc "
             f"for this directory alone)"
         )
     missing = [f"VOC{y}/" for y in years if not (root / f"VOC{y}").is_dir()]
     if missing:
         raise ConfigError(
-            f"detection.dataset={dataset}: {root} has no {' or '.join(missing)}; it should be a VOCdevkit "
+            f"{section}.dataset={dataset}: {root} has no {' or '.join(missing)}; it should be a VOCdevkit "
             f"directory holding {need}: {about}. {GET_DEVKIT}"
         )
     for year, split in [(y, train_split) for y in train_years] + [(test_year, test_split)]:
@@ -345,7 +365,7 @@ def devkit_root(dataset: str, root_dir: str, train_split: str, test_split: str) 
                 else ""
             )
             raise ConfigError(
-                f"detection.dataset={dataset} reads split {split!r} of VOC{year}, but {path} is "
+                f"{section}.dataset={dataset} reads split {split!r} of VOC{year}, but {path} is "
                 f"missing{own}. {GET_DEVKIT}"
             )
     return root

@@ -42,11 +42,20 @@ class _Viewed(Dataset):
         return self.transform(image), int(label)
 
 
+View = Callable[[int, tuple[float, ...], tuple[float, ...]], Callable[[Any], Tensor]]  # (size, mean, std) -> transform
+
+
 def eval_loader(
-    dataset: Dataset, image_size: int, mean: tuple[float, ...], std: tuple[float, ...], batch_size: int, workers: int
+    dataset: Dataset,
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int,
+    workers: int,
+    view: View = eval_view,
 ) -> DataLoader:
     """(test view, label) batches of ``dataset``, in order: what every frozen-feature pass reads."""
-    return DataLoader(_Viewed(dataset, eval_view(image_size, mean, std)), batch_size=batch_size, num_workers=workers)
+    return DataLoader(_Viewed(dataset, view(image_size, mean, std)), batch_size=batch_size, num_workers=workers)
 
 
 @torch.no_grad()
@@ -62,11 +71,13 @@ def extract(
     batch_size: int = 256,
     workers: int = 0,
     dtype: torch.dtype | None = None,
+    view: View = eval_view,
 ) -> tuple[dict[str, Tensor], Tensor]:
-    """-> ({layer: (N, D) float32}, labels (N,)). The backbone is put in eval mode; its weights are not touched."""
+    """-> ({layer: (N, D) float32}, labels (N,)). The backbone is put in eval mode; its weights are not touched.
+    ``view``: how an image becomes the network's input (default: resize and centre-crop)."""
     backbone.eval().to(device)
     stage_layers = [l for l in layers if l != POOLED]
-    loader = eval_loader(dataset, image_size, mean, std, batch_size, workers)
+    loader = eval_loader(dataset, image_size, mean, std, batch_size, workers, view)
     chunks: dict[str, list[Tensor]] = {l: [] for l in layers}
     labels = []
     for images, target in loader:

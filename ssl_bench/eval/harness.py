@@ -27,6 +27,7 @@ from ssl_bench.eval.invariance import InvarianceConfig
 from ssl_bench.eval.knn import KNNConfig, knn
 from ssl_bench.eval.linear_probe import LinearConfig, probe
 from ssl_bench.eval.semisup import SemisupConfig, finetune, labelled_subset, lowshot_linear
+from ssl_bench.eval.svm import SVMConfig, run_svm
 from ssl_bench.storage import save
 
 Embeddings = dict[str, Callable[[Tensor], Tensor]]  # input kind ("image", "jigsaw", "rotation") -> embedding function
@@ -83,7 +84,7 @@ def features(ctx: EvalContext, split: str, max_dims: int) -> tuple[dict[str, tor
     )
 
 
-def probe_layers(ctx: EvalContext, cfg: LinearConfig) -> list[str]:
+def probe_layers(ctx: EvalContext, cfg: LinearConfig | SVMConfig) -> list[str]:
     if cfg.layers == ["all"]:
         return list(ctx.backbone.stage_names)
     valid = [*ctx.backbone.stage_names, POOLED]
@@ -194,6 +195,12 @@ def detection(ctx: EvalContext, cfg: Any) -> list[Row]:
     return [Row(*row) for row in run_detection(ctx, cfg)]
 
 
+def svm(ctx: EvalContext, cfg: SVMConfig) -> list[Row]:
+    """One linear SVM per class on the frozen features of each stage, VOC-layout trainval -> test (Goyal et al.'s
+    VOC07 protocol, ``eval/svm.py``): mAP per layer, protocol "voc07-svm"."""
+    return [Row(*row) for row in run_svm(ctx, cfg, probe_layers(ctx, cfg))]
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """An evaluation: its function, the config sections it reads (in its argument order) and a line of help."""
@@ -224,6 +231,12 @@ EVALS: dict[str, Evaluation] = {
         ("detection",),
         "Faster R-CNN (C4 or FPN, frozen BN) fine-tuned on VOC-layout trainval: AP, AP50, AP75 (voc07, coco)",
     ),
+    "svm": Evaluation(
+        svm,
+        ("svm",),
+        "one linear SVM per class on frozen features of every stage, VOC07 trainval -> test (Goyal et al. 2019 "
+        "protocol; PIRL Table 2, VOC07 column): mAP",
+    ),
     "invariance": Evaluation(
         invariance,
         ("invariance",),
@@ -239,6 +252,7 @@ HASH_SECTIONS = {
     "semisup": ("semisup", "linear"),
     "detection": ("detection",),
     "invariance": ("invariance",),
+    "svm": ("svm",),
 }
 
 
