@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import tomllib
@@ -43,6 +44,7 @@ from ssl_bench.eval.linear_probe import LinearConfig
 from ssl_bench.eval.semisup import SemisupConfig
 from ssl_bench.eval.svm import SVMConfig
 from ssl_bench.methods import Method, MethodConfig, available_methods, get_method
+from ssl_bench.storage import file_sha256
 
 
 @dataclass
@@ -197,7 +199,8 @@ def resolve(cfg: RunConfig, name: str) -> Resolved:
 
 def hashed(name: str, section: Any) -> dict[str, Any]:
     """``asdict(section)`` of the section as asked (unresolved), each unset field as its old sentinel (``UNSET``) and
-    each field newer than the hashes (``ADDED``) left out while at its default."""
+    each field newer than the hashes (``ADDED``) left out while at its default; a label-subset list counts by its
+    contents, not only its path."""
     out = asdict(section)
     for key, (_, sentinel) in UNSET.items():
         section_name, field_name = key.split(".")
@@ -207,4 +210,6 @@ def hashed(name: str, section: Any) -> dict[str, Any]:
         section_name, field_name = key.split(".")
         if section_name == name and out[field_name] == default:
             del out[field_name]
+    if name == "semisup" and out.get("subset_files"):  # a list edited in place is another subset: hash its contents
+        out["subset_files"] = [f"{path}#sha256={file_sha256(Path(path).expanduser())}" for path in out["subset_files"]]
     return out

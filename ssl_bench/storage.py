@@ -41,7 +41,7 @@ def sidecar(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR)
 
 
-def _digest(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -92,7 +92,7 @@ def atomic(path: str | Path, checksum: bool = False, fault: str = "") -> Iterato
         with temps[0].open("rb+") as f:
             os.fsync(f.fileno())
         if checksum:
-            temps[1].write_text(_digest(temps[0]) + "\n")
+            temps[1].write_text(file_sha256(temps[0]) + "\n")
         if fault:
             faults.point(fault)
         for tmp, target in zip(temps, targets):
@@ -128,7 +128,7 @@ def verify(path: str | Path) -> None:
     check = sidecar(path)
     if check.exists():
         expected = check.read_text().strip()
-        if _digest(path) != expected:
+        if file_sha256(path) != expected:
             raise CorruptFile(f"{path} does not match its checksum ({check.name}): truncated or corrupt")
 
 

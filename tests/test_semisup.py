@@ -237,3 +237,6 @@ def test_subset_files_are_checked_and_hashed_only_when_set(tree: Path) -> None:
     drawn = load("ci", {})
     assert {u.method: eval_hash(u, "semisup", drawn) for u in plan(drawn)} == SEMISUP_HASHES
     assert all(eval_hash(u, "semisup", listed) != SEMISUP_HASHES[u.method] for u in plan(listed))
+    before = {u.method: eval_hash(u, "semisup", listed) for u in plan(listed)}
+    write_list(lists[0], ["n01440764_101.JPEG"])  # the same path, another subset: never the cached result
+    assert all(eval_hash(u, "semisup", listed) != before[u.method] for u in plan(listed))
