@@ -62,9 +62,11 @@ class Method(nn.Module):
     needs_labels: ClassVar[bool] = (
         False  # True: trains on the labelled train split, never on unlabelled pretraining data
     )
-    # Faster R-CNN fine-tuning of this method's backbone: (lr, warm-up iterations) at batch 16. PIRL Table 1 (appendix):
-    # 0.02 with 100 for supervised and Jigsaw pretraining (and every method the paper does not name), 0.003 with 1000
-    # for NPID++ and PIRL. The runner hands it to the detection config (``DetectionConfig.resolved``).
+    # Faster R-CNN fine-tuning of this method's backbone: (lr, warm-up iterations) at batch 16. VISSL's VOC07+12
+    # configs for PIRL Table 1 (facebookresearch/vissl @ 09270ed, configs/config/benchmark/object_detection/voc0712/):
+    # 0.02 with 100 (iccv19/rn50_transfer_voc0712_detectron2_e2e.yaml: Goyal et al.'s, for supervised, Jigsaw and
+    # every method without its own) and 0.002 with 1000 for NPID++ and PIRL (pirl_npid/). The runner hands it to the
+    # detection config (``DetectionConfig.resolved``).
     detection_schedule: ClassVar[tuple[float, int]] = (0.02, 100)
 
     def __init__(self, backbone: Backbone, cfg: MethodConfig, data: DataInfo) -> None:

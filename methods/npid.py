@@ -66,7 +66,7 @@ class NPIDpp(Method):
     display_name: ClassVar[str] = "NPID++"
     paper = "Wu et al., CVPR 2018, arXiv:1805.01978; '++' as in Misra & van der Maaten, CVPR 2020, arXiv:1912.01991"
     Config = NPIDConfig
-    detection_schedule: ClassVar[tuple[float, int]] = (0.003, 1000)  # PIRL Table 1: NPID++ and PIRL
+    detection_schedule: ClassVar[tuple[float, int]] = (0.002, 1000)  # VISSL's NPID++ / PIRL configs (see Method)
 
     def __init__(self, backbone: Backbone, cfg: NPIDConfig, data: DataInfo) -> None:
         super().__init__(backbone, cfg, data)

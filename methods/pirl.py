@@ -111,7 +111,7 @@ class PIRL(Method):
     display_name: ClassVar[str] = "PIRL"
     paper = "Misra & van der Maaten, CVPR 2020, arXiv:1912.01991"
     Config = PIRLConfig
-    detection_schedule: ClassVar[tuple[float, int]] = (0.003, 1000)  # PIRL Table 1: NPID++ and PIRL
+    detection_schedule: ClassVar[tuple[float, int]] = (0.002, 1000)  # VISSL's NPID++ / PIRL configs (see Method)
 
     def __init__(self, backbone: Backbone, cfg: PIRLConfig, data: DataInfo) -> None:
         super().__init__(backbone, cfg, data)

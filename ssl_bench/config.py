@@ -47,10 +47,18 @@ UNSET: dict[str, tuple[str, float]] = {
     "detection.warmup_iters": ("the method's paper warm-up", -1),
     "data.image_size": ("the dataset's native size", 0),
 }
-# Fields added after the results and fingerprints they affect were first recorded, with their defaults: left out of
-# the hash (run_config.hashed) and of the fingerprinted defaults while at the default, so earlier results keep their
-# hashes and results/baselines/fingerprints.json stays valid; set, they count.
-ADDED: dict[str, Any] = {"semisup.subset_files": []}
+# Fields added after the results and fingerprints they affect were first recorded, with the value that behaves as
+# before they existed: left out of the hash (run_config.hashed) and of the fingerprinted defaults while at that
+# value, so earlier results keep their hashes and results/baselines/fingerprints.json stays valid; otherwise they
+# count. The detection fields (issue 17) have new defaults (Detectron2's), so they count unless a preset sets the
+# old value (ci does).
+ADDED: dict[str, Any] = {
+    "semisup.subset_files": [],
+    "detection.freeze_at": 2,
+    "detection.multiscale": False,
+    "detection.roi_aligned": False,
+    "detection.box_loss": "smooth_l1",
+}
 
 
 def _unset_hint(key: str) -> str:

@@ -5,14 +5,18 @@ import json
 import pytest
 import torch
 from PIL import Image
+from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.data.voc import VOC_CLASSES, ConcatVOC, VOCDetection, write_annotation
+from ssl_bench.detection import evaluation
 from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.detection.detect_eval import detect_eval
 from ssl_bench.detection.evaluation import detection_sets, ground_truth
+from ssl_bench.detection.model import L1RPN, L1RoIHeads, build_detector
 from ssl_bench.eval.harness import EvalContext, evaluate
 from ssl_bench.methods import available_methods
 from ssl_bench.run_config import RunConfig, load, resolve
@@ -54,6 +58,39 @@ def test_detection_rows_files_and_backbone_unchanged(tmp_path) -> None:
     for r in rows:
         if r.protocol == "coco":
             assert rescored[r.metric] == pytest.approx(r.value, abs=1e-9)
+
+
+class Built(Exception):
+    """Stops run_detection once its detector is built."""
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {},  # the paper's (Detectron2's) defaults
+        {"freeze_at": 3, "freeze_bn": False, "multiscale": False, "roi_aligned": False, "box_loss": "smooth_l1"},
+    ],
+)
+def test_the_detection_config_reaches_the_detector(tmp_path, monkeypatch: pytest.MonkeyPatch, keys: dict) -> None:
+    built = []
+
+    def build(*args, **kwargs):
+        built.append(build_detector(*args, **kwargs))
+        raise Built
+
+    monkeypatch.setattr(evaluation, "build_detector", build)
+    cfg = DetectionConfig(synthetic_trainval=2, synthetic_test=1, synthetic_size=64, min_size=160, max_size=200, **keys)
+    ctx, run = context(tmp_path, cfg)
+    with pytest.raises(Built):
+        evaluate("detection", ctx, run)
+    (det,) = built
+    paper = not keys
+    assert det.transform.min_size == ((96, 102, 109, 115, 122, 128, 134, 141, 147, 154, 160) if paper else (160,))
+    assert det.roi_heads.box_roi_pool.aligned is paper
+    assert (type(det.rpn) is L1RPN, type(det.roi_heads) is L1RoIHeads) == (paper, paper)
+    frozen = {n.split(".")[0] for n, p in det.backbone.named_parameters() if not p.requires_grad}
+    assert frozen == ({"conv1", "layer1"} if paper else {"conv1", "layer1", "layer2"})  # FREEZE_AT 2 / 3
+    assert isinstance(det.backbone.layer3[0].bn1, FrozenBatchNorm2d if paper else nn.BatchNorm2d)
 
 
 def test_detection_on_a_missing_root_says_what_to_do(tmp_path) -> None:

@@ -8,13 +8,23 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.data import Subset
-from torchvision.ops import FrozenBatchNorm2d
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.roi_heads import fastrcnn_loss as torchvision_fastrcnn_loss
+from torchvision.models.detection.rpn import RegionProposalNetwork
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.data.synthetic_voc import write_voc
 from ssl_bench.data.voc import VOCDetection
 from ssl_bench.detection.config import DetectionConfig
-from ssl_bench.detection.model import Res5Head, build_detector
+from ssl_bench.detection.model import (
+    L1RPN,
+    L1RoIHeads,
+    Res5Head,
+    RoIAlignPooler,
+    build_detector,
+    fastrcnn_loss,
+)
 from ssl_bench.detection.train import lr_factor, predict, train_detector
 from ssl_bench.methods import get_method
 
@@ -144,12 +154,173 @@ def test_frozen_batch_norm_and_freeze_at() -> None:
     assert det.transform.min_size == (96, 102, 109, 115, 122, 128, 134, 141, 147, 154, 160)  # 480..800 x 0.2
 
 
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+
+
+def c4_stages(det: nn.Module) -> dict[str, list[nn.Module]]:
+    """The C4 detector's copy of each backbone stage (layer4 is the box head's res5)."""
+    trunk = det.backbone
+    return {
+        "stem": [trunk.conv1, trunk.bn1],
+        "layer1": [trunk.layer1],
+        "layer2": [trunk.layer2],
+        "layer3": [trunk.layer3],
+        "layer4": [det.roi_heads.box_head.res5],
+    }
+
+
+@pytest.mark.parametrize("freeze_bn", [True, False])
+@pytest.mark.parametrize("freeze_at", [0, 2, 5])
+def test_freeze_at_stops_the_first_stages_and_freeze_bn_the_other_batch_norms(freeze_at: int, freeze_bn: bool) -> None:
+    det = build_detector(pretrained(STANDARD), 10, "c4", freeze_bn=freeze_bn, freeze_at=freeze_at)
+    for k, (stage, modules) in enumerate(c4_stages(det).items()):
+        frozen = k < freeze_at  # Detectron2 FREEZE_AT: the first k of stem, res2 .. res5
+        params = [p for m in modules for p in m.parameters()]
+        assert params and all(p.requires_grad != frozen for p in params), stage
+        norms = [n for m in modules for n in m.modules() if isinstance(n, (nn.BatchNorm2d, FrozenBatchNorm2d))]
+        assert norms and all(isinstance(n, FrozenBatchNorm2d) == (frozen or freeze_bn) for n in norms), stage
+    heads = [det.rpn.head, det.roi_heads.box_predictor]
+    assert all(p.requires_grad for m in heads for p in m.parameters())
+
+
+def test_fine_tuned_batch_norm_learns_and_tracks_the_batch(voc: VOCDetection) -> None:
+    """freeze_bn=False (MoCo's SyncBN runs): the trained stages' BNs update statistics and affine; frozen ones do not."""
+    det = build_detector(pretrained(STANDARD), len(voc.classes), "c4", freeze_bn=False, min_size=SIZE, max_size=SIZE)
+    trained, frozen = det.backbone.layer3[0].bn1, det.backbone.layer1[0].bn1
+    assert isinstance(trained, nn.BatchNorm2d) and isinstance(frozen, FrozenBatchNorm2d)
+    before = snapshot(det)
+    train_detector(det, voc, tiny_cfg(iterations=2), 0.02, 0, CPU, seed=0)
+    after = det.state_dict()
+    for name in ("running_mean", "running_var", "weight", "bias"):
+        assert not torch.equal(before[f"backbone.layer3.0.bn1.{name}"], after[f"backbone.layer3.0.bn1.{name}"]), name
+        assert torch.equal(before[f"backbone.layer1.0.bn1.{name}"], after[f"backbone.layer1.0.bn1.{name}"]), name
+
+
+def test_multiscale_draws_a_shorter_side_per_training_image_and_tests_at_min_size() -> None:
+    det = build_detector(pretrained(STANDARD), 10, "c4", min_size=160, max_size=400)
+    sizes = (96, 102, 109, 115, 122, 128, 134, 141, 147, 154, 160)  # Detectron2's 480, 512, ..., 800 x 160 / 800
+    assert det.transform.min_size == sizes
+    images = [torch.rand(3, 40, 50) for _ in range(40)]
+    torch.manual_seed(0)
+    drawn = {h for h, _ in det.transform.train()(images)[0].image_sizes}
+    assert drawn <= set(sizes) and len(drawn) >= 6  # one draw per image ("choice"), not one per batch
+    assert {h for h, _ in det.transform.eval()(images)[0].image_sizes} == {160}
+    single = build_detector(pretrained(STANDARD), 10, "c4", min_size=160, max_size=400, multiscale=False)
+    assert single.transform.min_size == (160,)
+
+
+def test_aligned_roi_align_samples_half_a_pixel_earlier() -> None:
+    """Hand-computed: on a map whose value is the x coordinate, a 1x1 RoIAlign of the box [0, 4] samples its centre:
+    x = 2 as torchvision's RoIAlign, x = 1.5 as ROIAlignV2 (the box's pixels span [-0.5, 3.5] in pixel centres)."""
+    ramp = torch.arange(8.0).expand(1, 1, 8, 8)  # value = x
+    box = [torch.tensor([[0.0, 0.0, 4.0, 4.0]])]
+    for aligned, value in [(False, 2.0), (True, 1.5)]:
+        pooler = RoIAlignPooler(["0"], [1], output_size=1, sampling_ratio=1, aligned=aligned)
+        assert pooler({"0": ramp}, box, [(8, 8)]).item() == pytest.approx(value)
+
+
+@pytest.mark.parametrize("names, strides", [(["0"], [16]), (["0", "1", "2", "3"], [4, 8, 16, 32])])
+def test_roi_pooler_is_torchvisions_unaligned_and_roi_align_v2_aligned(names: list[str], strides: list[int]) -> None:
+    torch.manual_seed(0)
+    image = 256
+    maps = {name: torch.randn(2, 3, image // s, image // s) for name, s in zip(names, strides)}
+    corners = torch.rand(2, 30, 2) * 200
+    boxes = [torch.cat([c, c + 4 + torch.rand(30, 2) * 200], dim=1) for c in corners]  # from 4 px to 200 px wide
+    shapes = [(image, image)] * 2
+    theirs = MultiScaleRoIAlign(names, 7, 2)(maps, boxes, shapes)
+    assert torch.equal(RoIAlignPooler(names, strides, 7, 2, aligned=False)(maps, boxes, shapes), theirs)
+    ours = RoIAlignPooler(names, strides, 7, 2, aligned=True)(maps, boxes, shapes)
+    assert ours.shape == theirs.shape and not torch.allclose(ours, theirs)
+    if len(names) == 1:  # one level: roi_align(aligned=True) on every box
+        from torchvision.ops import roi_align
+
+        assert torch.equal(ours, roi_align(maps["0"], boxes, 7, 1 / 16, 2, aligned=True))
+
+
+def box_head_inputs() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """3 sampled RoIs over 2 images (classes 1, background, 2 of 2 + background): logits, deltas, labels, targets."""
+    deltas = torch.full((3, 12), 7.0)  # other classes' deltas and the background RoI's: not in the loss
+    deltas[0, 4:8] = torch.tensor([0.5, -0.2, 0.0, 0.05])  # RoI 0, class 1
+    deltas[2, 8:12] = torch.tensor([1.0, 1.0, 1.0, 1.0])  # RoI 2, class 2
+    targets = [torch.tensor([[0.0, 0.0, 0.0, 0.0], [9.0, 9.0, 9.0, 9.0]]), torch.tensor([[0.5, 0.5, 2.0, 1.0]])]
+    return torch.zeros(3, 3), deltas, [torch.tensor([1, 0]), torch.tensor([2])], targets
+
+
+def test_box_head_l1_loss_by_hand_and_torchvisions_at_its_beta() -> None:
+    logits, deltas, labels, targets = box_head_inputs()
+    cls, box = fastrcnn_loss(logits, deltas, labels, targets, beta=0.0)
+    assert cls.item() == pytest.approx(math.log(3))  # uniform logits over 3 classes
+    assert box.item() == pytest.approx((0.5 + 0.2 + 0.0 + 0.05 + 0.5 + 0.5 + 1.0 + 0.0) / 3)  # L1 / sampled RoIs
+    smooth = [4.5 * x * x if x < 1 / 9 else x - 1 / 18 for x in (0.5, 0.2, 0.0, 0.05, 0.5, 0.5, 1.0, 0.0)]  # beta 1/9
+    by_hand = sum(smooth) / 3
+    ninth = fastrcnn_loss(logits, deltas, labels, targets, beta=1 / 9)
+    assert ninth[1].item() == pytest.approx(by_hand)
+    assert all(torch.equal(a, b) for a, b in zip(ninth, torchvision_fastrcnn_loss(logits, deltas, labels, targets)))
+
+
+def test_rpn_l1_loss_by_hand_and_torchvisions_at_its_beta() -> None:
+    l1 = build_detector(pretrained(STANDARD), 10, "c4", min_size=SIZE, max_size=SIZE).rpn
+    plain = build_detector(pretrained(STANDARD), 10, "c4", min_size=SIZE, max_size=SIZE, box_loss="smooth_l1").rpn
+    assert type(l1) is L1RPN and type(plain) is RegionProposalNetwork
+    labels = [torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, -1.0])]  # 2 positives, 3 negatives, 1 ignored: all 5 sampled
+    deltas = torch.full((6, 4), 5.0)  # negatives' and the ignored anchor's deltas: not in the loss
+    deltas[:2] = torch.tensor([[0.5, -0.5, 0.0, 0.0], [0.1, 0.0, 0.0, 0.2]])
+    targets = [torch.zeros(6, 4)]
+    objectness = torch.zeros(6, 1)
+    obj, box = l1.compute_loss(objectness, deltas, labels, targets)
+    assert obj.item() == pytest.approx(math.log(2))
+    assert box.item() == pytest.approx((0.5 + 0.5 + 0.1 + 0.2) / 5)  # L1 / sampled anchors
+    l1.beta = 1 / 9
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            l1.compute_loss(objectness, deltas, labels, targets),
+            plain.compute_loss(objectness, deltas, labels, targets),
+        )
+    )
+
+
+def test_l1_heads_train_as_torchvisions_but_for_the_loss(voc: VOCDetection) -> None:
+    """At torchvision's beta the L1 subclasses give torchvision's losses, step for step; at beta 0 the box losses
+    differ and nothing else does."""
+    images, targets = zip(*(voc[i] for i in range(2)))
+    images = [im.float() / 255 for im in images]
+    targets = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+
+    def losses(box_loss: str, beta: float | None = None) -> dict[str, float]:
+        torch.manual_seed(0)
+        det = build_detector(pretrained(SMALL), len(voc.classes), "c4", min_size=SIZE, max_size=SIZE, box_loss=box_loss)
+        if beta is not None:
+            det.rpn.beta = det.roi_heads.beta = beta
+        torch.manual_seed(1)
+        return {k: v.item() for k, v in det.train()(images, targets).items()}
+
+    theirs = losses("smooth_l1")
+    assert losses("l1", beta=1 / 9) == pytest.approx(theirs)
+    ours = losses("l1")
+    assert ours["loss_classifier"] == theirs["loss_classifier"] and ours["loss_objectness"] == theirs["loss_objectness"]
+    assert ours["loss_box_reg"] > theirs["loss_box_reg"] and ours["loss_rpn_box_reg"] > theirs["loss_rpn_box_reg"]
+
+
+def test_the_paper_path_is_built_by_default() -> None:
+    det = build_detector(pretrained(STANDARD), 10, "c4")
+    assert type(det.rpn) is L1RPN and type(det.roi_heads) is L1RoIHeads
+    assert isinstance(det.roi_heads.box_roi_pool, RoIAlignPooler) and det.roi_heads.box_roi_pool.aligned
+    assert det.transform.min_size == (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
+    assert (det.transform.max_size, det.roi_heads.box_roi_pool.sampling_ratio) == (1333, 0)
+    old = build_detector(pretrained(STANDARD), 10, "fpn", roi_aligned=False, box_loss="smooth_l1", multiscale=False)
+    assert type(old.rpn) is RegionProposalNetwork and type(old.roi_heads) is RoIHeads
+    assert not old.roi_heads.box_roi_pool.aligned and old.transform.min_size == (800,)
+
+
 def test_bad_arguments_name_the_valid_choices() -> None:
     backbone = Backbone(STANDARD)
     with pytest.raises(ValueError, match="unknown detection head 'c5'; valid heads: c4, fpn"):
         build_detector(backbone, 10, "c5")
     with pytest.raises(ValueError, match=r"freeze_at must be in 0\.\.5"):
         build_detector(backbone, 10, freeze_at=6)
+    with pytest.raises(ValueError, match="unknown box loss 'l2'; valid box losses: l1, smooth_l1"):
+        build_detector(backbone, 10, box_loss="l2")
 
 
 @pytest.mark.parametrize("head", ["c4", "fpn"])
@@ -242,10 +413,10 @@ def test_paper_schedule() -> None:
     assert paper_schedule("supervised", cfg) == (0.02, 100)
     assert paper_schedule("jigsaw", cfg) == (0.02, 100)
     assert paper_schedule("rotnet", cfg) == (0.02, 100)
-    assert paper_schedule("npidpp", cfg) == (0.003, 1000)
-    assert paper_schedule("pirl", cfg) == (0.003, 1000)
+    assert paper_schedule("npidpp", cfg) == (0.002, 1000)  # VISSL pirl_npid/rn50_transfer_voc0712_npid_pirl.yaml
+    assert paper_schedule("pirl", cfg) == (0.002, 1000)
     short = DetectionConfig(batch_size=4, iterations=2000)
-    assert paper_schedule("pirl", short) == (pytest.approx(0.003 / 4), 500)  # batch-scaled, warm-up <= iterations / 4
+    assert paper_schedule("pirl", short) == (pytest.approx(0.002 / 4), 500)  # batch-scaled, warm-up <= iterations / 4
     assert paper_schedule("jigsaw", short) == (pytest.approx(0.005), 100)
     assert paper_schedule("pirl", DetectionConfig(batch_size=4, iterations=100, lr=0.1, warmup_iters=80)) == (0.1, 80)
 

@@ -1,8 +1,9 @@
 """FIDELITY.md stays true: every value in its "ours" column equals the code's default for that key.
 
 The page is written by hand from the papers and reference code; this test reads it as a reviewer would (the key
-column and the ours column of every table) and compares with the defaults of each method's Config, the backbone
-section and the kNN section, so a default changed in the code without the page (or the reverse) fails here.
+column and the ours column of every table) and compares with the defaults of each method's Config and of the
+backbone, kNN, SVM and detection sections, so a default changed in the code without the page (or the reverse) fails
+here.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ from typing import Any
 import pytest
 
 from ssl_bench.backbone import BackboneConfig
+from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.eval.knn import KNNConfig
 from ssl_bench.eval.svm import SVMConfig
 from ssl_bench.methods import available_methods, get_method
 
 PAGE = Path(__file__).resolve().parent.parent / "FIDELITY.md"
-SECTIONS: dict[str, Any] = {"backbone": BackboneConfig(), "knn": KNNConfig(), "svm": SVMConfig()}
+SECTIONS: dict[str, Any] = {
+    "backbone": BackboneConfig(),
+    "knn": KNNConfig(),
+    "svm": SVMConfig(),
+    "detection": DetectionConfig(),
+}
 
 
 def literal(text: str) -> Any:
@@ -72,6 +79,7 @@ def test_the_page_covers_the_paper_defaults_that_matter() -> None:
         assert {f"{method}.{f}" for f in ("lr", "temperature", "num_negatives", "bank_momentum", "z_momentum")} <= keys
     assert {"jigsaw.per_tile_norm", "rotnet.lr", "rotnet.nesterov", "backbone.zero_init_residual", "knn.k"} <= keys
     assert {"svm.folds", "svm.max_iter", "svm.max_dims", "svm.train_difficult"} <= keys
+    assert {f"detection.{f}" for f in ("freeze_at", "freeze_bn", "multiscale", "roi_aligned", "box_loss")} <= keys
 
 
 @pytest.mark.parametrize("key, value", documented(), ids=[key for key, _ in documented()])

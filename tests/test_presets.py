@@ -112,8 +112,11 @@ def test_imagenet_paper_evaluations_are_the_papers() -> None:
         True,
         [0.68],
     )
+    # Detectron2's: FREEZE_AT 2, MIN_SIZE_TRAIN 480..800 ("choice") / MIN_SIZE_TEST 800, ROIAlignV2, L1 box losses
+    assert (paper.freeze_at, paper.multiscale, paper.min_size, paper.max_size) == (2, True, 800, 1333)
+    assert (paper.roi_aligned, paper.box_loss) == (True, "l1")
     schedule = {m: (d.lr, d.warmup_iters) for m in ("pirl", "jigsaw") for d in [resolve(cfg, m).run.detection]}
-    assert schedule == {"pirl": (0.003, 1000), "jigsaw": (0.02, 100)}
+    assert schedule == {"pirl": (0.002, 1000), "jigsaw": (0.02, 100)}  # VISSL's VOC07+12 configs
 
 
 def test_voc07_plus_12_is_the_detection_of_imagenet_paper() -> None:

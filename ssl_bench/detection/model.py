@@ -18,30 +18,37 @@ only 8x8 positions and few anchors overlap a 20 px object (about 1.5 with IoU >=
 scene at 800 px). Upsample small images (``min_size`` several times the image size) or use the small stem.
 
 The box predictor is initialised as in Detectron2 (class scores N(0, 0.01), box deltas N(0, 0.001)); torchvision's
-nn.Linear default gives first losses near 60 on features of scale 50. Known differences from Detectron2 (all
-torchvision defaults): RoIAlign with ``aligned=False`` (Detectron2:
-ROIAlignV2), smooth-L1 box losses with beta 1/9 (Detectron2: L1).
+nn.Linear default gives first losses near 60 on features of scale 50. Two torchvision defaults are replaced by
+Detectron2's and kept as options: RoIAlign ``aligned=True`` (ROIAlignV2: a box corner at pixel x samples at x - 0.5,
+the centre of its pixel; torchvision samples at x) and L1 box losses in the RPN and the box head (SMOOTH_L1_BETA = 0;
+torchvision: smooth L1 with beta 1/9). Training images get a shorter side drawn from Detectron2's 480..800 per image.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from timm.layers import freeze_batch_norm_2d
 from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-from torchvision.models.detection.rpn import RPNHead
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.poolers import LevelMapper
 
 from ssl_bench.backbone import Backbone
 
 HEADS = ("c4", "fpn")
+BOX_LOSSES = ("l1", "smooth_l1")  # Detectron2's (SMOOTH_L1_BETA = 0) | torchvision's (beta 1/9)
 ANCHOR_SIZES = (32, 64, 128, 256, 512)  # Detectron2, at an 800 px shorter side (C4: all on one map; FPN: one per level)
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 MIN_ANCHOR = 4  # px
@@ -79,6 +86,93 @@ class Res5Head(nn.Module):
         return self.res5(x).mean((2, 3))
 
 
+class RoIAlignPooler(MultiScaleRoIAlign):
+    """torchvision's MultiScaleRoIAlign with roi_align's ``aligned`` and the levels' strides given (not inferred).
+
+    ``aligned=True`` is Detectron2's ROIAlignV2; False is torchvision's forward, unchanged (and Detectron2's older
+    ROIAlign). With several levels (FPN) a box goes to level floor(4 + log2(sqrt(area) / 224)), clamped
+    (torchvision's LevelMapper, FPN eq. 1).
+    """
+
+    def __init__(
+        self, names: list[str], strides: list[int], output_size: int, sampling_ratio: int, aligned: bool
+    ) -> None:
+        super().__init__(names, output_size, sampling_ratio)
+        self.aligned = aligned
+        self.scales = [1 / s for s in strides]
+        self.map_levels = LevelMapper(int(math.log2(strides[0])), int(math.log2(strides[-1])))
+
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        """Feature maps by name, (N_i, 4) xyxy boxes per image in input pixels -> (R, C, S, S) crops, R = sum N_i."""
+        if not self.aligned:
+            return super().forward(x, boxes, image_shapes)
+        rois = torch.cat([torch.cat([b.new_full((len(b), 1), i), b], dim=1) for i, b in enumerate(boxes)])  # (R, 5)
+        one = len(self.featmap_names) == 1
+        level = torch.zeros(len(rois), dtype=torch.int64) if one else self.map_levels(boxes)  # (R,)
+        first = x[self.featmap_names[0]]
+        out = first.new_zeros((len(rois), first.shape[1], *self.output_size))
+        for k, (name, scale) in enumerate(zip(self.featmap_names, self.scales)):
+            idx = torch.where(level.to(rois.device) == k)[0]
+            crops = roi_align(x[name], rois[idx], self.output_size, scale, self.sampling_ratio, aligned=True)
+            out[idx] = crops.to(out.dtype)
+        return out
+
+
+def smooth_l1(pred: Tensor, target: Tensor, beta: float) -> Tensor:
+    """Summed smooth-L1 loss; beta = 0 is L1 (Detectron2's default), torchvision uses 1/9."""
+    return F.smooth_l1_loss(pred, target, beta=beta, reduction="sum")
+
+
+class L1RPN(RegionProposalNetwork):
+    """torchvision's RPN with Detectron2's anchor-box loss: smooth L1 with ``beta`` = 0 (L1; RPN.SMOOTH_L1_BETA)."""
+
+    beta = 0.0
+
+    def compute_loss(
+        self, objectness: Tensor, pred_bbox_deltas: Tensor, labels: list[Tensor], regression_targets: list[Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """torchvision's: (objectness BCE mean, box loss summed over positives / sampled anchors), with ``beta``."""
+        pos, neg = self.fg_bg_sampler(labels)
+        pos = torch.where(torch.cat(pos))[0]
+        sampled = torch.cat([pos, torch.where(torch.cat(neg))[0]])
+        labels_, targets = torch.cat(labels), torch.cat(regression_targets)  # (A,), (A, 4)
+        box = smooth_l1(pred_bbox_deltas[pos], targets[pos], self.beta) / sampled.numel()
+        return F.binary_cross_entropy_with_logits(objectness.flatten()[sampled], labels_[sampled]), box
+
+
+class L1RoIHeads(RoIHeads):
+    """torchvision's RoIHeads with Detectron2's box loss: smooth L1, ``beta`` = 0 (L1; ROI_BOX_HEAD.SMOOTH_L1_BETA)."""
+
+    beta = 0.0
+
+    def forward(
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+        targets: list[dict[str, Tensor]] | None = None,
+    ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+        """Training: torchvision's box-head losses with ``beta``; inference: torchvision's forward."""
+        if not self.training:
+            return super().forward(features, proposals, image_shapes, targets)
+        proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
+        crops = self.box_roi_pool(features, proposals, image_shapes)
+        class_logits, box_regression = self.box_predictor(self.box_head(crops))
+        cls, box = fastrcnn_loss(class_logits, box_regression, labels, regression_targets, self.beta)
+        return [], {"loss_classifier": cls, "loss_box_reg": box}
+
+
+def fastrcnn_loss(
+    class_logits: Tensor, box_regression: Tensor, labels: list[Tensor], regression_targets: list[Tensor], beta: float
+) -> tuple[Tensor, Tensor]:
+    """torchvision's ``fastrcnn_loss`` with ``beta``: (cross-entropy mean over the sampled RoIs, box loss of each
+    foreground RoI's deltas for its own class, summed, / the number of sampled RoIs)."""
+    labels_, targets = torch.cat(labels), torch.cat(regression_targets)  # (R,), (R, 4)
+    fg = torch.where(labels_ > 0)[0]
+    deltas = box_regression.reshape(len(labels_), -1, 4)[fg, labels_[fg]]  # (F, 4)
+    return F.cross_entropy(class_logits, labels_), smooth_l1(deltas, targets[fg], beta) / labels_.numel()
+
+
 def anchor_size(size: int, min_size: int, stride: int) -> int:
     """A Detectron2 anchor size (for an 800 px shorter side) at ``min_size``, floored at max(4 px, stride)."""
     return max(round(size * min_size / 800), stride, MIN_ANCHOR)
@@ -103,23 +197,31 @@ def build_detector(
     freeze_at: int = 2,
     image_mean: Sequence[float] | None = None,
     image_std: Sequence[float] | None = None,
-    multiscale: bool = False,
+    multiscale: bool = True,
     roi_batch_size: int = 512,
+    roi_aligned: bool = True,
+    box_loss: str = "l1",
 ) -> FasterRCNN:
     """A Faster R-CNN whose trunk (and, for C4, box head) is a deep copy of ``backbone``; the caller's is untouched.
 
     ``num_classes`` excludes the background. ``freeze_bn`` turns every BatchNorm into ``FrozenBatchNorm2d``
-    (statistics and affine fixed, as Detectron2 does for small per-GPU batches). ``freeze_at`` = k stops training
-    the first k stages of ``backbone.stage_names`` (stem, layer1, ...; Detectron2 FREEZE_AT, default 2 = stem +
-    res2); their BatchNorms are frozen too, whatever ``freeze_bn`` says. ``image_mean`` / ``image_std`` are the
-    normalisation the backbone was pretrained with (default: torchvision's ImageNet values); the model takes
-    float images in [0, 1]. ``multiscale`` trains at Detectron2's shorter sides 480..800 scaled by min_size / 800
-    and tests at ``min_size``; otherwise both use ``min_size``. ``roi_batch_size`` is the number of sampled RoIs
-    per training image the box head sees (Detectron2 ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512; most of a C4 step's
-    cost, so small presets lower it).
+    (statistics and affine fixed: Detectron2's FrozenBN); otherwise the trained stages keep ``BatchNorm2d``, which
+    normalises with the statistics of the whole step's batch (one forward over every image, as SyncBN across GPUs)
+    and trains its affine parameters. ``freeze_at`` = k stops training the first k stages of
+    ``backbone.stage_names`` (stem, layer1, ...; Detectron2 FREEZE_AT, default 2 = stem + res2); their BatchNorms
+    are frozen too, whatever ``freeze_bn`` says. ``image_mean`` / ``image_std`` are the normalisation the backbone
+    was pretrained with (default: torchvision's ImageNet values); the model takes float images in [0, 1].
+    ``multiscale`` trains at Detectron2's shorter sides 480, 512, ..., 800 scaled by min_size / 800, one drawn per
+    image (MIN_SIZE_TRAIN_SAMPLING "choice"), and tests at ``min_size``; otherwise both use ``min_size``.
+    ``roi_batch_size`` is the number of sampled RoIs per training image the box head sees (Detectron2
+    ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512; most of a C4 step's cost, so small presets lower it). ``roi_aligned``:
+    RoIAlign as ROIAlignV2 (``RoIAlignPooler``); ``box_loss``: "l1" (Detectron2's) or "smooth_l1" (torchvision's,
+    beta 1/9) for the RPN and box-head regression.
     """
     if head not in HEADS:
         raise ValueError(f"unknown detection head {head!r}; valid heads: {', '.join(HEADS)}")
+    if box_loss not in BOX_LOSSES:
+        raise ValueError(f"unknown box loss {box_loss!r}; valid box losses: {', '.join(BOX_LOSSES)}")
     if not 0 <= freeze_at <= len(backbone.stage_names):
         raise ValueError(
             f"freeze_at must be in 0..{len(backbone.stage_names)} ({backbone.stage_names}), got {freeze_at}"
@@ -157,18 +259,17 @@ def build_detector(
         anchors = AnchorGenerator(
             (tuple(sorted({anchor_size(s, min_size, strides["layer3"]) for s in ANCHOR_SIZES})),), (ASPECT_RATIOS,)
         )
-        return _init_predictor(
-            FasterRCNN(
-                trunk,
-                None,
-                rpn_anchor_generator=anchors,
-                rpn_head=RPNHead(channels["layer3"], anchors.num_anchors_per_location()[0]),
-                box_roi_pool=MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=0),
-                box_head=Res5Head(model.layer4, channels["layer4"]),
-                box_predictor=FastRCNNPredictor(channels["layer4"], num_classes + 1),
-                **common,
-            )
+        detector = FasterRCNN(
+            trunk,
+            None,
+            rpn_anchor_generator=anchors,
+            rpn_head=RPNHead(channels["layer3"], anchors.num_anchors_per_location()[0]),
+            box_roi_pool=RoIAlignPooler(["0"], [strides["layer3"]], 14, 0, roi_aligned),  # Detectron2: 14, 0
+            box_head=Res5Head(model.layer4, channels["layer4"]),
+            box_predictor=FastRCNNPredictor(channels["layer4"], num_classes + 1),
+            **common,
         )
+        return _init_predictor(_with_box_loss(detector, box_loss))
 
     levels = ["layer1", "layer2", "layer3", "layer4"]
     out_channels = min(FPN_CHANNELS, max(channels[n] for n in levels))  # narrow backbones: the widest stage, not 256
@@ -184,15 +285,24 @@ def build_detector(
         tuple((anchor_size(s, min_size, st),) for s, st in zip(ANCHOR_SIZES, level_strides)),
         (ASPECT_RATIOS,) * len(ANCHOR_SIZES),
     )
-    return _init_predictor(
-        FasterRCNN(
-            trunk,
-            num_classes + 1,
-            rpn_anchor_generator=anchors,
-            rpn_head=RPNHead(out_channels, len(ASPECT_RATIOS)),
-            **common,
-        )
+    detector = FasterRCNN(
+        trunk,
+        num_classes + 1,
+        rpn_anchor_generator=anchors,
+        rpn_head=RPNHead(out_channels, len(ASPECT_RATIOS)),
+        # torchvision's FPN pooler (7 x 7, sampling ratio 2; Detectron2's FPN configs: 7, 0) on levels 0..3
+        box_roi_pool=RoIAlignPooler(["0", "1", "2", "3"], [strides[n] for n in levels], 7, 2, roi_aligned),
+        **common,
     )
+    return _init_predictor(_with_box_loss(detector, box_loss))
+
+
+def _with_box_loss(detector: FasterRCNN, box_loss: str) -> FasterRCNN:
+    """``detector`` with L1 box losses ("l1": its RPN and RoI heads become the L1 subclasses, state unchanged) or
+    torchvision's smooth L1 ("smooth_l1": as built)."""
+    if box_loss == "l1":
+        detector.rpn.__class__, detector.roi_heads.__class__ = L1RPN, L1RoIHeads
+    return detector
 
 
 def _init_predictor(detector: FasterRCNN) -> FasterRCNN:

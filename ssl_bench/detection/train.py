@@ -1,8 +1,8 @@
 """Fine-tune and run a Faster R-CNN: Detectron2's solver as an SGD loop, and batched inference.
 
 PIRL, 2020, arXiv:1912.01991 (Table 1 and appendix) fine-tunes with Detectron2's solver: SGD with momentum, linear
-warm-up from 0.001 x lr, lr x0.1 at the steps. The rate and warm-up depend on the pretraining (0.02 with 100
-iterations for supervised and Jigsaw, 0.003 with 1000 for NPID++ and PIRL): each method offers its own as
+warm-up from 0.001 x lr, lr x0.1 at the steps. The rate and warm-up depend on the pretraining (VISSL's configs: 0.02
+with 100 iterations for supervised and Jigsaw, 0.002 with 1000 for NPID++ and PIRL): each method offers its own as
 ``Method.detection_schedule`` and ``DetectionConfig.resolved`` puts it in the config before anything runs.
 """
 
