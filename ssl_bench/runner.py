@@ -104,6 +104,8 @@ def plan(cfg: RunConfig) -> list[Unit]:
 def eval_hash(unit: Unit, name: str, cfg: RunConfig) -> str:
     """The hash of one evaluation's result: the unit's pretraining and the evaluation's sections as asked."""
     settings = eval_settings(name, lambda section: hashed(section, getattr(cfg, section)))
+    if name == "detection":  # the method's own rate and warm-up fill an unset detection.lr / warmup_iters
+        settings = {**settings, "schedule": list(get_method(unit.method).detection_schedule)}
     return config_hash({"pretrain": unit.pretrain_hash, "eval": name, "settings": settings})
 
 

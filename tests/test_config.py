@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from ssl_bench.config import ConfigError, config_hash, unresolved
-from ssl_bench.methods import available_methods
+from ssl_bench.methods import available_methods, get_method
 from ssl_bench.run_config import available_presets, load, method_config, parse_set, resolve
 from ssl_bench.runner import eval_hash, plan
 
@@ -100,17 +100,19 @@ def test_pretraining_hashes_of_the_presets_do_not_move(preset: str) -> None:
     assert {u.method: u.pretrain_hash for u in plan(load(preset, {}))} == PINNED[preset]
 
 
-# The ci preset's detection result hashes as written before detection.freeze_at / multiscale / roi_aligned / box_loss
-# existed: ci sets the old behaviour (config.ADDED), so its cached results keep their hashes. The paper presets run
-# Detectron2's defaults, so theirs moved (imagenet-paper pirl was 3a7257043b8d84f4).
+# The ci preset's detection result hashes. They moved on purpose once, when the method's detection schedule joined
+# them (NPID++ / PIRL went from 0.003 to VISSL's 0.002: a result at the old rate must not be served for the new one).
+# detection.freeze_at / multiscale / roi_aligned / box_loss do not move them: ci sets the old behaviour
+# (config.ADDED). The paper presets run Detectron2's defaults, so theirs differ (imagenet-paper pirl was
+# 3a7257043b8d84f4 before both changes).
 CI_DETECTION_HASHES = {
-    "random": "857236fd5c9a05c6",
-    "supervised": "3ed59a9814fa360a",
-    "autoencoder": "88326edcf1552125",
-    "rotnet": "0dbcf0fc45fcbbf4",
-    "jigsaw": "2e9b3324e361c831",
-    "npidpp": "feb0c661a3d81266",
-    "pirl": "acbd87967f7f4373",
+    "random": "c9f36499ad2c0430",
+    "supervised": "f43e55dbe6752757",
+    "autoencoder": "e0fddf465dbf07d9",
+    "rotnet": "2bc1ee937a60ebbb",
+    "jigsaw": "fb07861d4afcc0d9",
+    "npidpp": "c65c03fe92d7aff9",
+    "pirl": "de6c8778cb0b40e7",
 }
 
 
@@ -123,6 +125,13 @@ def test_detection_hashes_move_only_where_the_detector_does() -> None:
     paper = load("imagenet-paper", {})
     pirl = next(u for u in plan(paper) if u.method == "pirl")
     assert eval_hash(pirl, "detection", paper) != "3a7257043b8d84f4"
+
+
+def test_a_methods_detection_schedule_is_part_of_its_detection_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    ci = load("ci", {})
+    pirl = next(u for u in plan(ci) if u.method == "pirl")
+    monkeypatch.setattr(get_method("pirl"), "detection_schedule", (0.003, 1000))
+    assert eval_hash(pirl, "detection", ci) != CI_DETECTION_HASHES["pirl"]
 
 
 def test_a_method_with_its_own_epochs_trains_them_and_shares_the_cache_of_the_same_training() -> None:
