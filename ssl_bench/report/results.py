@@ -9,7 +9,8 @@ detector head). Nothing here retrains or knows about methods beyond their names.
 
 One number per unit and seed: a re-run (same ``config_hash``) replaces the older row. Two rows of one unit and seed
 with different config hashes are two different settings that the rows' key does not tell apart (a changed
-``linear.epochs`` or ``knn.k``, say: only the hash holds them). Averaging them would mix settings and keeping both would count them as seeds, so the latest
+``linear.epochs`` or ``knn.k``, say: only the hash holds them; the data of detection and svm is in their protocol,
+``ssl_bench.protocol``). Averaging them would mix settings and keeping both would count them as seeds, so the latest
 is shown and a note names every other one (short hash and date): never silently.
 
 Invariance distances (PIRL Fig. 4): the raw samples when the run kept them, else their quantiles. Each run
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ssl_bench.protocol import VOC_EVALS, VOCProtocol
 from ssl_bench.report.stats import with_intervals
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -86,7 +88,7 @@ def read_results(path: Path) -> pd.DataFrame:
 
 def clean(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Typed rows: numeric value/params/seed, parsed time, the latest run per model, seed and evaluation, one row
-    per unit and seed (the newest: ``superseded``). Returns notes on what was dropped."""
+    per unit and seed (the newest: ``superseded``). Returns notes on what was dropped or is not known."""
     df = raw.copy()
     for col in (
         "method",
@@ -113,7 +115,7 @@ def clean(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     df, run_notes = latest_runs(df)
     notes += run_notes
     df, superseded_notes = superseded(df)
-    notes += superseded_notes
+    notes += superseded_notes + unrecorded_data(df)
     return df.reset_index(drop=True), notes
 
 
@@ -156,6 +158,21 @@ def _stamps(rows: pd.DataFrame, suffix: str = "") -> str:
     pairs = zip(rows[f"config_hash{suffix}"], rows[f"created{suffix}"])
     stamps = (f"config {str(h)[:8]}" + (f" ({t:%Y-%m-%d %H:%M} UTC)" if not pd.isna(t) else "") for h, t in pairs)
     return ", ".join(dict.fromkeys(stamps))
+
+
+def unrecorded_data(df: pd.DataFrame) -> list[str]:
+    """A note on detection / svm rows written before their protocol recorded the data (e.g. "voc07" alone)."""
+    rows = df[df["eval"].isin(VOC_EVALS)]
+    old = rows[[not VOCProtocol.parse(p).recorded for p in rows["protocol"]]]
+    if old.empty:
+        return []
+    evals, protocols = (", ".join(sorted(old[c].unique())) for c in ("eval", "protocol"))
+    note = (
+        f"{len(old)} {evals} row(s) were written before ssl-bench recorded the evaluation's data in the protocol "
+        f"(protocol {protocols} alone): their dataset, splits and schedule are unknown; they are shown as 'dataset "
+        "not recorded' and never matched with published rows"
+    )
+    return [note]
 
 
 def latest_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
