@@ -236,3 +236,19 @@ def test_a_missing_results_table_fails_before_the_fingerprints_are_computed(
     monkeypatch.setattr(fingerprints, "compute", too_late)
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "nope" / "results.csv")]) == 2
     assert "cannot compare: no results table at" in capsys.readouterr().err
+
+
+def test_the_committed_baseline_keys_detection_by_the_ci_presets_data_and_schedule() -> None:
+    """The baseline's detection protocols are the labels a ci run writes (scoring, scenes, splits, iterations): a
+    change to the ci preset's detection data or to the label format shows here, not as 42 missing numbers."""
+    from ssl_bench.protocol import VOCProtocol
+    from ssl_bench.run_config import load
+
+    base = check.load_baseline(Path(__file__).parents[1] / "results" / "baselines" / "ci.csv", Path("results.csv"))
+    cfg = load("ci").detection
+    labels = {VOCProtocol.of(scoring, cfg, cfg.iterations).label for scoring in cfg.protocols}
+    assert labels == {
+        "voc07 on synthetic-voc-32-16-64px trainval->test 20 it",
+        "coco on synthetic-voc-32-16-64px trainval->test 20 it",
+    }
+    assert set(base.loc[base["eval"] == "detection", "protocol"]) == labels

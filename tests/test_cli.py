@@ -216,7 +216,9 @@ def test_ci_preset_runs_every_evaluation_for_every_method(tmp_path) -> None:
             "linear-10%",
         }
         assert {(r["protocol"], r["layer"], r["metric"]) for r in mine if r["eval"] == "detection"} == {
-            (p, "c4", m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")
+            (f"{p} on synthetic-voc-8-4-64px trainval->test 2 it", "c4", m)  # the data and schedule in the key
+            for p in ("voc07", "coco")
+            for m in ("AP", "AP50", "AP75")
         }
         expected = {("jigsaw", "pooled"), ("rotation", "pooled")} | (
             {("jigsaw", "head")} if method == "pirl" else set()

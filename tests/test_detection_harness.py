@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -45,7 +46,9 @@ def test_detection_rows_files_and_backbone_unchanged(tmp_path) -> None:
     ctx, run = context(tmp_path, cfg)
     rows = evaluate("detection", ctx, run)  # evaluate() also checks the pretrained backbone came out unchanged
     assert {(r.layer, r.protocol, r.metric) for r in rows} == {
-        ("c4", p, m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")
+        ("c4", f"{p} on synthetic-voc-6-3-64px trainval->test 2 it", m)
+        for p in ("voc07", "coco")
+        for m in ("AP", "AP50", "AP75")
     }
     assert all(0 <= r.value <= 100 for r in rows)
     root = tmp_path / "data" / "synthetic-voc-6-3-64px"
@@ -56,7 +59,7 @@ def test_detection_rows_files_and_backbone_unchanged(tmp_path) -> None:
     # the saved detections re-score to the same numbers through detect-eval (the path a user takes)
     rescored = detect_eval(root, dets, "coco", split="test")
     for r in rows:
-        if r.protocol == "coco":
+        if r.protocol.startswith("coco "):
             assert rescored[r.metric] == pytest.approx(r.value, abs=1e-9)
 
 
@@ -222,6 +225,47 @@ def test_detection_runs_on_a_voc07_plus_12_devkit(tmp_path) -> None:
         ),
     )
     rows = evaluate("detection", ctx, run)
-    assert {(r.protocol, r.metric) for r in rows} == {(p, m) for p in ("voc07", "coco") for m in ("AP", "AP50", "AP75")}
+    protocols = ("voc07 on voc07+12 trainval->test 2 it", "coco on voc07+12 trainval->test 2 it")
+    assert {(r.protocol, r.metric) for r in rows} == {(p, m) for p in protocols for m in ("AP", "AP50", "AP75")}
     (dets,) = ctx.run_dir.glob("detections-*.json")
     assert {d["image_id"] for d in json.loads(dets.read_text())} <= {"000001", "000004"}  # the VOC2007 test images
+
+
+@pytest.mark.slow
+def test_two_detection_datasets_on_one_backbone_give_two_tables_nothing_dropped(tmp_path) -> None:
+    """The built-in scenes and a VOC-layout root (here scenes written elsewhere, under a BCCD-like name) scored on the
+    same backbone: the rows say which data, so the report shows both (one table per scoring each), drops nothing."""
+    from rich.console import Console
+
+    from ssl_bench.data.synthetic_voc import write_voc
+    from ssl_bench.report import make_report
+    from ssl_bench.runner import run
+
+    bccd = write_voc(tmp_path / "BCCD", 6, 3, 64, seed=1)
+    tiny = {"synthetic_trainval": 6, "synthetic_test": 3, "synthetic_size": 64, "min_size": 64, "max_size": 64}
+    tiny |= {"iterations": 2, "batch_size": 2, "roi_batch_size": 16}
+    base = {"methods": ["random"], "evals": ["detection"], "threads": 1, "data": {"num_train": 40, "num_test": 20}}
+    out = tmp_path / "out"
+    for data in ({}, {"dataset": "voc", "root": str(bccd)}):
+        run(load("ci", base | {"detection": tiny | data}), out, Console(quiet=True))
+    with (out / "results.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["eval"] == "detection"]
+    assert len({r["run_id"] for r in rows}) == 1 and len({r["config_hash"] for r in rows}) == 2  # one backbone
+    assert sorted({r["protocol"] for r in rows}) == [
+        "coco on synthetic-voc-6-3-64px trainval->test 2 it",
+        "coco on voc:BCCD trainval->test 2 it",
+        "voc07 on synthetic-voc-6-3-64px trainval->test 2 it",
+        "voc07 on voc:BCCD trainval->test 2 it",
+    ]
+    files = make_report(out, published=True)
+    text = (out / "report" / "detection_ap.md").read_text()
+    titles = [line for line in text.splitlines() if line.startswith("## Detection")]
+    assert titles == [
+        "## Detection voc07 · synthetic-voc-6-3-64px trainval->test, 2 iterations · c4 head",
+        "## Detection coco · synthetic-voc-6-3-64px trainval->test, 2 iterations · c4 head",
+        "## Detection voc07 · voc:BCCD trainval->test, 2 iterations · c4 head",
+        "## Detection coco · voc:BCCD trainval->test, 2 iterations · c4 head",
+    ]
+    assert text.count("| Random | resnet18-smallstem-w0.25 |") == 4
+    assert "Published:" not in text  # neither is PIRL's protocol, although published numbers were asked for
+    assert not any("superseded" in n or "different detection settings" in n for n in files.notes)

@@ -283,6 +283,27 @@ def test_rerun_replaces_older_row_of_same_seed(tmp_path: Path) -> None:
     assert any("1 older row(s) superseded" in n for n in files.notes)
 
 
+def test_results_of_other_settings_under_one_key_are_named_not_silently_replaced(tmp_path: Path) -> None:
+    """Same model, seed, eval, protocol, layer and metric but another config_hash (say linear.epochs changed): the
+    latest is shown and a note names both hashes; a re-run of the same hash is only counted."""
+    other = {"config_hash": "0123456789abcdef", "created": "2025-11-26T09:30:00+00:00"}
+    changed = [row("pirl", "resnet18", "linear", layer, 70.0, 1, **other) for layer in ("layer2", "layer3", "layer4")]
+    rerun = row("rotnet", "resnet18", "knn", "pooled", 36.0, 0, created="2025-11-25T10:00:00+00:00")
+    files = make_report(write_csv(tmp_path, fixture_rows() + changed + [rerun]))
+    r = headline_row(files, "pirl", "resnet18")
+    assert r["linear_top1"] == pytest.approx(65.0) and r["linear_seeds"] == 2  # (60 + 70) / 2: seed 1's newest
+    assert "1 older row(s) superseded by a re-run of the same unit and seed (kept the newest)" in files.notes
+    (note,) = [n for n in files.notes if "different linear settings" in n]
+    assert note == (
+        "linear on cifar10, preset cifar10 has results of different linear settings under one key (the rows differ "
+        "only in their config hash, not in protocol, layer or metric): pirl / resnet18 / seed 1: shown config "
+        "01234567 (2025-11-26 09:30 UTC), left out config h-linear (2025-11-21 10:00 UTC). They are different "
+        "measurements, not re-runs: the tables show the latest only. To report both, run them into separate --out "
+        "directories."
+    )
+    assert note in files.summary_md.read_text()
+
+
 def test_non_numeric_values_are_ignored_with_a_note(tmp_path: Path) -> None:
     bad = row("pirl", "resnet18", "linear", "layer4", "nan?", 2)
     files = make_report(write_csv(tmp_path, fixture_rows() + [bad]))

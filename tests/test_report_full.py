@@ -26,13 +26,15 @@ STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 SHAPE = {"stem": -20.0, "layer1": -12.0, "layer2": -6.0, "layer3": -2.0, "layer4": 0.0}
 NOISE = {0: -1.0, 1: 1.0}  # seed -> offset: every two-seed number has std sqrt(2)
 RAW_FOR = ("random", "supervised", "npidpp", "pirl")  # jigsaw has no invariance.pt: drawn from quantiles
+TABLE1_DATA = "voc07+12 trainval->test 25000 it"  # detection rows: "<scoring> on <data> <splits> <iterations> it"
 
 
 def run_id(method: str, seed: int) -> str:
     return f"{method}_{BACKBONE}_s{seed}_abcd1234"
 
 
-def rows_for(method: str, seed: int) -> list[dict]:
+def rows_for(method: str, seed: int, detection_data: str = TABLE1_DATA) -> list[dict]:
+    """``detection_data`` "": detection rows as written before the data was recorded (protocol "voc07" alone)."""
     out = []
 
     def add(eval_name: str, protocol: str, layer: str, metric: str, value: float) -> None:
@@ -67,7 +69,8 @@ def rows_for(method: str, seed: int) -> list[dict]:
         for stage in STAGES:
             add("semisup", f"linear-{pct}", stage, "top1", level - drop - 3 + SHAPE[stage] + noise)
             add("semisup", f"linear-{pct}", stage, "top5", level - drop + 15 + SHAPE[stage] + noise)
-    for protocol, scale in (("voc07", 1.0), ("coco", 0.6)):
+    for scoring, scale in (("voc07", 1.0), ("coco", 0.6)):
+        protocol = f"{scoring} on {detection_data}" if detection_data else scoring
         ap = (level * 0.6 + noise) * scale
         add("detection", protocol, "c4", "AP", ap)
         add("detection", protocol, "c4", "AP50", ap + 25 * scale)
@@ -106,9 +109,11 @@ def write_results(out: Path, rows: list[dict]) -> Path:
     return out
 
 
-def full_fixture(out: Path, methods: tuple[str, ...] = METHODS, seeds: tuple[int, ...] = (0, 1)) -> Path:
+def full_fixture(
+    out: Path, methods: tuple[str, ...] = METHODS, seeds: tuple[int, ...] = (0, 1), detection_data: str = TABLE1_DATA
+) -> Path:
     """results.csv for every method and seed, plus runs/<run_id>/invariance.pt for the methods in RAW_FOR."""
-    write_results(out, [r for m in methods for s in seeds for r in rows_for(m, s)])
+    write_results(out, [r for m in methods for s in seeds for r in rows_for(m, s, detection_data)])
     for method in methods:
         for seed in seeds:
             if method in RAW_FOR:
@@ -200,7 +205,8 @@ def test_headline_cells_have_mean_std_and_interval(full: ReportFiles) -> None:
         f"| PIRL | 55.0 ± 1.4 [{55 - half:.1f}, {55 + half:.1f}] (layer4) | 50.0 ± 1.4 [{50 - half:.1f}, {50 + half:.1f}] |"
         in text
     )
-    assert "| method | linear top1 (best layer) | knn top1 | semisup finetune-1% top5 | detection voc07 AP |" in text
+    detection = "detection voc07 AP (voc07+12 trainval->test, 25000 iterations)"
+    assert f"| method | linear top1 (best layer) | knn top1 | semisup finetune-1% top5 | {detection} |" in text
     knn, semisup = (f"{v:.1f} ± 1.4 [{v - half:.1f}, {v + half:.1f}]" for v in (50, 60))
     assert f"| {knn} | {semisup} |" in text  # PIRL's kNN, then its semisup headline: top-5 (59/61), as Table 3
     assert "Ranking by semisup finetune-1% top5." in text
@@ -261,6 +267,7 @@ def test_console_headline_table(tmp_path: Path) -> None:
     out = console.export_text()
     for column in ("linear top1 (best layer)", "knn top1", "semisup 1% top5 (finetune)", "detection voc07 AP"):
         assert column in out
+    assert "voc07+12" in out  # the detection column names its data
     assert "55.0 ± 1.4 (layer4)" in out and "PIRL" in out and "NPID++" in out
     assert "33.0 ± 1.4" in out  # PIRL voc07 AP: 55 * 0.6 ± 1
 
@@ -386,3 +393,23 @@ def test_several_runs_of_one_seed_use_the_latest(tmp_path: Path) -> None:
         f"pirl / {BACKBONE} / seed 0 ({DATASET}) has 2 runs: linear, knn from the latest, "
         f"{run_id('pirl', 0)} of 2026-01-01 10:00 UTC; ignored pirl_old"
     ]
+
+
+def test_rows_written_before_the_detection_data_was_recorded_still_load(tmp_path: Path) -> None:
+    """An older results.csv (detection protocol "voc07" / "coco" alone): every number is shown, in tables that say the
+    data is unknown, with a note, and never beside the paper's rows, whose protocol cannot be told to match."""
+    files = make_report(full_fixture(tmp_path, detection_data=""), published=True)
+    text = (tmp_path / "report" / "detection_ap.md").read_text()
+    assert [line for line in text.splitlines() if line.startswith("## Detection")] == [
+        "## Detection voc07 · dataset not recorded · c4 head",
+        "## Detection coco · dataset not recorded · c4 head",
+    ]
+    assert text.count("| PIRL | resnet18-smallstem |") == 2 and "Published:" not in text
+    assert "their dataset, splits and schedule are unknown" in text
+    (note,) = [n for n in files.notes if "recorded the evaluation's data" in n]
+    assert note.startswith(
+        "60 detection row(s) were written before"
+    )  # 5 methods x 2 seeds x 2 x 3 and "(protocol coco, voc07 alone)" in note
+    summary = files.summary_md.read_text()
+    assert "| semisup finetune-1% top5 | detection voc07 AP |" in summary  # the headline column as before
+    assert "| PIRL (published) | ResNet-50 | 54.0 | 80.7 | 59.7 | +2.3 |" not in summary

@@ -14,6 +14,7 @@ from ssl_bench.report.published import load_published
 from ssl_bench.report.tables import DISPLAY_NAMES, display_name
 
 T1 = 12.7062047  # t quantile 0.975, 1 degree of freedom
+TABLE1 = "voc07 on voc07+12 trainval->test 25000 it"  # PIRL Table 1's protocol, as a detection row writes it
 # (method, head) -> metric -> values of seeds 0 and 1
 DETECTION = {
     ("supervised", "c4"): {"AP": (50, 52), "AP50": (80, 82), "AP75": (55, 57)},
@@ -23,7 +24,7 @@ DETECTION = {
 }
 
 
-def detection_agg(protocol: str = "voc07") -> pd.DataFrame:
+def detection_agg(protocol: str = TABLE1) -> pd.DataFrame:
     rows = [
         {
             "dataset": "imagenet",
@@ -46,7 +47,8 @@ def detection_agg(protocol: str = "voc07") -> pd.DataFrame:
 
 def test_detection_markdown_with_delta_ap75() -> None:
     md = tables.detection_markdown(tables.detection_tables(detection_agg()))
-    assert "### Detection voc07 · c4 head" in md and "### Detection voc07 · fpn head" in md
+    title = "### Detection voc07 · voc07+12 trainval->test, 25000 iterations ·"
+    assert f"{title} c4 head" in md and f"{title} fpn head" in md
     assert md.index("c4 head") < md.index("fpn head")
     assert "| Method | Network | AP^all | AP50 | AP75 | ΔAP75 |" in md
     assert (
@@ -64,8 +66,13 @@ def test_detection_markdown_with_delta_ap75() -> None:
 
 def test_detection_csv_numbers() -> None:
     frame = pd.read_csv(io.StringIO(tables.detection_csv(tables.detection_tables(detection_agg()))))
-    assert list(frame.columns[:9]) == [
+    assert list(frame.columns[:14]) == [
         "protocol",
+        "scoring",
+        "detection_data",
+        "train_split",
+        "test_split",
+        "iterations",
         "head",
         "source",
         "dataset",
@@ -84,7 +91,9 @@ def test_detection_csv_numbers() -> None:
     assert pirl["method_name"] == "PIRL"
     assert math.isnan(frame[frame["method"] == "supervised"].iloc[0]["dAP75"])
     assert frame[frame["method"] == "jigsaw"].iloc[0]["dAP75"] == pytest.approx(-6.0)
-    assert len(frame) == 4 and set(frame["protocol"]) == {"voc07"}
+    assert len(frame) == 4 and set(frame["protocol"]) == {TABLE1}
+    assert set(frame["scoring"]) == {"voc07"} and set(frame["detection_data"]) == {"voc07+12"}
+    assert set(frame["train_split"]) == {"trainval"} and set(frame["iterations"]) == {25000}
 
 
 def test_detection_latex() -> None:
@@ -94,27 +103,90 @@ def test_detection_latex() -> None:
     assert "Supervised & r18 & 51.0 $\\pm$ 1.4 & 81.0 $\\pm$ 1.4 & 56.0 $\\pm$ 1.4 &  \\\\" in tex
     assert "PIRL & r18 & 54.0 $\\pm$ 1.4 & 80.0 $\\pm$ 1.4 & 59.0 $\\pm$ 1.4 & +3.0 \\\\" in tex
     assert "Jigsaw & r18 & 47.0 $\\pm$ 2.8 & 71.0 $\\pm$ 1.4 & 50.0 $\\pm$ 2.8 & $-$6.0 \\\\" in tex
-    assert "\\caption{Detection, protocol voc07, c4 head. Mean $\\pm$ sample std (ddof=1) over 2 seeds." in tex
+    caption = "\\caption{Detection, voc07 scoring, voc07+12 trainval$\\rightarrow$test, 25000 iterations, c4 head. "
+    assert caption + "Mean $\\pm$ sample std (ddof=1) over 2 seeds." in tex
     assert "\\toprule" in tex and "\\bottomrule" in tex and "[95\\% t-interval]" not in tex
 
 
 def test_detection_published_block_has_its_own_reference() -> None:
     det = tables.detection_tables(detection_agg(), load_published())
     c4, fpn = det
-    assert [block[0].split(", ")[-1] for block in c4.published] == ["Table 1", "VOC07 train only"]
+    assert [block.source.split(", ")[-1] for block in c4.published] == ["Table 1"]  # not the VOC07-only table
+    assert c4.published[0].caveat == ""  # the paper's data, splits, head and 25k iterations
     assert fpn.published == []  # the paper's detector is C4 only
     md = tables.detection_markdown(det)
     assert "| PIRL (published) | ResNet-50 | 54.0 | 80.7 | 59.7 | +2.3 |" in md
     assert "| MoCo (published; BN fine-tuned, not frozen) | ResNet-50 | 55.2 | 81.4 | 61.2 | +3.8 |" in md
-    assert "| PIRL (published) | ResNet-50 | 44.7 | 73.4 | 47.0 | +1.1 |" in md
-    assert "Protocol: VOC07+12 trainval -> VOC07 test, Faster R-CNN R50-C4, frozen BN, ImageNet pretraining." in md
+    assert "44.7" not in md  # PIRL's VOC07-only row belongs to another protocol
+    assert [line for line in md.splitlines() if line.startswith("#")] == [
+        "### Detection voc07 · voc07+12 trainval->test, 25000 iterations · c4 head",
+        "### Detection voc07 · voc07+12 trainval->test, 25000 iterations · fpn head",
+    ]
+    assert "Protocol: VOC07+12 trainval -> VOC07 test, Faster R-CNN R50-C4, frozen BN, ImageNet pretraining.\n" in md
     tex = tables.detection_latex(det)
     assert (
         "\\emph{Published:" in tex and "MoCo (BN fine-tuned, not frozen) & ResNet-50 & 55.2 & 81.4 & 61.2 & +3.8" in tex
     )
     frame = pd.read_csv(io.StringIO(tables.detection_csv(det)))
     published = frame[frame["source"] != "ours"]
-    assert len(published) == 9 and published["seeds"].isna().all()
+    assert len(published) == 6 and published["seeds"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "tables_shown", "caveat"),
+    [
+        (TABLE1, ["Table 1"], ""),
+        (
+            "voc07 on voc07+12 trainval->test 5000 it",
+            ["Table 1"],
+            "Not the paper's schedule: ours 5000 iterations, the paper's 25000.",
+        ),
+        (
+            "voc07 on voc07 trainval->test 25000 it",
+            ["VOC07 train only"],
+            "The paper's schedule for this table is not recorded here; ours: 25000 iterations.",
+        ),
+        ("coco on voc07+12 trainval->test 25000 it", [], None),  # Table 1 is scored the voc07 way
+        ("voc07 on voc07+12 trainval->val 25000 it", [], None),
+        ("voc07 on synthetic-voc-32-16-64px trainval->test 20 it", [], None),
+        ("voc07 on voc:BCCD trainval->test 300 it", [], None),
+        ("voc07", [], None),  # written before the data was recorded: unknown, so nothing matches
+    ],
+)
+def test_published_detection_block_only_for_its_protocol(protocol: str, tables_shown: list, caveat: str | None) -> None:
+    c4 = tables.detection_tables(detection_agg(protocol), load_published())[0]
+    assert [block.source.split(", ")[-1] for block in c4.published] == tables_shown
+    md = tables.detection_markdown([c4])
+    assert ("Published:" in md) == bool(tables_shown)
+    if caveat is not None:
+        assert c4.published[0].caveat == caveat
+        assert not caveat or f"ImageNet pretraining. {caveat}\n" in md  # on the block's Published line
+    assert (tables.UNRECORDED_TEXT in md) == (protocol == "voc07")
+
+
+def test_two_detection_datasets_give_two_tables_each() -> None:
+    synthetic, bccd = "synthetic-voc-32-16-64px trainval->test 20 it", "voc:BCCD trainval->test 300 it"
+    agg = pd.concat(
+        [detection_agg(f"{scoring} on {data}") for data in (synthetic, bccd) for scoring in ("coco", "voc07")]
+        + [detection_agg("voc07")],  # and rows of an older results.csv
+        ignore_index=True,
+    )
+    det = tables.detection_tables(agg, load_published())
+    assert [(t.title, len(t.ours)) for t in det] == [
+        ("voc07 · synthetic-voc-32-16-64px trainval->test, 20 iterations · c4 head", 3),
+        ("voc07 · synthetic-voc-32-16-64px trainval->test, 20 iterations · fpn head", 1),
+        ("coco · synthetic-voc-32-16-64px trainval->test, 20 iterations · c4 head", 3),
+        ("coco · synthetic-voc-32-16-64px trainval->test, 20 iterations · fpn head", 1),
+        ("voc07 · voc:BCCD trainval->test, 300 iterations · c4 head", 3),
+        ("voc07 · voc:BCCD trainval->test, 300 iterations · fpn head", 1),
+        ("coco · voc:BCCD trainval->test, 300 iterations · c4 head", 3),
+        ("coco · voc:BCCD trainval->test, 300 iterations · fpn head", 1),
+        ("voc07 · dataset not recorded · c4 head", 3),
+        ("voc07 · dataset not recorded · fpn head", 1),
+    ]
+    assert all(t.published == [] for t in det)
+    frame = pd.read_csv(io.StringIO(tables.detection_csv(det)))
+    assert len(frame) == 20 and frame["source"].eq("ours").all()
 
 
 def test_coco_comes_after_voc07() -> None:

@@ -230,7 +230,7 @@ def test_svm_rows_files_and_cache_on_a_tiny_synthetic_voc_root(tmp_path) -> None
         rows = evaluate("svm", ctx, run)  # evaluate() also checks the backbone came out unchanged
     assert all("classes left out of the mAP" in str(w.message) for w in caught)
     assert [r.layer for r in rows] == ctx.backbone.stage_names == ["stem", "layer1", "layer2", "layer3", "layer4"]
-    assert {(r.metric, r.protocol) for r in rows} == {("mAP", "voc07-svm")}
+    assert {(r.metric, r.protocol) for r in rows} == {("mAP", "voc07-svm on synthetic-voc-30-15-32px trainval->test")}
     assert all(0 < r.value <= 100 for r in rows)
     assert len((tmp_path / "data" / "synthetic-voc-30-15-32px" / "ImageSets/Main/test.txt").read_text().split()) == 15
     (record,) = ctx.run_dir.glob("svm-????????.json")

@@ -6,7 +6,8 @@ VOC-layout root (``voc``, ``detection.root=...``: a Pascal VOC year, or e.g. BCC
 (``detection.root``) for the paper's sets: ``voc07+12`` trains on VOC2007 + VOC2012 trainval and tests on VOC2007
 test (PIRL Table 1), ``voc07`` trains on VOC2007 trainval alone. The detections are kept in the run directory as a
 COCO results json (re-score them with ``ssl-bench detect-eval``), with the training losses as
-``detection-<hash>.jsonl``.
+``detection-<hash>.jsonl``. Each row's protocol names the scoring, the data, its splits and the schedule
+(``ssl_bench.protocol``: "voc07 on voc07+12 trainval->test 25000 it"), so runs on two datasets never share a row key.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ssl_bench.detection.detect_eval import PROTOCOLS, write_coco_results
 from ssl_bench.detection.model import build_detector
 from ssl_bench.detection.records import Detections, GroundTruth, ImageRecord
 from ssl_bench.detection.train import predict, train_detector
+from ssl_bench.protocol import VOCProtocol, synthetic_voc_dir
 
 METRICS = ("AP", "AP50", "AP75")  # the rows (PIRL Table 1); coco's APs/APm/APl and per-class AP: detect-eval
 
@@ -35,7 +37,7 @@ METRICS = ("AP", "AP50", "AP75")  # the rows (PIRL Table 1); coco's APs/APm/APl 
 def detection_root(cfg: DetectionConfig, shared_dir: Path) -> Path:
     """The VOC-layout directory to use: the synthetic scenes (generated on first use) or ``cfg.root``."""
     if cfg.dataset == "synthetic":
-        name = f"synthetic-voc-{cfg.synthetic_trainval}-{cfg.synthetic_test}-{cfg.synthetic_size}px"
+        name = synthetic_voc_dir(cfg.synthetic_trainval, cfg.synthetic_test, cfg.synthetic_size)
         return write_voc(shared_dir / "data" / name, cfg.synthetic_trainval, cfg.synthetic_test, cfg.synthetic_size)
     if not cfg.root:
         raise ConfigError(f"detection.dataset=voc needs detection.root=<dir> with {LAYOUT}. {GET_VOC}")
@@ -102,8 +104,9 @@ def as_detections(predictions: list[dict[str, np.ndarray]]) -> Detections:
 
 def run_detection(ctx: Any, cfg: DetectionConfig) -> list[tuple[str, str, float, str]]:
     """Train, detect and score on ``ctx`` (an EvalContext: backbone, data, run directory) with ``cfg`` resolved (its
-    lr and warm-up set): (layer = the head, metric, value, protocol) for AP, AP50, AP75 under each protocol. The
-    files written to the run directory are named by the hash of ``cfg``."""
+    lr and warm-up set): (layer = the head, metric, value, protocol) for AP, AP50, AP75 under each scoring protocol,
+    the protocol labelled with the data, splits and iterations (``VOCProtocol``). The files written to the run
+    directory are named by the hash of ``cfg``."""
     if cfg.lr is None or cfg.warmup_iters is None:
         raise ValueError("detection: lr and warmup_iters are unset; resolve the config first (run_config.resolve)")
     info = ctx.splits.info
@@ -149,5 +152,6 @@ def run_detection(ctx: Any, cfg: DetectionConfig) -> list[tuple[str, str, float,
     rows = []
     for protocol in cfg.protocols:
         scores = PROTOCOLS[protocol](gt, dets)
-        rows += [(cfg.head, metric, float(scores[metric]), protocol) for metric in METRICS]
+        label = VOCProtocol.of(protocol, cfg, cfg.iterations).label
+        rows += [(cfg.head, metric, float(scores[metric]), label) for metric in METRICS]
     return rows

@@ -189,7 +189,9 @@ def invariance(ctx: EvalContext, cfg: InvarianceConfig) -> list[Row]:
 
 
 def detection(ctx: EvalContext, cfg: Any) -> list[Row]:
-    """Faster R-CNN fine-tuned from the backbone (a copy): AP, AP50, AP75 per protocol; layer = the head (c4 | fpn).
+    """Faster R-CNN fine-tuned from the backbone (a copy): AP, AP50, AP75 per scoring protocol; layer = the head (c4 |
+    fpn), protocol e.g. "voc07 on voc07+12 trainval->test 25000 it" (``ssl_bench.protocol``: scoring, data, splits,
+    iterations).
 
     ``cfg``: the resolved DetectionConfig (lr and warm-up set: the pretraining method's schedule)."""
     return [Row(*row) for row in run_detection(ctx, cfg)]
@@ -197,7 +199,7 @@ def detection(ctx: EvalContext, cfg: Any) -> list[Row]:
 
 def svm(ctx: EvalContext, cfg: SVMConfig) -> list[Row]:
     """One linear SVM per class on the frozen features of each stage, VOC-layout trainval -> test (Goyal et al.'s
-    VOC07 protocol, ``eval/svm.py``): mAP per layer, protocol "voc07-svm"."""
+    VOC07 protocol, ``eval/svm.py``): mAP per layer, protocol "voc07-svm on <data> <train>-><test>"."""
     return [Row(*row) for row in run_svm(ctx, cfg, probe_layers(ctx, cfg))]
 
 

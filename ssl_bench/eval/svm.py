@@ -49,8 +49,9 @@ from ssl_bench.data.voc import (
     image_labels,
 )
 from ssl_bench.eval.features import POOLED, cached, extract
+from ssl_bench.protocol import VOCProtocol, synthetic_voc_dir
 
-PROTOCOL = "voc07-svm"
+PROTOCOL = "voc07-svm"  # the scoring; rows label it with the data and splits (VOCProtocol)
 DATASETS = ("synthetic", "voc", "voc07")
 TRAIN_DIFFICULT = ("negative", "ignore")
 # FSSB GETTING_STARTED.md's --costs_list, then the powers svm_helper.parse_cost_list appends: 0.5**4 .. 0.5**19
@@ -220,7 +221,7 @@ def svm_sets(cfg: SVMConfig, shared_dir: Path) -> tuple[VOCDetection, VOCDetecti
         root = devkit_root("voc07", cfg.root, cfg.train_split, cfg.test_split, section="svm") / "VOC2007"
         train = VOCDetection(root, cfg.train_split, classes=VOC_CLASSES, clip_boxes=cfg.clip_boxes)
     elif cfg.dataset == "synthetic":
-        name = f"synthetic-voc-{cfg.synthetic_trainval}-{cfg.synthetic_test}-{cfg.synthetic_size}px"
+        name = synthetic_voc_dir(cfg.synthetic_trainval, cfg.synthetic_test, cfg.synthetic_size)
         root = write_voc(shared_dir / "data" / name, cfg.synthetic_trainval, cfg.synthetic_test, cfg.synthetic_size)
         train = VOCDetection(root, cfg.train_split, clip_boxes=cfg.clip_boxes)
     else:
@@ -275,7 +276,7 @@ DATA_KEYS = ("dataset", "root", "clip_boxes", "synthetic_trainval", "synthetic_t
 
 def run_svm(ctx: Any, cfg: SVMConfig, layers: list[str]) -> list[tuple[str, str, float, str]]:
     """Train and score on ``ctx`` (an EvalContext: backbone, data info, run directory) for each of ``layers``:
-    (layer, "mAP", 0-100, "voc07-svm"). Per class AP, cost and fold APs go to ``svm-<hash>.json`` in the run
+    (layer, "mAP", 0-100, protocol), the protocol "voc07-svm on <data> <train>-><test>" (``VOCProtocol``). Per class AP, cost and fold APs go to ``svm-<hash>.json`` in the run
     directory; a class too rare to cross-validate or without a positive test image is left out, with a warning."""
     train, test = svm_sets(cfg, ctx.shared_dir)
     settings = asdict(cfg)
@@ -283,6 +284,7 @@ def run_svm(ctx: Any, cfg: SVMConfig, layers: list[str]) -> list[tuple[str, str,
     train_x, test_x = (split_features(ctx, voc, tag, cfg.max_dims) for voc in (train, test))
     train_labels, test_labels = image_labels(train).numpy(), image_labels(test).numpy()
     rows, record = [], {}
+    label = VOCProtocol.of(PROTOCOL, cfg).label
     for layer in layers:
         scores = class_scores(
             normalise(train_x[layer]),
@@ -298,7 +300,7 @@ def run_svm(ctx: Any, cfg: SVMConfig, layers: list[str]) -> list[tuple[str, str,
             raise ValueError(
                 f"svm: no class of {train.root} can be scored ({scores}); use larger splits or a smaller svm.folds"
             )
-        rows.append((layer, "mAP", 100.0 * float(np.mean(aps)), PROTOCOL))
+        rows.append((layer, "mAP", 100.0 * float(np.mean(aps)), label))
         record[layer] = scores
     skipped = {name: s["skipped"] for name, s in record[layers[0]].items() if "skipped" in s}
     if skipped:

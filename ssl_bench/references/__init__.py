@@ -2,7 +2,10 @@
 
 One row per number: source, table, protocol (the paper's protocol in words), dataset, backbone, params, method,
 layer, metric, value, plus ``eval`` and ``eval_protocol`` (the ``eval``/``protocol`` of results.csv the row is
-comparable with) and a free-text ``note`` (e.g. "best layer res4"). Linear rows at the paper's best layer have
+comparable with) and a free-text ``note`` (e.g. "best layer res4"). Detection and svm rows carry a label of
+``ssl_bench.protocol`` ("voc07 on voc07+12 trainval->test 25000 it"): the report matches them with ours on the
+scoring, data and splits, and says when the schedule differs or is not known (a label without "<n> it": the
+schedule of that table is not recorded here, as for the VOC07-only rows; Table 1's is DetectionConfig's default). Linear rows at the paper's best layer have
 layer ``best``. Method and layer use our names (``rotnet`` for Rotation, ``layer3`` for res4) so rows can be
 matched with ours; the paper's names stay in the protocol text or the note. Add your own rows with a source and protocol.
 

@@ -30,6 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import ssl_bench
+from ssl_bench.protocol import VOC_EVALS, VOCProtocol
 from ssl_bench.report import published as refs
 from ssl_bench.report.results import (
     HEADLINE_METRIC,
@@ -104,23 +105,34 @@ class Sections:
     datasets: tuple[str, ...] = ()
 
 
+def variant_of(protocol: str, key: str) -> bool:
+    """``protocol`` is ``key``'s protocol on a listed label subset ("finetune-1%:1percent" of "finetune-1%") or on
+    recorded data ("voc07 on voc07+12 trainval->test 25000 it" of "voc07")."""
+    return bool(key) and protocol.startswith((f"{key}:", f"{key} on "))
+
+
 def headline_keys(agg: pd.DataFrame) -> list[tuple[str, str]]:
     """The headline (eval, protocol) pairs present: HEADLINE_KEYS (each also on a listed label subset, e.g.
-    "finetune-1%:1percent") plus unknown evals."""
+    "finetune-1%:1percent", or on recorded data, "voc07 on ...") plus unknown evals."""
     present = headline_evals(agg)
     keys = []
     for e, p in HEADLINE_KEYS:
         keys += [(e, p)] if (e, p) in present or e in ("linear", "knn") else []
-        keys += [(pe, pp) for pe, pp in present if pe == e and p and pp.startswith(f"{p}:")]
+        keys += [(pe, pp) for pe, pp in present if pe == e and variant_of(pp, p)]
     return keys + [
         k for k in present if k not in keys and k[0] not in OWN_SECTION_EVALS and k[0] not in ("linear", "knn")
     ]
 
 
 def column_title(eval_name: str, protocol: str) -> str:
+    """The column of a headline number: "knn top1", "semisup finetune-1% top5",
+    "detection voc07 AP (voc07+12 trainval->test, 25000 iterations)"."""
     metric = headline_metric(eval_name)
     if eval_name == "linear":
         return "linear top1 (best layer)"
+    if eval_name in VOC_EVALS and VOCProtocol.parse(protocol).recorded:
+        p = VOCProtocol.parse(protocol)
+        return f"{eval_name} {p.scoring} {metric} ({p.setting})"
     return " ".join(x for x in (eval_name, protocol, metric) if x)
 
 
@@ -582,7 +594,12 @@ CONSOLE_COLUMNS: tuple[tuple[str, str, str], ...] = (  # (eval, protocol, column
 
 def print_headline(console: Console, summary: pd.DataFrame, notes: tuple[str, ...]) -> None:
     if not summary.empty:
-        shown = [(e, p, t) for e, p, t in CONSOLE_COLUMNS if e in ("linear", "knn") or _present(summary, e, p)]
+        shown = [
+            (e, p, t)
+            for e, key, title in CONSOLE_COLUMNS
+            for p, t in _variants(summary, e, key, title)
+            if e in ("linear", "knn") or _present(summary, e, p)
+        ]
         counts = [n for e, p, _ in shown for n in summary[f"{column_prefix(e, p)}_seeds"] if not pd.isna(n)]
         caption = seeds_note(counts).replace(" [95% t-interval]", "") + " Intervals and rankings: summary.md."
         table = Table(title="ssl-bench headline numbers", caption=caption.strip())
@@ -598,6 +615,16 @@ def print_headline(console: Console, summary: pd.DataFrame, notes: tuple[str, ..
         console.print(table)
     for note in notes:  # the caller prints the paths written (ReportFiles.written)
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+
+def _variants(summary: pd.DataFrame, eval_name: str, key: str, title: str) -> list[tuple[str, str]]:
+    """(protocol, column title) of a console column: the protocol itself and, for detection, each recorded data
+    ("detection voc07 AP (voc07+12 trainval->test, 25000 iterations)")."""
+    if eval_name not in VOC_EVALS:
+        return [(key, title)]
+    start, end = f"{eval_name}_", f"_{headline_metric(eval_name)}"
+    found = [c[len(start) : -len(end)] for c in summary.columns if c.startswith(start) and c.endswith(end)]
+    return [(key, title)] + [(p, column_title(eval_name, p)) for p in found if variant_of(p, key)]
 
 
 def _present(summary: pd.DataFrame, eval_name: str, protocol: str) -> bool:

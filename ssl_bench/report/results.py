@@ -7,6 +7,12 @@ the highest mean over seeds (for the linear probe this is the layer-wise protoco
 is its "pooled" layer, a method's own embedding, "head", is among the other numbers; for detection the "layer" is the
 detector head). Nothing here retrains or knows about methods beyond their names.
 
+One number per unit and seed: a re-run (same ``config_hash``) replaces the older row. Two rows of one unit and seed
+with different config hashes are two different settings that the rows' key does not tell apart (a changed
+``linear.epochs`` or ``knn.k``, say: only the hash holds them; the data of detection and svm is in their protocol,
+``ssl_bench.protocol``). Averaging them would mix settings and keeping both would count them as seeds, so the latest
+is shown and a note names every other one (short hash and date): never silently.
+
 Invariance distances (PIRL Fig. 4): the raw samples when the run kept them, else their quantiles. Each run
 writes ``<out>/runs/<run_id>/invariance.pt`` (a dict ``"<protocol>/<layer>" -> 1-D tensor`` of L2 distances
 between unit-normalised features of an image and of its transformed version, in [0, 2]) and results rows
@@ -24,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ssl_bench.protocol import VOC_EVALS, VOCProtocol
 from ssl_bench.report.stats import with_intervals
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -80,8 +87,8 @@ def read_results(path: Path) -> pd.DataFrame:
 
 
 def clean(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Typed rows: numeric value/params/seed, parsed time, the latest run per model, seed and evaluation, re-runs
-    of one unit and seed deduplicated (newest kept). Returns notes on what was dropped."""
+    """Typed rows: numeric value/params/seed, parsed time, the latest run per model, seed and evaluation, one row
+    per unit and seed (the newest: ``superseded``). Returns notes on what was dropped or is not known."""
     df = raw.copy()
     for col in (
         "method",
@@ -107,15 +114,65 @@ def clean(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         df = df[df["value"].notna()]
     df, run_notes = latest_runs(df)
     notes += run_notes
-    # A re-run of the same unit and seed replaces the older number: it is not another seed.
-    before = len(df)
-    df = df.sort_values("created", kind="stable", na_position="first")
-    df = df.drop_duplicates(subset=[*UNIT, "seed"], keep="last")
-    if len(df) < before:
-        notes.append(
-            f"{before - len(df)} older row(s) superseded by a re-run of the same unit and seed (kept the newest)"
-        )
+    df, superseded_notes = superseded(df)
+    notes += superseded_notes + unrecorded_data(df)
     return df.reset_index(drop=True), notes
+
+
+def superseded(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One row per unit and seed, the newest. A row replaced by one of the same config_hash was re-run (one note
+    counts them); one replaced by a row of another config_hash holds other settings: one note per pretraining
+    dataset, preset and eval names each model, seed and hash shown and left out."""
+    df = df.sort_values("created", kind="stable", na_position="first")
+    older = df.duplicated(subset=[*UNIT, "seed"], keep="last")
+    kept = df[~older]
+    if not older.any():
+        return kept, []
+    shown = kept[[*UNIT, "seed", "config_hash", "created"]]
+    dropped = df[older].merge(shown, on=[*UNIT, "seed"], how="left", suffixes=("", "_shown"))
+    rerun = dropped["config_hash"] == dropped["config_hash_shown"]
+    notes = []
+    if rerun.any():
+        notes.append(
+            f"{int(rerun.sum())} older row(s) superseded by a re-run of the same unit and seed (kept the newest)"
+        )
+    for (dataset, preset, eval_name), part in dropped[~rerun].groupby(["dataset", "preset", "eval"], sort=False):
+        models = []
+        for (backbone, method, seed), mine in part.groupby(["backbone", "method", "seed"], sort=False):
+            shown_as, left_out = _stamps(mine, "_shown"), _stamps(mine)
+            models.append(f"{method} / {backbone} / seed {seed}: shown {shown_as}, left out {left_out}")
+        where = f"{dataset}, preset {preset}" if preset else dataset
+        protocols = sorted(p for p in part["protocol"].unique() if p)
+        about = f" ({'; '.join(protocols)})" if protocols else ""
+        notes.append(
+            f"{eval_name}{about} on {where} has results of different {eval_name} settings under one key (the rows "
+            f"differ only in their config hash, not in protocol, layer or metric): {'; '.join(models)}. They are "
+            "different measurements, not re-runs: the tables show the latest only. To report both, run them into "
+            "separate --out directories."
+        )
+    return kept, notes
+
+
+def _stamps(rows: pd.DataFrame, suffix: str = "") -> str:
+    """The distinct (config hash, time) of ``rows`` as "config 1a2b3c4d (2026-01-02 10:00 UTC), ..."."""
+    pairs = zip(rows[f"config_hash{suffix}"], rows[f"created{suffix}"])
+    stamps = (f"config {str(h)[:8]}" + (f" ({t:%Y-%m-%d %H:%M} UTC)" if not pd.isna(t) else "") for h, t in pairs)
+    return ", ".join(dict.fromkeys(stamps))
+
+
+def unrecorded_data(df: pd.DataFrame) -> list[str]:
+    """A note on detection / svm rows written before their protocol recorded the data (e.g. "voc07" alone)."""
+    rows = df[df["eval"].isin(VOC_EVALS)]
+    old = rows[[not VOCProtocol.parse(p).recorded for p in rows["protocol"]]]
+    if old.empty:
+        return []
+    evals, protocols = (", ".join(sorted(old[c].unique())) for c in ("eval", "protocol"))
+    note = (
+        f"{len(old)} {evals} row(s) were written before ssl-bench recorded the evaluation's data in the protocol "
+        f"(protocol {protocols} alone): their dataset, splits and schedule are unknown; they are shown as 'dataset "
+        "not recorded' and never matched with published rows"
+    )
+    return [note]
 
 
 def latest_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -14,10 +14,14 @@ in parentheses and top-1 taken at that stage. Published rows (top-5 only) follow
 the fraction they share with ours (whichever subset it was drawn as).
 
 Detection in the format of PIRL Table 1: Method, Network, AP^all, AP50, AP75, ΔAP75. One table per detection
-protocol and head (``protocol``, ``layer`` of the results rows; the detection dataset is not in results.csv,
-so the pair is the key). ΔAP75 is the row's mean AP75 minus that of the supervised row of the same network
-and pretraining (a difference of means, in points), as in the paper. Published rows, when shown, follow in
-their own block with their protocol and are compared only with the published supervised row.
+protocol and head (``protocol``, ``layer`` of the results rows): the protocol names the scoring (voc07 | coco), the
+data, its train -> test splits and the iterations (``ssl_bench.protocol``), so two datasets or schedules are two
+tables. Rows written before the data was recorded (protocol "voc07" alone) get tables of their own, "dataset not
+recorded". ΔAP75 is the row's mean AP75 minus that of the supervised row of the same network and pretraining (a
+difference of means, in points), as in the paper. Published rows, when shown, follow in their own block with their
+protocol and are compared only with the published supervised row; a block is shown only under a table of the same
+scoring, data, splits and head (Table 1 under VOC07+12 trainval -> test, the VOC07-only table under VOC07
+trainval -> test), with a line saying when the schedule differs or is not known.
 
 Invariance (PIRL Fig. 4): per pretraining and backbone, the mean distance and median [q25, q75].
 """
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ssl_bench.protocol import VOCProtocol
 from ssl_bench.report import published as refs
 from ssl_bench.report.results import (
     HEADLINE_METRIC,
@@ -284,23 +289,49 @@ REFERENCE = "supervised"
 DELTA_NOTE = "ΔAP75: AP75 minus the supervised row's AP75 (same network and pretraining; difference of means, points)."
 
 
+UNRECORDED_TEXT = (
+    "These rows were written before ssl-bench recorded the detection data (their protocol names only the scoring): "
+    "their dataset, splits and schedule are unknown, and no published rows are matched with them."
+)
+
+
+@dataclass(frozen=True)
+class PublishedBlock:
+    """The paper's rows under one of our tables: source and table, their protocol in words, the rows (method,
+    backbone, note, AP.., dAP75) and what we know differs from our run ("" when nothing)."""
+
+    source: str
+    protocol: str
+    rows: pd.DataFrame
+    caveat: str = ""
+
+
 @dataclass(frozen=True)
 class DetectionTable:
-    protocol: str
+    protocol: str  # the results rows' protocol: a VOCProtocol label
     head: str
     ours: pd.DataFrame  # one row per model: MODEL, n, <metric>_mean/_std/_low/_high, dAP75
-    # (source and table, protocol text, rows: method, backbone, AP.., dAP75)
-    published: list[tuple[str, str, pd.DataFrame]]
+    published: list[PublishedBlock]
+
+    @property
+    def parsed(self) -> VOCProtocol:
+        return VOCProtocol.parse(self.protocol)
 
     @property
     def title(self) -> str:
-        return f"{self.protocol} · {self.head} head"
+        """E.g. "voc07 · voc07+12 trainval->test, 25000 iterations · c4 head"."""
+        return f"{self.parsed.scoring} · {self.parsed.setting} · {self.head} head"
+
+    @property
+    def caption(self) -> str:
+        return f"{self.parsed.scoring} scoring, {self.parsed.setting}, {self.head} head"
 
 
 def detection_tables(
     agg: pd.DataFrame, published: pd.DataFrame | None = None, params: pd.Series | None = None
 ) -> list[DetectionTable]:
-    """One table per (protocol, head) present in ``agg``; ``published`` adds the matching paper rows.
+    """One table per (protocol, head) present in ``agg``, i.e. per scoring, data, splits, schedule and head;
+    ``published`` adds the paper's rows of the same scoring, data, splits and head.
 
     ``params`` (backbone -> parameter count) orders the networks from small to large.
     """
@@ -310,15 +341,18 @@ def detection_tables(
     for protocol, head in keys:
         part = rows[(rows["protocol"] == protocol) & (rows["layer"] == head)]
         ours = _wide(part, params)
-        blocks = _published_detection(published, protocol, head) if published is not None else []
+        blocks = _published_detection(published, VOCProtocol.parse(protocol), head) if published is not None else []
         out.append(DetectionTable(protocol, head, ours, blocks))
     return out
 
 
-def _key_rank(key: tuple[str, str]) -> tuple[int, str, int, str]:
-    protocol, head = key
-    p = PROTOCOL_ORDER.index(protocol) if protocol in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
-    return (p, protocol, HEAD_ORDER.index(head) if head in HEAD_ORDER else len(HEAD_ORDER), head)
+def _key_rank(key: tuple[str, str]) -> tuple:
+    """Recorded data first, grouped by data, splits and schedule; then the scoring (voc07 first) and the head."""
+    label, head = key
+    p = VOCProtocol.parse(label)
+    scoring = PROTOCOL_ORDER.index(p.scoring) if p.scoring in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
+    data = (not p.recorded, p.data, p.train_split, p.test_split, p.iterations or 0)
+    return (*data, scoring, p.scoring, HEAD_ORDER.index(head) if head in HEAD_ORDER else len(HEAD_ORDER), head)
 
 
 def _wide(part: pd.DataFrame, params: pd.Series | None) -> pd.DataFrame:
@@ -344,10 +378,16 @@ def _wide(part: pd.DataFrame, params: pd.Series | None) -> pd.DataFrame:
     return out.drop(columns=["_ref", "_b", "_m"]).reset_index(drop=True)
 
 
-def _published_detection(published: pd.DataFrame, protocol: str, head: str) -> list[tuple[str, str, pd.DataFrame]]:
-    rows = refs.select(published, "detection", protocol, head)
+def _published_detection(published: pd.DataFrame, ours: VOCProtocol, head: str) -> list[PublishedBlock]:
+    """The paper's blocks of the same scoring, data, splits and head as ``ours`` (none for unrecorded data)."""
+    rows = published[(published["eval"] == "detection") & (published["layer"] == head)]
     blocks = []
-    for (source, table, text), part in rows.groupby(["source", "table", "protocol"], sort=False):
+    for (source, table, text, label), part in rows.groupby(
+        ["source", "table", "protocol", "eval_protocol"], sort=False
+    ):
+        theirs = VOCProtocol.parse(label)
+        if not ours.same_data(theirs):
+            continue
         wide = part.pivot_table(index=["method", "backbone", "note"], columns="metric", values="value", sort=False)
         wide = wide.reset_index()
         for metric in DETECTION_METRICS:
@@ -355,8 +395,17 @@ def _published_detection(published: pd.DataFrame, protocol: str, head: str) -> l
                 wide[metric] = math.nan
         ref = wide.loc[wide["method"] == REFERENCE, "AP75"]
         wide["dAP75"] = (wide["AP75"] - (ref.iloc[0] if len(ref) else math.nan)).where(wide["method"] != REFERENCE)
-        blocks.append((f"{source}, {table}", str(text), wide))
+        blocks.append(PublishedBlock(f"{source}, {table}", str(text), wide, schedule_caveat(ours, theirs)))
     return blocks
+
+
+def schedule_caveat(ours: VOCProtocol, theirs: VOCProtocol) -> str:
+    """What differs between our schedule and the paper's for the same data ("" when they agree)."""
+    if theirs.iterations is None:
+        return f"The paper's schedule for this table is not recorded here; ours: {ours.iterations} iterations."
+    if ours.iterations != theirs.iterations:
+        return f"Not the paper's schedule: ours {ours.iterations} iterations, the paper's {theirs.iterations}."
+    return ""
 
 
 def _no_negative_zero(value: float) -> float:
@@ -404,7 +453,9 @@ def detection_markdown(tables: list[DetectionTable], heading: str = "###") -> st
         ]
         if REFERENCE not in set(t.ours["method"]):
             out += ["", "No supervised row: ΔAP75 not computed (run with --methods supervised)."]
-        for source, text, rows in t.published:
+        if not t.parsed.recorded:
+            out += ["", UNRECORDED_TEXT]
+        for block in t.published:
             pub = [
                 [
                     published_name(r["method"], r["note"]),
@@ -412,9 +463,10 @@ def detection_markdown(tables: list[DetectionTable], heading: str = "###") -> st
                     *[DASH if pd.isna(r[m]) else f"{r[m]:.1f}" for m in DETECTION_METRICS],
                     _delta(r["dAP75"]),
                 ]
-                for _, r in rows.iterrows()
+                for _, r in block.rows.iterrows()
             ]
-            out += ["", f"Published: {source}. Protocol: {text}.", "", markdown_table(DETECTION_HEADER, pub)]
+            about = " ".join(x for x in (f"Published: {block.source}. Protocol: {block.protocol}.", block.caveat) if x)
+            out += ["", about, "", markdown_table(DETECTION_HEADER, pub)]
         out.append("")
     return "\n".join(out)
 
@@ -423,7 +475,16 @@ def detection_frame(tables: list[DetectionTable]) -> pd.DataFrame:
     """The CSV's rows: ours (source 'ours', with std and interval per metric) then published (value only)."""
     records = []
     for t in tables:
-        key = {"protocol": t.protocol, "head": t.head}
+        p = t.parsed
+        key = {
+            "protocol": t.protocol,
+            "scoring": p.scoring,
+            "detection_data": p.data,
+            "train_split": p.train_split,
+            "test_split": p.test_split,
+            "iterations": p.iterations,
+            "head": t.head,
+        }
         for _, r in t.ours.iterrows():
             rec = key | {
                 "source": "ours",
@@ -441,11 +502,11 @@ def detection_frame(tables: list[DetectionTable]) -> pd.DataFrame:
                     f"{m}_ci95_low": r[f"{m}_low"],
                     f"{m}_ci95_high": r[f"{m}_high"],
                 }
-            records.append(rec | {"dAP75": r["dAP75"], "published_protocol": "", "note": ""})
-        for source, text, rows in t.published:
-            for _, r in rows.iterrows():
+            records.append(rec | {"dAP75": r["dAP75"], "published_protocol": "", "note": "", "caveat": ""})
+        for block in t.published:
+            for _, r in block.rows.iterrows():
                 rec = key | {
-                    "source": source,
+                    "source": block.source,
                     "dataset": "imagenet",
                     "preset": "",
                     "method": r["method"],
@@ -454,11 +515,27 @@ def detection_frame(tables: list[DetectionTable]) -> pd.DataFrame:
                     "seeds": math.nan,
                 }
                 rec |= {m: r[m] for m in DETECTION_METRICS}
-                records.append(rec | {"dAP75": r["dAP75"], "published_protocol": text, "note": r["note"]})
-    columns = ["protocol", "head", "source", "dataset", "preset", "method", "method_name", "network", "seeds"]
+                extra = {"dAP75": r["dAP75"], "published_protocol": block.protocol, "note": r["note"]}
+                records.append(rec | extra | {"caveat": block.caveat})
+    columns = [
+        "protocol",
+        "scoring",
+        "detection_data",
+        "train_split",
+        "test_split",
+        "iterations",
+        "head",
+        "source",
+        "dataset",
+        "preset",
+        "method",
+        "method_name",
+        "network",
+        "seeds",
+    ]
     for m in DETECTION_METRICS:
         columns += [m, f"{m}_std", f"{m}_ci95_low", f"{m}_ci95_high"]
-    return pd.DataFrame.from_records(records, columns=[*columns, "dAP75", "published_protocol", "note"])
+    return pd.DataFrame.from_records(records, columns=[*columns, "dAP75", "published_protocol", "note", "caveat"])
 
 
 def detection_csv(tables: list[DetectionTable]) -> str:
@@ -519,10 +596,11 @@ def detection_latex(tables: list[DetectionTable]) -> str:
             out.append(
                 " & ".join([_tex(display_name(r["method"])), _tex(_network(r, several)), *cells, delta]) + " \\\\"
             )
-        for source, text, rows in t.published:
-            heading = f"\\emph{{Published: {_tex(source)}; {_tex(text)}}}"
+        for block in t.published:
+            text = _tex(block.protocol) + (f". {_tex(block.caveat)}" if block.caveat else "")
+            heading = f"\\emph{{Published: {_tex(block.source)}; {text}}}"
             out += ["\\midrule", f"\\multicolumn{{6}}{{p{{0.9\\linewidth}}}}{{{heading}}} \\\\"]
-            for _, r in rows.iterrows():
+            for _, r in block.rows.iterrows():
                 cells = ["--" if pd.isna(r[m]) else f"{r[m]:.1f}" for m in DETECTION_METRICS]
                 delta = _tex_delta(r["dAP75"])
                 name = display_name(r["method"]) + (f" ({r['note']})" if r["note"] else "")
@@ -530,8 +608,7 @@ def detection_latex(tables: list[DetectionTable]) -> str:
         out += [
             "\\bottomrule",
             "\\end{tabular}",
-            f"\\caption{{Detection, protocol {_tex(t.protocol)}, {_tex(t.head)} head. "
-            f"{_tex(n_seeds)} {_tex(DELTA_NOTE)}}}",
+            f"\\caption{{Detection, {_tex(t.caption)}. {_tex(n_seeds)} {_tex(DELTA_NOTE)}}}",
             "\\end{table}",
             "",
         ]
