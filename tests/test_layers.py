@@ -19,13 +19,24 @@ SOURCES = {"ssl_bench": ROOT / "ssl_bench", "ssl_bench.methods": ROOT / "methods
 # A unit may import only the units of the layers below it (and its own layer's, for the middle ones). "report" reads
 # results files and imports nothing of the rest.
 LAYERS = [
-    {"config", "faults", "interrupt", "storage", "distributed", "backbone", "references", "presets", "__init__"},
+    {
+        "config",
+        "faults",
+        "interrupt",
+        "storage",
+        "distributed",
+        "backbone",
+        "references",
+        "presets",
+        "protocol",
+        "__init__",
+    },
     {"data", "modules"},
     {"methods", "engine", "checkpointer", "eval", "detection", "results"},
     {"run_config", "runner", "check", "fingerprints", "report"},
     {"cli", "__main__"},
 ]
-REPORT_MAY_IMPORT = {"report", "__init__", "references"}
+REPORT_MAY_IMPORT = {"report", "__init__", "references", "protocol"}  # protocol: the rows' protocol text, parsed
 # Siblings of the middle layer that must not see each other: an evaluation never sees a method (or the engine that
 # trains one); a method never sees an evaluation.
 FORBIDDEN = {
