@@ -61,6 +61,13 @@ ADDED: dict[str, Any] = {
 }
 
 
+def without_added(section: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (one section as a dict) without its ``ADDED`` fields that hold their old-behaviour value: what the
+    result hashes and the fingerprinted defaults see."""
+    added = {key.split(".")[1]: value for key, value in ADDED.items() if key.split(".")[0] == section}
+    return {k: v for k, v in values.items() if not (k in added and v == added[k])}
+
+
 def _unset_hint(key: str) -> str:
     return f" (leave it unset for {UNSET[key][0]})" if key in UNSET else ""
 

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from ssl_bench import storage
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import ADDED, CheckpointConfig, TrainConfig
+from ssl_bench.config import CheckpointConfig, TrainConfig, without_added
 from ssl_bench.data.batch import collate
 from ssl_bench.data.transforms import eval_view
 from ssl_bench.data.types import DataInfo, Indexed
@@ -348,11 +348,7 @@ def config_defaults() -> dict[str, dict[str, Any]]:
         ("detection", DetectionConfig),
         ("invariance", InvarianceConfig),
     ]:
-        defaults = dataclasses.asdict(cls())
-        for key, value in ADDED.items():  # newer than the committed baseline: recorded once its default moves
-            section, field = key.split(".")
-            if section == name and defaults[field] == value:
-                del defaults[field]
+        defaults = without_added(name, dataclasses.asdict(cls()))  # newer fields: recorded once they change behaviour
         out[f"eval.{name}" if name != "train" else "train"] = defaults
     return out
 

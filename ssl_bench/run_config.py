@@ -25,7 +25,6 @@ import tomllib
 
 from ssl_bench.backbone import BackboneConfig
 from ssl_bench.config import (
-    ADDED,
     UNSET,
     CheckpointConfig,
     ConfigError,
@@ -35,6 +34,7 @@ from ssl_bench.config import (
     non_negative,
     set_field,
     unknown,
+    without_added,
 )
 from ssl_bench.data.registry import native_size
 from ssl_bench.detection.config import DetectionConfig
@@ -206,10 +206,7 @@ def hashed(name: str, section: Any) -> dict[str, Any]:
         section_name, field_name = key.split(".")
         if section_name == name and out[field_name] is None:
             out[field_name] = sentinel
-    for key, default in ADDED.items():
-        section_name, field_name = key.split(".")
-        if section_name == name and out[field_name] == default:
-            del out[field_name]
+    out = without_added(name, out)
     if name == "semisup" and out.get("subset_files"):  # a list edited in place is another subset: hash its contents
         out["subset_files"] = [f"{path}#sha256={file_sha256(Path(path).expanduser())}" for path in out["subset_files"]]
     return out
