@@ -134,9 +134,10 @@ class Backbone(nn.Module):
         unknown = sorted(set(names) - set(self.stage_names))
         if unknown:
             raise ValueError(f"backbone {self.spec}: unknown stage(s) {unknown}; valid stages: {self.stage_names}")
-        indices = [self.stage_names.index(n) for n in names]
-        maps = self.model.forward_intermediates(x, indices=indices, intermediates_only=True)
-        return dict(zip(names, maps))
+        ordered = [n for n in self.stage_names if n in names]  # timm returns the maps in network order
+        indices = [self.stage_names.index(n) for n in ordered]
+        maps = dict(zip(ordered, self.model.forward_intermediates(x, indices=indices, intermediates_only=True)))
+        return {n: maps[n] for n in names}
 
 
 def _create(model: str, zero_init_residual: bool, spec: str, **kwargs: object) -> nn.Module:

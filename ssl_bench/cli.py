@@ -256,6 +256,19 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+EVAL_OPTIONS = {
+    "linear.protocol": "cached (small presets: stored test-view features) | augmented (Goyal et al.: crop + flip "
+    "through the frozen trunk every step; imagenet-paper); rows' protocol '' / 'augmented'",
+    "linear.pool": "adaptive (any input size) | fixed (FSSB's AvgPool windows, ResNet at 224 px; imagenet-paper)",
+    "linear.val_fraction": "training images held out to choose the best layer (default 0.1; 0 = choose on test)",
+    "semisup.subset_files": "published 1%/10% lists (SimCLR's 1percent.txt,10percent.txt or VISSL .npy)",
+    "semisup.nesterov": "Nesterov momentum in fine-tuning (default true, as VISSL)",
+    "detection.multiscale / roi_aligned / box_loss / freeze_at / freeze_bn": "Detectron2's training choices "
+    "(defaults) or torchvision's; README, Evaluations",
+    "svm.costs / svm.layers": "the SVM cost sweep (FSSB's 26) and the stages to fit",
+}
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from ssl_bench.data.registry import DATASET_HELP
     from ssl_bench.detection.evaluation import DETECTION_DATASET_HELP
@@ -270,6 +283,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         ("datasets", DATASET_HELP),
         ("detection datasets (--set detection.dataset=NAME)", DETECTION_DATASET_HELP),
         ("svm datasets (--set svm.dataset=NAME)", SVM_DATASET_HELP),
+        ("evaluation options (--set KEY=VALUE)", EVAL_OPTIONS),
         ("presets", available_presets()),
         (
             "backbones",

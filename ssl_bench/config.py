@@ -54,6 +54,10 @@ UNSET: dict[str, tuple[str, float]] = {
 # old value (ci does).
 ADDED: dict[str, Any] = {
     "semisup.subset_files": [],
+    "semisup.nesterov": False,
+    "linear.protocol": "cached",
+    "linear.pool": "adaptive",
+    "linear.val_fraction": 0.0,
     "detection.freeze_at": 2,
     "detection.multiscale": False,
     "detection.roi_aligned": False,

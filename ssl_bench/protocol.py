@@ -4,6 +4,7 @@ Rows that share (model, seed, eval, protocol, layer, metric) are one number: the
 the regression check compares them with one baseline entry. So whatever makes two numbers different measurements
 of the kind a reader compares across (the label fraction, the transform, the data and schedule) is written here:
 
+* linear: ``""`` (cached features) or ``augmented`` (``linear.protocol``);
 * semisup: ``finetune-1%`` / ``linear-10%``; ``finetune-1%:1percent`` for a listed subset (``eval/semisup.py``);
 * invariance: the transform, ``jigsaw`` or ``rotation``;
 * detection and svm, scored on VOC-layout data: ``<scoring> on <data> <train>-><test>``, and for detection
@@ -32,6 +33,11 @@ from pathlib import Path
 from typing import Protocol
 
 VOC_EVALS: tuple[str, ...] = ("detection", "svm")  # evals whose protocol is a VOCProtocol label
+# linear: "" for the probe on cached test-view features (the small presets'), this for Goyal et al.'s augmented one
+AUGMENTED = "augmented"
+# The linear probe's top-1 on training images held out from its training (``linear.val_fraction``): what chooses the
+# best layer when a run recorded it (otherwise the test top-1 does, as Goyal et al., whose val split is ImageNet's).
+SELECTION_METRIC = "val_top1"
 NOT_RECORDED = "dataset not recorded"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 _LABEL = re.compile(r"(?P<scoring>\S+) on (?P<data>\S+) (?P<train>[^\s>]+)->(?P<test>\S+?)(?: (?P<iterations>\d+) it)?")

@@ -112,3 +112,15 @@ def test_our_resnet50_row_and_the_published_resnet50_share_one_x(tmp_path: Path)
     fig = figures.accuracy_vs_params(results.headline(results.aggregate(df), results.backbone_params(df)), theirs)
     (ax,) = [a for a in fig.axes if a.get_visible()]
     assert ax.get_xlabel() == "Number of parameters (millions, with a 1000-way linear classifier)"
+
+
+def test_stages_asked_out_of_order_keep_their_names() -> None:
+    """timm returns intermediates in network order; each map stays under its own name whatever order is asked."""
+    backbone = Backbone("resnet18-smallstem-w0.25").eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        ordered, reversed_ = backbone.stages(x, ["stem", "layer4"]), backbone.stages(x, ["layer4", "stem"])
+    assert list(reversed_) == ["layer4", "stem"]
+    for name in ("stem", "layer4"):
+        assert torch.equal(ordered[name], reversed_[name])
+    assert reversed_["stem"].shape[-1] == 32 and reversed_["layer4"].shape[-1] == 4

@@ -134,6 +134,8 @@ def test_list_names_every_method_eval_dataset_and_preset(capsys) -> None:
     assert sorted(sections["detection datasets (--set detection.dataset=NAME)"]) == sorted(list(DETECTION_DATASETS))
     assert sorted(sections["svm datasets (--set svm.dataset=NAME)"]) == sorted(SVM_DATASETS)
     assert sorted(sections["presets"]) == sorted(presets) and {"ci", "default"} <= set(presets)
+    options = sections["evaluation options (--set KEY=VALUE)"]
+    assert {"linear.protocol", "linear.pool", "linear.val_fraction", "semisup.nesterov"} <= set(options)
 
 
 def test_listed_reads_names_as_whole_cells() -> None:
@@ -202,13 +204,20 @@ def test_ci_preset_runs_every_evaluation_for_every_method(tmp_path) -> None:
         "detection.synthetic_test=4",
         "invariance.num_images=8",
         "invariance.repeats=1",
+        "svm.synthetic_trainval=12",
+        "svm.synthetic_test=6",
+        "svm.layers=layer4",
     ]
     argv = ["run", "--preset", "ci", "--methods", "random,supervised,pirl", "--epochs", "1", "--out", str(out)]
     assert main([*argv, *SMALL, *(a for s in shrink for a in ("--set", s))]) == 0
     got = rows(out / "results.csv")
     for method in ("random", "supervised", "pirl"):
         mine = [r for r in got if r["method"] == method]
-        assert {r["eval"] for r in mine} == {"linear", "knn", "semisup", "detection", "invariance"}
+        assert {r["eval"] for r in mine} == {"linear", "knn", "semisup", "detection", "svm", "invariance"}
+        assert {r["metric"] for r in mine if r["eval"] == "linear"} == {"top1", "top5", "val_top1"}
+        assert {(r["protocol"], r["layer"], r["metric"]) for r in mine if r["eval"] == "svm"} == {
+            ("voc07-svm on synthetic-voc-12-6-64px trainval->test", "layer4", "mAP")
+        }
         assert {r["protocol"] for r in mine if r["eval"] == "semisup"} == {
             "finetune-1%",
             "finetune-10%",

@@ -18,13 +18,17 @@ import pytest
 from ssl_bench.backbone import BackboneConfig
 from ssl_bench.detection.config import DetectionConfig
 from ssl_bench.eval.knn import KNNConfig
+from ssl_bench.eval.linear_probe import LinearConfig
+from ssl_bench.eval.semisup import SemisupConfig
 from ssl_bench.eval.svm import SVMConfig
 from ssl_bench.methods import available_methods, get_method
 
 PAGE = Path(__file__).resolve().parent.parent / "FIDELITY.md"
 SECTIONS: dict[str, Any] = {
     "backbone": BackboneConfig(),
+    "linear": LinearConfig(),
     "knn": KNNConfig(),
+    "semisup": SemisupConfig(),
     "svm": SVMConfig(),
     "detection": DetectionConfig(),
 }
@@ -78,6 +82,7 @@ def test_the_page_covers_the_paper_defaults_that_matter() -> None:
     for method in ("npidpp", "pirl"):
         assert {f"{method}.{f}" for f in ("lr", "temperature", "num_negatives", "bank_momentum", "z_momentum")} <= keys
     assert {"jigsaw.per_tile_norm", "rotnet.lr", "rotnet.nesterov", "backbone.zero_init_residual", "knn.k"} <= keys
+    assert {"linear.protocol", "linear.pool", "linear.val_fraction", "semisup.nesterov"} <= keys
     assert {"svm.folds", "svm.max_iter", "svm.max_dims", "svm.train_difficult"} <= keys
     assert {f"detection.{f}" for f in ("freeze_at", "freeze_bn", "multiscale", "roi_aligned", "box_loss")} <= keys
 

@@ -40,11 +40,37 @@ def test_linear_probe_covers_every_stage_and_leaves_the_backbone_unchanged(ctx) 
     before = {k: v.clone() for k, v in ctx.backbone.state_dict().items()}
     rows = evaluate("linear", ctx, CFG)
     assert {r.layer for r in rows} == set(ctx.backbone.stage_names)
-    assert {r.metric for r in rows} == {"top1", "top5"}
+    assert {r.metric for r in rows} == {"top1", "top5", "val_top1"}  # val: the held-out training images
     assert all(0 <= r.value <= 100 for r in rows)
     for k, v in ctx.backbone.state_dict().items():
         assert torch.equal(v, before[k]), k  # BN running statistics included
-    assert (ctx.run_dir / "features-train-d512.pt").exists() and (ctx.run_dir / "features-test-d512.pt").exists()
+    assert (ctx.run_dir / "features-train-d512-view2.pt").exists()
+    assert (ctx.run_dir / "features-test-d512-view2.pt").exists()
+
+
+def test_the_held_out_images_are_class_balanced_disjoint_and_the_same_every_time() -> None:
+    labels = torch.tensor([i % 4 for i in range(200)])
+    fit, val = harness.held_out(labels, 0.1)
+    assert len(val) == 20 and torch.bincount(labels[val]).tolist() == [5, 5, 5, 5]
+    assert sorted(fit.tolist() + val.tolist()) == list(range(200))
+    assert torch.equal(harness.held_out(labels, 0.1)[1], val)  # fixed seed: every method and run seed alike
+    fit, val = harness.held_out(labels, 0.0)
+    assert val is None and torch.equal(fit, torch.arange(200))
+
+
+def test_the_probe_trains_without_the_held_out_images(ctx, monkeypatch) -> None:
+    """The probe never sees the images its layer is chosen on; val_fraction 0 trains on all and records no val."""
+    seen = []
+    real = harness.train_linear
+    monkeypatch.setattr(harness, "train_linear", lambda x, *a, **k: seen.append(len(x)) or real(x, *a, **k))
+    cfg = RunConfig()
+    cfg.linear.epochs, cfg.linear.max_dims, cfg.linear.layers, cfg.linear.val_fraction = 1, 512, ["layer4"], 0.25
+    rows = evaluate("linear", ctx, cfg)
+    assert seen == [16] and {r.metric for r in rows} == {"top1", "top5", "val_top1"}  # 24 - 2 of each 6 (round 1.5)
+    cfg.linear.val_fraction = 0.0
+    seen.clear()
+    rows = evaluate("linear", ctx, cfg)
+    assert seen == [24] and {r.metric for r in rows} == {"top1", "top5"}
 
 
 def test_features_are_cached_and_reused(ctx, monkeypatch) -> None:
@@ -67,7 +93,7 @@ def test_an_evaluation_that_trains_the_backbone_is_refused(ctx, monkeypatch) -> 
 
 def test_corrupt_feature_cache_is_redone_with_a_warning(ctx) -> None:
     evaluate("knn", ctx, CFG)
-    path = ctx.run_dir / "features-train-d512.pt"
+    path = ctx.run_dir / "features-train-d512-view2.pt"
     good = path.read_bytes()
     path.write_bytes(good[:100])  # truncated
     with pytest.warns(UserWarning, match="does not match its checksum.*redone"):
@@ -79,3 +105,16 @@ def test_corrupt_feature_cache_is_redone_with_a_warning(ctx) -> None:
     with pytest.warns(UserWarning, match="does not match its checksum"):
         evaluate("knn", ctx, CFG)
     assert path.read_bytes() == good
+
+
+def test_the_augmented_protocol_is_named_in_the_rows(ctx) -> None:
+    """linear.protocol=augmented: Goyal et al.'s protocol through the harness, rows' protocol "augmented", the layer
+    chosen on held-out images as for the cached one, and no feature cache written."""
+    cfg = RunConfig()
+    cfg.linear.epochs, cfg.linear.max_dims, cfg.linear.layers, cfg.linear.batch_size = 1, 512, ["layer3", "layer4"], 8
+    cfg.linear.protocol = "augmented"
+    rows = evaluate("linear", ctx, cfg)
+    assert {(r.layer, r.metric, r.protocol) for r in rows} == {
+        (layer, metric, "augmented") for layer in ("layer3", "layer4") for metric in ("top1", "top5", "val_top1")
+    }
+    assert not list(ctx.run_dir.glob("features-*.pt"))

@@ -443,3 +443,19 @@ def test_knn_headline_is_pooled_and_the_head_row_is_listed_apart(tmp_path: Path)
     assert pirl["knn_top1"] == pytest.approx(54.0) and pirl["knn_layer"] == "pooled"
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "knn top1 (head)" in summary and "70.5" in summary
+
+
+def test_the_best_layer_is_chosen_on_held_out_images_where_recorded(tmp_path: Path) -> None:
+    """val_top1 rows (linear.val_fraction) choose the layer, the test top-1 is reported there; the column says so."""
+    rows = fixture_rows(seeds=(0,), backbones=("resnet18",))
+    # PIRL's test top-1 is best at layer4 (60.0), but its held-out images prefer layer3: the headline is layer3's 56.0
+    for layer, value in (("layer2", 40.0), ("layer3", 70.0), ("layer4", 65.0)):
+        rows.append(row("pirl", "resnet18", "linear", layer, value, 0, metric="val_top1"))
+    files = make_report(write_csv(tmp_path, rows))
+    pirl = files.summary[files.summary["method"] == "pirl"].iloc[0]
+    assert (pirl["linear_top1"], pirl["linear_layer"], pirl["linear_chosen_on"]) == (56.0, "layer3", "val")
+    rotnet = files.summary[files.summary["method"] == "rotnet"].iloc[0]
+    assert (rotnet["linear_layer"], rotnet["linear_chosen_on"]) == ("layer4", "test")  # no val rows: on test
+    text = files.summary_md.read_text()
+    assert "linear top1 (layer chosen on held-out training images; best layer on test)" in text
+    assert "| PIRL | 56.0 (layer3) |" in text

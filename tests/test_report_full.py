@@ -206,7 +206,7 @@ def test_headline_cells_have_mean_std_and_interval(full: ReportFiles) -> None:
         in text
     )
     detection = "detection voc07 AP (voc07+12 trainval->test, 25000 iterations)"
-    assert f"| method | linear top1 (best layer) | knn top1 | semisup finetune-1% top5 | {detection} |" in text
+    assert f"| method | linear top1 (best layer on test) | knn top1 | semisup finetune-1% top5 | {detection} |" in text
     knn, semisup = (f"{v:.1f} ± 1.4 [{v - half:.1f}, {v + half:.1f}]" for v in (50, 60))
     assert f"| {knn} | {semisup} |" in text  # PIRL's kNN, then its semisup headline: top-5 (59/61), as Table 3
     assert "Ranking by semisup finetune-1% top5." in text

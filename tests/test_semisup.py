@@ -212,15 +212,16 @@ def test_semisup_on_listed_subsets_names_them_in_the_protocol(tree: Path) -> Non
         labelled_subset(swapped, 0, train, "imagenet", tree / "subsets")
 
 
-# The ci preset's semisup result hashes as written before semisup.subset_files existed: unset, it keeps them.
+# The ci preset's semisup result hashes: unset, semisup.subset_files leaves them alone. (Moved on purpose by issue 17:
+# Nesterov fine-tuning, semisup.nesterov, and the whole-image test view, harness.VIEWED.)
 SEMISUP_HASHES = {
-    "random": "da7972546ca1a01c",
-    "supervised": "ea04a94d943d92a5",
-    "autoencoder": "10889fab2639dc2f",
-    "rotnet": "0f8cd9262ae930ef",
-    "jigsaw": "e11e4b343578adf9",
-    "npidpp": "020ed29c5750b2a1",
-    "pirl": "cd13af4b8364b678",
+    "random": "21e269fac13d830e",
+    "supervised": "028de80382de9fb1",
+    "autoencoder": "746b48705bf51664",
+    "rotnet": "0c727df12f3134db",
+    "jigsaw": "413fedced0cd76ac",
+    "npidpp": "35016efa094937b6",
+    "pirl": "df7806cf14d651b3",
 }
 
 

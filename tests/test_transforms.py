@@ -9,7 +9,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from torchvision.transforms import v2
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.data.transforms import RandomPhotometric, photometric
+from ssl_bench.data.transforms import RandomPhotometric, eval_view, photometric
 from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.npid import NPIDConfig, NPIDpp
 from ssl_bench.methods.pirl import PIRL, PIRLConfig
@@ -80,3 +80,30 @@ def test_pirl_views_are_vissls() -> None:
     assert "RandomHorizontalFlip" not in steps(jigsaw.image_ops)  # flipped per tile instead (jitter_tiles)
     out = views(torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8))
     assert out["image"].shape == (3, 32, 32) and out["tiles"].shape == (9, 3, 9, 9)
+
+
+def test_eval_view_keeps_a_native_size_image_whole() -> None:
+    """CIFAR at 32 px (and STL-10 at 96): the test view is the image itself, normalised, border included (NPID's and
+    solo-learn's CIFAR evaluations); no 8/7 resize and centre crop."""
+    image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    got = eval_view(32, INFO.mean, INFO.std)(image)
+    expected = (image.float() / 255 - 0.5) / 0.25
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    torch.testing.assert_close(eval_view(32, INFO.mean, INFO.std)(pil), expected, rtol=0, atol=1e-6)
+
+
+def test_eval_view_at_imagenet_scale_is_resize_256_and_centre_crop_224() -> None:
+    image = torch.randint(0, 256, (3, 375, 500), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    got = eval_view(224, INFO.mean, INFO.std)(image)
+    crop = v2.CenterCrop(224)(v2.Resize(256, antialias=True)(image))
+    assert got.shape == (3, 224, 224)
+    torch.testing.assert_close(got, (crop.float() / 255 - 0.5) / 0.25, rtol=0, atol=1e-6)
+
+
+def test_eval_view_upsamples_a_smaller_image_whole() -> None:
+    """A 32 px image seen at 64 px (``data.image_size=64`` on CIFAR) is resized whole, as training resizes it."""
+    image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    got = eval_view(64, INFO.mean, INFO.std)(image)
+    expected = v2.Resize(64, antialias=True)(image)
+    torch.testing.assert_close(got, (expected.float() / 255 - 0.5) / 0.25, rtol=0, atol=1e-6)

@@ -1,5 +1,5 @@
 """Image transforms (torchvision.transforms.v2): each method's own augmentation, as its reference code has it, and the
-test view.
+test view (``eval_view``: the native image where it already has the network's size, resize + centre-crop above it).
 
 Each view maker takes a PIL image or a (3, H, W) uint8 tensor and returns a normalised float tensor. Random draws come
 from torch's global generator, which the dataset seeds per sample (``data.types``).
@@ -28,9 +28,37 @@ def to_tensor(mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
     return view(mean, std)
 
 
+# 1: resize to 8/7 and centre-crop at every size (before issue 17); 2: ``TestCrop``. In the hashes of the results that
+# see the test view and the names of the feature caches, so nothing computed with another view is reused.
+EVAL_VIEW_VERSION = 2
+
+
+class TestCrop(torch.nn.Module):
+    """The test view's geometry, by the image's size against the network's input size S:
+
+    * larger than S on its short side (photos at ImageNet scale): short side to 8/7 S and the centre S x S (224 <- 256,
+      as torchvision's, VISSL's and Goyal et al.'s evaluations);
+    * otherwise (CIFAR at 32 px, STL-10 at 96, small folders): short side to S and the centre S x S, so an S x S image is
+      used whole, as NPID's (lemniscate ``cifar.py``) and solo-learn's CIFAR/STL evaluations do; the 8/7 margin would
+      drop the border (14% of a 32 px image).
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.large = v2.Compose([v2.Resize(round(size * 8 / 7), antialias=True), v2.CenterCrop(size)])
+        self.small = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+
+    def forward(self, image: Tensor) -> Tensor:
+        h, w = v2.functional.get_size(image)
+        if (h, w) == (self.size, self.size):
+            return image
+        return self.large(image) if min(h, w) > self.size else self.small(image)
+
+
 def eval_view(image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
-    """Resize the short side to 8/7 of the crop and centre-crop (224 <- 256 at ImageNet scale)."""
-    return view(mean, std, v2.Resize(round(image_size * 8 / 7), antialias=True), v2.CenterCrop(image_size))
+    """The test view (features, kNN, invariance, semi-supervised and probe tests): ``TestCrop``, then normalised."""
+    return view(mean, std, TestCrop(image_size))
 
 
 def squash_view(image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:

@@ -2,8 +2,11 @@
 
 Pooling rule (Goyal et al., ICCV 2019, as used in PIRL Table 7): each stage map (C, h, w) is average-pooled to
 the largest square grid k x k with C * k^2 <= ``max_dims`` (9,216 at paper scale: conv1 64x12x12, res2 256x6x6,
-res3 512x4x4, res4 1024x3x3, res5 2048x2x2), and never above its own size. "pooled" is the global average of the
-last stage, the representation kNN and the methods' heads see.
+res3 512x4x4, res4 1024x3x3, res5 2048x2x2), and never above its own size ("adaptive", any input size). "fixed"
+pools with the AvgPool windows Goyal et al.'s benchmark code uses instead (FSSB, facebookresearch/
+fair_self_supervision_benchmark, ``modeling/jigsaw/resnet_jigsaw_finetune_linear.py``): the same grids for a ResNet at
+224 px, from overlapping windows, and defined at those map sizes only. "pooled" is the global average of the last
+stage, the representation kNN and the methods' heads see.
 """
 
 from __future__ import annotations
@@ -20,14 +23,58 @@ from torch.utils.data import DataLoader, Dataset
 
 from ssl_bench import faults, storage
 from ssl_bench.backbone import Backbone
+from ssl_bench.config import ConfigError
 from ssl_bench.data.transforms import eval_view
 
 POOLED = "pooled"
 HEAD = "head"  # a method's own embedding (NPID++'s and PIRL's f), where it has one
 
 
+# FSSB's windows by stage: (the map size they are defined for, kernel, stride, padding) -> grid
+FIXED_WINDOWS: dict[str, tuple[int, int, int, int]] = {
+    "stem": (112, 10, 10, 4),  # conv1 after bn + relu, before the max-pool -> 12x12
+    "layer1": (56, 16, 8, 0),  # res2 -> 6x6
+    "layer2": (28, 13, 5, 0),  # res3 -> 4x4
+    "layer3": (14, 8, 3, 0),  # res4 -> 3x3
+    "layer4": (7, 6, 1, 0),  # res5 -> 2x2
+}
+
+
 def grid_size(channels: int, size: int, max_dims: int) -> int:
     return max(1, min(size, math.isqrt(max_dims // channels)))
+
+
+def pool_stage(name: str, fmap: Tensor, max_dims: int, pool: str) -> Tensor:
+    """(B, C, h, w) stage map -> (B, C*k*k): "adaptive" to the k x k grid of ``max_dims``; "fixed" through FSSB's
+    window for stage ``name`` (``max_dims`` unused), which is defined for one map size only."""
+    if pool == "adaptive":
+        return F.adaptive_avg_pool2d(fmap, grid_size(fmap.shape[1], fmap.shape[-1], max_dims)).flatten(1)
+    if pool != "fixed":
+        raise ValueError(f"unknown pooling {pool!r}; expected 'adaptive' or 'fixed'")
+    if name not in FIXED_WINDOWS:
+        raise ConfigError(
+            f"linear.pool=fixed: stage {name!r} has no FSSB window (defined for ResNet stages {list(FIXED_WINDOWS)}); "
+            "use linear.pool=adaptive"
+        )
+    size, kernel, stride, pad = FIXED_WINDOWS[name]
+    if tuple(fmap.shape[-2:]) != (size, size):
+        h, w = fmap.shape[-2:]
+        raise ConfigError(
+            f"linear.pool=fixed: stage {name!r} is {h}x{w}, but FSSB's window is defined for {size}x{size} (a ResNet "
+            "at 224 px); use linear.pool=adaptive, or 224 px inputs"
+        )
+    # Caffe2's AveragePool divides by the window's part inside the map (CPU: (hend - hstart) * (wend - wstart) after
+    # clipping; cuDNN: CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING), so conv1's padded border windows exclude padding.
+    return F.avg_pool2d(fmap, kernel, stride, pad, count_include_pad=False).flatten(1)
+
+
+def pool_maps(maps: dict[str, Tensor], layers: list[str], last: str, max_dims: int, pool: str) -> dict[str, Tensor]:
+    """{layer: (B, D) float32} from the stage maps: each stage by ``pool_stage``, "pooled" the global average of the
+    ``last`` stage's map."""
+    out = {name: pool_stage(name, maps[name].float(), max_dims, pool) for name in layers if name != POOLED}
+    if POOLED in layers:
+        out[POOLED] = maps[last].float().mean((2, 3))  # (B, C)
+    return out
 
 
 class _Viewed(Dataset):
@@ -72,11 +119,12 @@ def extract(
     workers: int = 0,
     dtype: torch.dtype | None = None,
     view: View = eval_view,
+    pool: str = "adaptive",
 ) -> tuple[dict[str, Tensor], Tensor]:
     """-> ({layer: (N, D) float32}, labels (N,)). The backbone is put in eval mode; its weights are not touched.
-    ``view``: how an image becomes the network's input (default: resize and centre-crop)."""
+    ``view``: how an image becomes the network's input (default: resize and centre-crop); ``pool``: see
+    ``pool_stage``."""
     backbone.eval().to(device)
-    stage_layers = [l for l in layers if l != POOLED]
     loader = eval_loader(dataset, image_size, mean, std, batch_size, workers, view)
     chunks: dict[str, list[Tensor]] = {l: [] for l in layers}
     labels = []
@@ -84,12 +132,8 @@ def extract(
         images = images.to(device)
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             maps = backbone.stages(images, backbone.stage_names)
-        for name in stage_layers:
-            fmap = maps[name].float()
-            k = grid_size(fmap.shape[1], fmap.shape[-1], max_dims)
-            chunks[name].append(F.adaptive_avg_pool2d(fmap, k).flatten(1).cpu())  # (B, C*k*k)
-        if POOLED in layers:
-            chunks[POOLED].append(maps[backbone.stage_names[-1]].float().mean((2, 3)).cpu())  # (B, C)
+        for name, feats in pool_maps(maps, layers, backbone.stage_names[-1], max_dims, pool).items():
+            chunks[name].append(feats.cpu())
         labels.append(target)
     return {l: torch.cat(c) for l, c in chunks.items()}, torch.cat(labels)
 

@@ -16,18 +16,22 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import Subset
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import CheckpointConfig, unknown
-from ssl_bench.data.types import Splits
+from ssl_bench.data.transforms import EVAL_VIEW_VERSION
+from ssl_bench.data.types import Splits, labels_of
 from ssl_bench.detection.evaluation import run_detection
 from ssl_bench.eval import invariance as inv
 from ssl_bench.eval.features import HEAD, POOLED, cached, embed, extract
 from ssl_bench.eval.invariance import InvarianceConfig
 from ssl_bench.eval.knn import KNNConfig, knn
-from ssl_bench.eval.linear_probe import LinearConfig, probe
-from ssl_bench.eval.semisup import SemisupConfig, finetune, labelled_subset, lowshot_linear
+from ssl_bench.eval.linear_augmented import augmented_probe
+from ssl_bench.eval.linear_probe import LinearConfig, probe, topk_accuracy, train_linear
+from ssl_bench.eval.semisup import SemisupConfig, balanced_subset, finetune, labelled_subset, lowshot_linear
 from ssl_bench.eval.svm import SVMConfig, run_svm
+from ssl_bench.protocol import AUGMENTED, SELECTION_METRIC
 from ssl_bench.storage import save
 
 Embeddings = dict[str, Callable[[Tensor], Tensor]]  # input kind ("image", "jigsaw", "rotation") -> embedding function
@@ -61,12 +65,15 @@ class Row:
     protocol: str = ""
 
 
-def features(ctx: EvalContext, split: str, max_dims: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """All stages + pooled features of one split, cached in the run directory."""
+def features(ctx: EvalContext, split: str, linear: LinearConfig) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """All stages + pooled features of one split (pooled as ``linear.max_dims`` and ``linear.pool`` say), cached in
+    the run directory under a name that holds what they depend on."""
     info = ctx.splits.info
     dataset = ctx.splits.train if split == "train" else ctx.splits.test
     layers = [*ctx.backbone.stage_names, POOLED]
-    path = ctx.run_dir / f"features-{split}-d{max_dims}.pt"
+    max_dims = linear.max_dims
+    pool = "" if linear.pool == "adaptive" else f"-{linear.pool}"
+    path = ctx.run_dir / f"features-{split}-d{max_dims}{pool}-view{EVAL_VIEW_VERSION}.pt"
     return cached(
         path,
         lambda: extract(
@@ -80,6 +87,7 @@ def features(ctx: EvalContext, split: str, max_dims: int) -> tuple[dict[str, tor
             max_dims=max_dims,
             workers=ctx.workers,
             dtype=ctx.dtype,
+            pool=linear.pool,
         ),
     )
 
@@ -94,12 +102,58 @@ def probe_layers(ctx: EvalContext, cfg: LinearConfig | SVMConfig) -> list[str]:
     return cfg.layers
 
 
+def held_out(labels: Tensor, fraction: float) -> tuple[Tensor, Tensor | None]:
+    """(indices the probe trains on, indices held out to choose its layer): a class-balanced ``fraction`` of the
+    training split, drawn with a fixed seed so every method and run seed holds out the same images; (all, None) at 0."""
+    if fraction == 0:
+        return torch.arange(len(labels)), None
+    val = torch.tensor(balanced_subset(labels.tolist(), fraction, seed=0))
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val] = False
+    return keep.nonzero().flatten(), val
+
+
 def linear(ctx: EvalContext, cfg: LinearConfig) -> list[Row]:
-    (train_x, train_y), (test_x, test_y) = features(ctx, "train", cfg.max_dims), features(ctx, "test", cfg.max_dims)
+    """Top-1 / top-5 on the test split per stage, and ``val_top1`` on the held-out training images
+    (``linear.val_fraction``), which the report uses to choose the best layer. ``linear.protocol``: "cached" (rows'
+    protocol "") trains on stored test-view features, "augmented" (protocol "augmented") as Goyal et al. do."""
+    layers = probe_layers(ctx, cfg)
+    if cfg.protocol == "augmented":
+        return linear_augmented(ctx, cfg, layers)
+    (train_x, train_y), (test_x, test_y) = features(ctx, "train", cfg), features(ctx, "test", cfg)
+    fit, val = held_out(train_y, cfg.val_fraction)
     rows = []
-    for layer in probe_layers(ctx, cfg):
-        scores = probe(train_x[layer], train_y, test_x[layer], test_y, ctx.splits.info.num_classes, cfg, ctx.seed)
+    for layer in layers:
+        head = train_linear(train_x[layer][fit], train_y[fit], ctx.splits.info.num_classes, cfg, ctx.seed)
+        with torch.no_grad():
+            scores = topk_accuracy(head(test_x[layer]), test_y)
+            if val is not None:
+                scores[SELECTION_METRIC] = topk_accuracy(head(train_x[layer][val]), train_y[val], (1,))["top1"]
         rows += [Row(layer, metric, value) for metric, value in scores.items()]
+    return rows
+
+
+def linear_augmented(ctx: EvalContext, cfg: LinearConfig, layers: list[str]) -> list[Row]:
+    train = ctx.splits.train
+    fit, val = held_out(torch.tensor(labels_of(train)), cfg.val_fraction)
+    evals = {"test": ctx.splits.test} | ({} if val is None else {"val": Subset(train, val.tolist())})
+    scores = augmented_probe(
+        ctx.backbone,
+        Subset(train, fit.tolist()),
+        evals,
+        ctx.splits.info,
+        layers,
+        cfg,
+        ctx.device,
+        ctx.seed,
+        ctx.dtype,
+        ctx.workers,
+    )
+    rows = []
+    for layer in layers:
+        rows += [Row(layer, metric, value, AUGMENTED) for metric, value in scores["test"][layer].items()]
+        if val is not None:
+            rows.append(Row(layer, SELECTION_METRIC, scores["val"][layer]["top1"], AUGMENTED))
     return rows
 
 
@@ -108,8 +162,8 @@ def knn_eval(ctx: EvalContext, cfg: KNNConfig, linear: LinearConfig) -> list[Row
     layer "pooled", for every method; and, where the trained method has its own image embedding (NPID++'s and
     PIRL's 128-d f, what NPID's kNN classifies), on that too, layer "head"."""
     info = ctx.splits.info
-    (train_x, train_y) = features(ctx, "train", linear.max_dims)
-    (test_x, test_y) = features(ctx, "test", linear.max_dims)
+    (train_x, train_y) = features(ctx, "train", linear)
+    (test_x, test_y) = features(ctx, "test", linear)
     scores = knn(train_x[POOLED], train_y, test_x[POOLED], test_y, info.num_classes, cfg.k, cfg.temperature)
     rows = [Row(POOLED, metric, value) for metric, value in scores.items()]
     f = ctx.embeddings().get("image")
@@ -124,7 +178,7 @@ def head_features(ctx: EvalContext, f: Callable[[Tensor], Tensor], split: str) -
     """The method's own embedding of one split, cached in the run directory."""
     info = ctx.splits.info
     dataset = ctx.splits.train if split == "train" else ctx.splits.test
-    path = ctx.run_dir / f"features-{split}-{HEAD}.pt"
+    path = ctx.run_dir / f"features-{split}-{HEAD}-view{EVAL_VIEW_VERSION}.pt"
     return cached(
         path,
         lambda: embed(
@@ -155,8 +209,8 @@ def semisup(ctx: EvalContext, cfg: SemisupConfig, linear: LinearConfig) -> list[
             )
             rows += [Row("all", metric, value, f"finetune-{tag}") for metric, value in scores.items()]
         if "linear" in cfg.modes:
-            (train_x, train_y) = features(ctx, "train", linear.max_dims)
-            (test_x, test_y) = features(ctx, "test", linear.max_dims)
+            (train_x, train_y) = features(ctx, "train", linear)
+            (test_x, test_y) = features(ctx, "test", linear)
             idx = torch.tensor(ids)
             lcfg = lowshot_linear(linear, len(ids))
             for layer in probe_layers(ctx, linear):
@@ -258,13 +312,19 @@ HASH_SECTIONS = {
 }
 
 
+# The evaluations that see images through ``eval_view``: a change of the view changes their numbers, so its version is
+# in their hashes (a result of the old view is never served for the new one).
+VIEWED = frozenset({"linear", "knn", "semisup", "invariance"})
+
+
 def eval_settings(name: str, sections: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
     """The part of the run config an evaluation's result depends on (goes into its hash); ``sections(name)`` gives
     a section as a dict (as asked, not resolved)."""
     if name not in HASH_SECTIONS:
         return {}
     nested = HASH_SECTIONS[name]
-    return sections(name) if nested is None else {s: sections(s) for s in nested}
+    settings = sections(name) if nested is None else {s: sections(s) for s in nested}
+    return settings | ({"eval_view": EVAL_VIEW_VERSION} if name in VIEWED else {})
 
 
 def check_evals(names: list[str]) -> None:

@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ssl_bench import faults
-from ssl_bench.config import non_negative, positive
+from ssl_bench.config import ConfigError, non_negative, one_of, positive
 
 MILESTONES = (8 / 28, 16 / 28, 24 / 28)
+PROTOCOLS = ("cached", "augmented")
+POOLS = ("adaptive", "fixed")
 
 
 @dataclass
@@ -31,10 +33,27 @@ class LinearConfig:
     lr: float = 0.1
     weight_decay: float = 5e-4
     momentum: float = 0.9
+    # cached: one pass of the test view through the trunk, features kept, heads trained on them (fast; small presets);
+    # augmented: Goyal et al.'s, every step a random-resized crop + flip through the frozen trunk, all stages' heads
+    # trained in the same pass (VISSL's eval_mlp), nothing cached (imagenet-paper). Rows: protocol "" / "augmented".
+    protocol: str = "cached"
+    # adaptive: each stage to the k x k grid of max_dims (any size); fixed: FSSB's AvgPool windows for a ResNet at 224 px
+    # (conv1 k10 s10 p4 ... res5 k6 s1), the same grids, defined only at those map sizes
+    pool: str = "adaptive"
+    # share of the training images held out (class-balanced, data.seed) to choose the best layer; 0 = choose on the test
+    # split, as Goyal et al. (whose "val" is ImageNet's, the test split here)
+    val_fraction: float = 0.1
 
     def check(self) -> None:
         positive("linear", self, "epochs", "batch_size", "max_dims")
-        non_negative("linear", self, "lr", "weight_decay")
+        non_negative("linear", self, "lr", "weight_decay", "val_fraction")
+        one_of("linear", self, "protocol", PROTOCOLS)
+        one_of("linear", self, "pool", POOLS)
+        if self.val_fraction >= 0.5:
+            raise ConfigError(
+                f"linear.val_fraction={self.val_fraction}: the held-out share of the training images must be below "
+                "0.5 (0.1 holds out 10% to choose the best layer; 0 chooses it on the test split)"
+            )
 
 
 def topk_accuracy(logits: Tensor, target: Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:

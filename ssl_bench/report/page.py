@@ -136,6 +136,20 @@ def column_title(eval_name: str, protocol: str) -> str:
     return " ".join(x for x in (eval_name, protocol, metric) if x)
 
 
+CHOSEN_ON = {"val": "layer chosen on held-out training images", "test": "best layer on test"}
+
+
+def headline_title(rows: pd.DataFrame, eval_name: str, protocol: str) -> str:
+    """``column_title``, saying for the linear probe where its layer was chosen: on training images held out from the
+    probe (``linear.val_fraction``) or on the test split (Goyal et al.'s, and results that recorded no hold-out)."""
+    title = column_title(eval_name, protocol)
+    column = f"{column_prefix(eval_name, protocol)}_chosen_on"
+    if eval_name != "linear" or column not in rows.columns:
+        return title
+    chosen = [CHOSEN_ON[c] for c in sorted(set(rows[column].dropna()), reverse=True)]
+    return title.replace("(best layer)", f"({'; '.join(chosen)})") if chosen else title
+
+
 def render_summary(
     df: pd.DataFrame, agg: pd.DataFrame, summary: pd.DataFrame, raw_rows: int, notes: Sequence[str], sections: Sections
 ) -> str:
@@ -199,7 +213,7 @@ def _figure(stem: str, sections: Sections) -> list[str]:
 
 def _headline_section(rows: pd.DataFrame, keys: list[tuple[str, str]]) -> list[str]:
     shown = [(e, p) for e, p in keys if e in ("linear", "knn") or _has(rows, e, p)]
-    header = ["method", *[column_title(e, p) for e, p in shown]]
+    header = ["method", *[headline_title(rows, e, p) for e, p in shown]]
     body, counts = [], []
     for r in rows.to_dict("records"):
         cells = [display_name(r["method"])]

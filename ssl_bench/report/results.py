@@ -3,7 +3,8 @@
 Every number shown is a mean, a sample standard deviation (ddof=1) and a 95% t-interval over seeds of
 one evaluation unit (dataset, preset, backbone, method, eval, protocol, layer, metric). The headline of
 an evaluation is its top-1 (AP for detection, top-5 for semisup as PIRL Table 3) at the best layer, the layer with
-the highest mean over seeds (for the linear probe this is the layer-wise protocol of Goyal et al. 2019; kNN's headline
+the highest mean over seeds (for the linear probe this is the layer-wise protocol of Goyal et al. 2019, the mean
+``val_top1`` on held-out training images choosing the layer where the run recorded it; kNN's headline
 is its "pooled" layer, a method's own embedding, "head", is among the other numbers; for detection the "layer" is the
 detector head). Nothing here retrains or knows about methods beyond their names.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ssl_bench.protocol import VOC_EVALS, VOCProtocol
+from ssl_bench.protocol import SELECTION_METRIC, VOC_EVALS, VOCProtocol
 from ssl_bench.report.stats import with_intervals
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -260,13 +261,20 @@ def layer_table(
     return keys.sort_values(["_m", "_l"], kind="stable").drop(columns=["_m", "_l"]).reset_index(drop=True)
 
 
-def best_layers(per_layer: pd.DataFrame) -> pd.DataFrame:
-    """Per model, the layer row with the highest mean (ties: the earlier layer)."""
+def best_layers(per_layer: pd.DataFrame, selector: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per model, the layer row with the highest mean (ties: the earlier layer), with ``chosen_on`` "test". With a
+    ``selector`` (the same models' per-layer ``SELECTION_METRIC``: the probe's top-1 on training images held out,
+    ``linear.val_fraction``), a model it covers takes the layer best there instead, ``chosen_on`` "val"."""
     if per_layer.empty:
-        return per_layer.copy()
+        return per_layer.assign(chosen_on=pd.Series(dtype=str))
     ranked = per_layer.assign(_l=per_layer["layer"].map(layer_rank)).sort_values("_l", kind="stable")
-    best = ranked.groupby(MODEL, sort=False, dropna=False)["mean"].idxmax()
-    return per_layer.loc[best.to_numpy()].reset_index(drop=True)
+    best = per_layer.loc[ranked.groupby(MODEL, sort=False, dropna=False)["mean"].idxmax().to_numpy()]
+    best = best.assign(chosen_on="test").reset_index(drop=True)
+    if selector is None or selector.empty:
+        return best
+    on_val = best_layers(selector)[[*MODEL, "layer"]].merge(per_layer, on=[*MODEL, "layer"]).assign(chosen_on="val")
+    keep = best.merge(on_val[MODEL], on=MODEL, how="left", indicator=True)["_merge"] == "left_only"
+    return pd.concat([on_val, best[keep.to_numpy()]], ignore_index=True)
 
 
 # kNN's headline is on the pooled backbone features, which every method has; NPID++'s and PIRL's own 128-d embedding
@@ -300,9 +308,11 @@ def headline(agg: pd.DataFrame, params: pd.Series) -> pd.DataFrame:
         table = layer_table(agg, eval_name, protocol)
         if eval_name in HEADLINE_LAYERS:
             table = table[table["layer"] == HEADLINE_LAYERS[eval_name]]
-        best = best_layers(table)[[*MODEL, "mean", "std", "ci_low", "ci_high", "n", "layer"]]
+        selector = layer_table(agg, eval_name, protocol, SELECTION_METRIC) if eval_name == "linear" else None
+        best = best_layers(table, selector)[[*MODEL, "mean", "std", "ci_low", "ci_high", "n", "layer", "chosen_on"]]
         best = best.rename(
             columns={
+                "chosen_on": f"{prefix}_chosen_on",
                 "mean": value,
                 "std": f"{value}_std",
                 "ci_low": f"{value}_low",
