@@ -22,6 +22,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich import box
@@ -322,6 +323,32 @@ def summary(rows: Sequence[Comparison]) -> str:
     total = count[OK] + count[REGRESSION] + count[MISSING]
     text = f"{count[OK]} of {total} numbers within their band; {count[REGRESSION]} out of their band; {count[MISSING]} missing"
     return text + (f"; {count[NEW]} new (not in the baseline, not checked)" if count[NEW] else "")
+
+
+def as_json(rows: Sequence[Comparison]) -> dict[str, Any]:
+    """The accuracy layer as ``check --json`` shows it: passed, checked (the baseline's numbers), ok, and the
+    compared numbers out of their band (failures), missing or new, each with its key, baseline, now, delta (as
+    compared: rounded like the baseline), band (or the --tolerance override) and status, floats unformatted."""
+
+    def entry(r: Comparison) -> dict[str, Any]:
+        fields = {k: getattr(r, k) for k in KEY}
+        return {
+            **fields,
+            "baseline": r.baseline,
+            "now": r.now,
+            "delta": r.delta,
+            "band": r.tolerance,
+            "status": r.status,
+        }
+
+    return {
+        "passed": not any(r.failed for r in rows),
+        "checked": sum(r.status != NEW for r in rows),
+        "ok": sum(r.status == OK for r in rows),
+        "failures": [entry(r) for r in rows if r.status == REGRESSION],
+        "missing": [entry(r) for r in rows if r.status == MISSING],
+        "new": [entry(r) for r in rows if r.status == NEW],
+    }
 
 
 def number(value: float | None, sign: bool = False) -> str:

@@ -1,19 +1,18 @@
-"""Command line: ``ssl-bench run | report | list | detect-eval | check``."""
+"""Command line: ``ssl-bench run | report | list | detect-eval | check | export``."""
 
 from __future__ import annotations
 
 import argparse
 import errno
-import os
 import shlex
 import signal
 import sys
-import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 EPILOG = """examples:
@@ -27,10 +26,24 @@ EPILOG = """examples:
   ssl-bench detect-eval --gt instances_val2017.json --dets dets.json --protocol coco --json
   ssl-bench check --baseline results/baselines/ci.csv --results /tmp/ci/results.csv   (both layers)
   ssl-bench check --fingerprints --select methods.pirl                            (one method, seconds)
+  ssl-bench export --out results --method pirl --to exported          (timm weights + model card per run)
 """
 
 
 FINGERPRINTS = "results/baselines/fingerprints.json"  # the committed fingerprints (run from the checkout)
+
+# What `main` returns for `run` (and `report`): ConfigError -> 2, KeyboardInterrupt (SIGTERM raises it) -> 130,
+# FileNotFoundError / ValueError / RuntimeError / OSError -> 1; any other exception is Python's traceback, status 1.
+RUN_EXIT_CODES = """exit status:
+  0    done: every unit cached or computed, the report written (unless --no-report)
+  1    an error stopped it, named on stderr (a missing file, a non-finite loss, a corrupt checkpoint, a full
+       disk, ...; --debug shows the traceback); an unexpected exception prints its traceback, also 1
+  2    invalid command line or configuration (an unknown preset, method or key, a bad value, a missing
+       dataset root), said on stderr; usually before anything ran
+  130  interrupted (Ctrl-C, or SIGTERM such as a cluster's pre-emption; a training loop saves a checkpoint
+       first): finished work is kept, and the same command resumes
+finished work is always kept in --out: re-running after any exit status skips it.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,13 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="{run,report,list,detect-eval,check}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,report,list,detect-eval,check,export}")
 
     run = sub.add_parser(
         "run",
         help="pretrain and evaluate (skips everything already in <out>/results.csv)",
-        description="Resolve a preset plus overrides, then pretrain every method x backbone x seed and run "
+        description="Resolve a preset plus overrides, then pretrain every method x backbone x seed and run\n"
         "every evaluation that has no result yet. Finished work is cached under --out.",
+        epilog=RUN_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--preset", default="default", help="named preset (see `ssl-bench list`); default: default")
     run.add_argument("--methods", help="comma-separated methods, e.g. random,supervised,autoencoder")
@@ -81,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="any config key, e.g. train.batch_size=64, linear.epochs=10, autoencoder.noise_std=0.1",
     )
+    run.add_argument(
+        "--log",
+        metavar="TARGETS",
+        help="also send the per-epoch training metrics to tensorboard and/or wandb, e.g. --log tensorboard,wandb "
+        '(sets log.tensorboard / log.wandb; optional extras: pip install -e ".[tensorboard]" or ".[wandb]")',
+    )
     run.add_argument("--no-report", action="store_true", help="do not write the report after the run")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
@@ -98,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     lst = sub.add_parser("list", help="list methods, evaluations, datasets and presets")
+    lst.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object instead: {section: {name: description}}, sections methods, evaluations, "
+        "datasets, detection_datasets, svm_datasets, evaluation_options, presets, backbones",
+    )
     lst.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     det = sub.add_parser(
@@ -119,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         "ground truth it scores the two files as they are, equal to COCOeval run on them)",
     )
     det.add_argument("--split", help="image set of a VOC-layout root (ImageSets/Main/<split>.txt), e.g. test")
+    det.add_argument(
+        "--coco-backend",
+        default="pycocotools",
+        help="who computes the coco protocol: pycocotools (default, the reference) or faster-coco-eval (the same "
+        'numbers, faster; pip install -e ".[faster-coco-eval]")',
+    )
     det.add_argument(
         "--clip-boxes", action="store_true", help="clip VOC boxes that leave the image (warns; drops empty ones)"
     )
@@ -178,68 +211,84 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chk.add_argument("--all", action="store_true", help="show every compared number, not only failures")
     chk.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object on stdout (the text goes to stderr): passed, exit_code, error, and per layer "
+        "what was checked and every number out of its band at full precision; exit codes as without it",
+    )
+    chk.add_argument(
         "--update",
         action="store_true",
         help="rewrite the checked layers' baselines on purpose (exit 0): the fingerprints from this machine, "
         "the accuracy baseline and its bands from --results (give several seeds)",
     )
     chk.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    exp = sub.add_parser(
+        "export",
+        help="write pretrained backbones as files other code loads (timm safetensors, config.json, model card)",
+        description="Per pretrained backbone, write <to>/<run_id>/ with model.safetensors (the timm model's own "
+        "state dict), config.json (timm's config plus the spec, method, data, epochs, preset, seed, hash and "
+        "versions) and README.md (a model card with the run's numbers from results.csv), the layout "
+        "`hf upload <user>/<repo> <dir>` pushes as is. Plain timm backbones load with timm.create_model; "
+        "every one with ssl_bench.load_backbone(<dir>). An existing different export is never replaced.",
+    )
+    exp.add_argument("--out", default="results", help="directory of the runs (results.csv, runs/); default: results")
+    who = exp.add_mutually_exclusive_group()
+    who.add_argument(
+        "--unit",
+        action="append",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a run directory <out>/runs/<run_id> to export (repeatable); default: every finished run",
+    )
+    who.add_argument("--method", help="comma-separated methods: every finished run of each, e.g. pirl,npidpp")
+    exp.add_argument("--to", required=True, type=Path, help="where the exports go, one directory per run")
+    exp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
-def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    from ssl_bench.run_config import merge, parse_set
+def run_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The run command's flags as ``ssl_bench.api.run``'s named arguments (None: not given)."""
+    return dict(
+        methods=args.methods,
+        evals=args.evals,
+        backbones=args.backbone,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        download=args.download or None,
+        device=args.device,
+        threads=args.threads,
+    )
 
-    flags: dict[str, Any] = {}
-    for flag, key in [
-        ("methods", "methods"),
-        ("evals", "evals"),
-        ("backbone", "backbones"),
-        ("seeds", "seeds"),
-        ("device", "device"),
-        ("threads", "threads"),
-    ]:
-        if getattr(args, flag) is not None:
-            flags[key] = getattr(args, flag)
-    data = {
-        k: v
-        for k, v in {"name": args.dataset, "root": args.data_root, "download": args.download or None}.items()
-        if v is not None
-    }
-    if data:
-        flags["data"] = data
-    if args.epochs is not None:
-        flags["train"] = {"epochs": args.epochs}
-    return merge(parse_set(args.set), flags)
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The run command's flags as the overrides ``run_config.load`` takes: the mapping ``api.run`` applies."""
+    from ssl_bench import api
+    from ssl_bench.run_config import parse_set
+
+    return api.config_overrides(run_arguments(args), getattr(args, "log", None), parse_set(args.set), {})
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from ssl_bench.run_config import load, resolve
-    from ssl_bench.runner import run
+    from ssl_bench import api
+    from ssl_bench.run_config import parse_set
 
-    cfg = load(args.preset, overrides_from(args))
-    out = Path(args.out)
-    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 talks
-        console = Console(quiet=True)
-    own = {m: e for m in cfg.methods if (e := resolve(cfg, m).method_cfg.epochs) is not None}  # `<method>.epochs`
-    epochs = f"{cfg.train.epochs}" + (f" ({', '.join(f'{m} {e}' for m, e in own.items())})" if own else "")
-    console.print(
-        f"[bold]ssl-bench run[/] preset [cyan]{cfg.preset}[/]: methods {', '.join(cfg.methods)}; "
-        f"backbones {', '.join(cfg.backbones)}; seeds {', '.join(map(str, cfg.seeds))}; epochs {epochs}; "
-        f"evals {', '.join(cfg.evals)}; out {out}"
-    )
-    t0 = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, _terminate)  # a cluster's pre-emption stops like Ctrl-C: checkpoint, exit
     try:
-        counts = run(cfg, out, console)
+        api.run(
+            args.preset,
+            args.out,
+            **run_arguments(args),
+            log=args.log,
+            report=not args.no_report,
+            console=console,
+            set=parse_set(args.set),
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
-    console.print(
-        f"{counts['evaluations']} evaluations done, {counts['cached']} of {counts['units']} units cached, "
-        f"in {time.perf_counter() - t0:.1f} s; results in {out / 'results.csv'}"
-    )
-    if not args.no_report and int(os.environ.get("RANK", "0")) == 0:
-        return cmd_report(args, console)
     return 0
 
 
@@ -248,11 +297,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from ssl_bench.report import make_report
+    from ssl_bench import api
 
-    files = make_report(Path(args.out), console=console, published=getattr(args, "published", None))
-    for path in files.written:
-        console.print(f"wrote {path}")
+    api.report(args.out, published=args.published, console=console)
     return 0
 
 
@@ -266,6 +313,8 @@ EVAL_OPTIONS = {
     "detection.multiscale / roi_aligned / box_loss / freeze_at / freeze_bn": "Detectron2's training choices "
     "(defaults) or torchvision's; README, Evaluations",
     "svm.costs / svm.layers": "the SVM cost sweep (FSSB's 26) and the stages to fit",
+    "detection.coco_backend": "pycocotools (default) | faster-coco-eval (the coco protocol's same numbers, its "
+    'evaluation about 4x faster; pip install -e ".[faster-coco-eval]")',
 }
 
 
@@ -277,15 +326,16 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from ssl_bench.methods import available_methods
     from ssl_bench.run_config import available_presets
 
-    sections = [
-        ("methods", {name: cls.paper for name, cls in available_methods().items()}),
-        ("evaluations", EVAL_HELP),
-        ("datasets", DATASET_HELP),
-        ("detection datasets (--set detection.dataset=NAME)", DETECTION_DATASET_HELP),
-        ("svm datasets (--set svm.dataset=NAME)", SVM_DATASET_HELP),
-        ("evaluation options (--set KEY=VALUE)", EVAL_OPTIONS),
-        ("presets", available_presets()),
+    sections = [  # (JSON key, title, {name: description})
+        ("methods", "methods", {name: cls.paper for name, cls in available_methods().items()}),
+        ("evaluations", "evaluations", EVAL_HELP),
+        ("datasets", "datasets", DATASET_HELP),
+        ("detection_datasets", "detection datasets (--set detection.dataset=NAME)", DETECTION_DATASET_HELP),
+        ("svm_datasets", "svm datasets (--set svm.dataset=NAME)", SVM_DATASET_HELP),
+        ("evaluation_options", "evaluation options (--set KEY=VALUE)", EVAL_OPTIONS),
+        ("presets", "presets", available_presets()),
         (
+            "backbones",
             "backbones",
             {
                 "<timm name>": "any timm ResNet, e.g. resnet18, resnet34, resnet50, resnet10t",
@@ -294,7 +344,10 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             },
         ),
     ]
-    for title, items in sections:
+    if getattr(args, "json", False):  # for scripts: the object alone on stdout
+        write_json({key: {str(k): str(v) for k, v in items.items()} for key, _, items in sections})
+        return 0
+    for _, title, items in sections:
         table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
         for name, text in items.items():
             table.add_row(f"[cyan]{name}", text)
@@ -309,11 +362,9 @@ def cmd_detect_eval(args: argparse.Namespace, console: Console) -> int:
         from ssl_bench.config import unknown
 
         raise unknown("protocol", args.protocol, list(PROTOCOLS))
-    scores = detect_eval(args.gt, args.dets, args.protocol, args.split, args.clip_boxes)
+    scores = detect_eval(args.gt, args.dets, args.protocol, args.split, args.clip_boxes, args.coco_backend)
     if args.json:  # for scripts: every digit of every metric, nothing else on stdout
-        import json
-
-        sys.stdout.write(json.dumps(scores) + "\n")
+        write_json(scores)
         return 0
     table = Table(title=f"{args.protocol}: {args.dets} vs {args.gt}", title_justify="left")
     table.add_column("metric")
@@ -348,10 +399,16 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(
             "several --results are pooled only by --update (into the bands); check one results table at a time"
         )
+    as_json = getattr(args, "json", False)
+    if as_json and args.update:
+        raise ConfigError("--json reports a comparison and --update rewrites the baselines; drop one")
+    if as_json:  # stdout holds the JSON object alone; progress and the text report go to stderr
+        console = Console(stderr=True)
     path = args.fingerprints_file or (
         Path(args.baseline).parent / "fingerprints.json" if args.baseline else Path(FINGERPRINTS)
     )
     failed = []
+    found: dict[str, dict[str, Any]] = {}  # for --json: what each layer checked and found
     try:
         tables = None
         if accuracy:  # read once, before the fingerprints: a missing or unreadable table fails at once
@@ -359,14 +416,20 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
             now = check.load_results(args.results)
             tables = (now, None if args.update else check.load_baseline(Path(args.baseline), args.results[0]))
-        if fingerprint and not check_fingerprints(args, path, console):
-            failed.append("fingerprints")
-        if tables is not None and not check_accuracy(args, console, *tables):
-            failed.append("accuracy")
+        if fingerprint:
+            found["fingerprints"] = check_fingerprints(args, path, console)
+            if not found["fingerprints"]["passed"]:
+                failed.append("fingerprints")
+        if tables is not None:
+            found["accuracy"] = check_accuracy(args, console, *tables)
+            if not found["accuracy"]["passed"]:
+                failed.append("accuracy")
     except (FileNotFoundError, ValueError) as e:
         if getattr(args, "debug", False):
             raise
         Console(stderr=True).print(f"[red]cannot compare:[/] {e}", highlight=False, soft_wrap=True)
+        if as_json:
+            write_json({"passed": False, "exit_code": 2, "error": str(e), "layers": found})
         return 2
     if not args.update:
         layers = [name for name, on in (("fingerprints", fingerprint), ("accuracy", accuracy)) if on]
@@ -379,11 +442,23 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             )
         else:
             console.print(f"[green]check passed:[/] {', '.join(layers)}", highlight=False)
-    return 1 if failed else 0
+    code = 1 if failed else 0
+    if as_json:
+        write_json({"passed": not failed, "exit_code": code, "error": None, "layers": found})
+    return code
 
 
-def check_fingerprints(args: argparse.Namespace, path: Path, console: Console) -> bool:
-    """The fingerprint layer: compute, compare with ``path`` (or rewrite it with --update); True when it holds."""
+def write_json(data: object) -> None:
+    """``data`` as one line of JSON on stdout, floats at full precision (repr: they read back bit for bit)."""
+    import json
+
+    sys.stdout.write(json.dumps(data) + "\n")
+
+
+def check_fingerprints(args: argparse.Namespace, path: Path, console: Console) -> dict[str, Any]:
+    """The fingerprint layer: compute, compare with ``path`` (or rewrite it with --update). Returns what ``--json``
+    shows of it: passed, file, rtol, atol, checked (values compared) and moved (each differing value: key, baseline,
+    now, relative difference of numbers, status changed | missing | new)."""
     import warnings
 
     from rich.markup import escape
@@ -410,8 +485,27 @@ def check_fingerprints(args: argparse.Namespace, path: Path, console: Console) -
             highlight=False,
             soft_wrap=True,
         )
-        return True
+        return {"passed": True}
     differences, total = fingerprints.compare(expected, now, args.select)
+    had, has = fingerprints.flatten(expected), fingerprints.flatten(now)
+    moved = [
+        {
+            "key": d.key,
+            "baseline": had.get(d.key),
+            "now": has.get(d.key),
+            "relative": d.relative,
+            "status": "missing" if d.key not in has else "new" if d.key not in had else "changed",
+        }
+        for d in differences
+    ]
+    layer = {
+        "passed": not differences,
+        "file": str(path),
+        "rtol": expected.get("rtol"),
+        "atol": expected.get("atol"),
+        "checked": total,
+        "moved": moved,
+    }
     if not differences:
         console.print(
             f"[green]fingerprints hold:[/] {total} of {total} values match {escape(str(path))} "
@@ -419,7 +513,7 @@ def check_fingerprints(args: argparse.Namespace, path: Path, console: Console) -
             highlight=False,
             soft_wrap=True,
         )
-        return True
+        return layer
     console.print(
         f"[red]fingerprints moved:[/] {len(differences)} of {total} values differ from {escape(str(path))} "
         f"(rtol {expected.get('rtol')}, atol {expected.get('atol')}):",
@@ -439,12 +533,13 @@ def check_fingerprints(args: argparse.Namespace, path: Path, console: Console) -
         highlight=False,
         soft_wrap=True,
     )
-    return False
+    return layer
 
 
-def check_accuracy(args: argparse.Namespace, console: Console, now, expected) -> bool:
+def check_accuracy(args: argparse.Namespace, console: Console, now, expected) -> dict[str, Any]:
     """The accuracy layer on the tables ``cmd_check`` read: compare ``now`` (--results) with ``expected`` (--baseline's
-    bands), or rewrite the baseline from ``now`` with --update (``expected`` None); True when it holds."""
+    bands), or rewrite the baseline from ``now`` with --update (``expected`` None). Returns what ``--json`` shows of
+    it (``check.as_json`` with the files and, on a failure, the environment note); "passed" says whether it holds."""
     from rich.markup import escape
 
     from ssl_bench import check
@@ -469,7 +564,7 @@ def check_accuracy(args: argparse.Namespace, console: Console, now, expected) ->
                 highlight=False,
                 soft_wrap=True,
             )
-        return True
+        return {"passed": True}
     overrides = check.parse_tolerances(args.tolerance, expected["metric"])
     rows = check.compare(expected, now, overrides)
     table = check.render(rows, show_all=args.all)
@@ -478,6 +573,8 @@ def check_accuracy(args: argparse.Namespace, console: Console, now, expected) ->
     failed = any(r.failed for r in rows)
     verdict = "[red]accuracy out of band:[/]" if failed else "[green]accuracy holds:[/]"
     console.print(f"{verdict} {check.summary(rows)}", highlight=False, soft_wrap=True)
+    note = check.environment_note(baseline, results[0]) if failed else None
+    layer = {**check.as_json(rows), "baseline_file": str(baseline), "results_file": str(results[0]), "note": note}
     if failed:
         console.print(
             f"If the change is intended, update the baseline on purpose from a run with several seeds: "
@@ -485,10 +582,18 @@ def check_accuracy(args: argparse.Namespace, console: Console, now, expected) ->
             highlight=False,
             soft_wrap=True,
         )
-        note = check.environment_note(baseline, results[0])
         if note:
             console.print(escape(note), style="yellow", highlight=False, soft_wrap=True)
-    return not failed
+    return layer
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from ssl_bench.export import export
+
+    methods = [m.strip() for m in args.method.split(",") if m.strip()] if args.method else None
+    for path in export(Path(args.out), args.to, args.unit, methods):
+        console.print(f"exported {path}", highlight=False, soft_wrap=True)
+    return 0
 
 
 def one_line(e: BaseException) -> str:
@@ -517,13 +622,14 @@ def main(argv: list[str] | None = None) -> int:
         "list": cmd_list,
         "detect-eval": cmd_detect_eval,
         "check": cmd_check,
+        "export": cmd_export,
     }
     try:
         return handlers[args.command](args, console)
     except ConfigError as e:
         if args.debug:
             raise
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)  # escape: `pip install -e ".[tensorboard]"`
         return 2
     except KeyboardInterrupt as e:
         again = " ".join(shlex.quote(a) for a in ["ssl-bench", *(sys.argv[1:] if argv is None else argv)])
@@ -536,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
         if args.debug:
             raise
-        err.print(f"[red]error:[/] {one_line(e)}", highlight=False)
+        err.print(f"[red]error:[/] {escape(one_line(e))}", highlight=False)
         err.print("(run with --debug for the traceback)")
         return 1
 

@@ -1,4 +1,4 @@
-"""Config machinery shared by every layer, and the sections the low layers read (data, train, checkpoint).
+"""Config machinery shared by every layer, and the sections the low layers read (data, train, checkpoint, log).
 
 Every key is checked: an unknown key, a value of the wrong type or out of range is a ``ConfigError`` that names the
 valid choices. Each section is a dataclass that checks itself (``check``) next to its fields; the evaluation
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib.util
 import json
 import types
 import typing
@@ -62,6 +63,7 @@ ADDED: dict[str, Any] = {
     "detection.multiscale": False,
     "detection.roi_aligned": False,
     "detection.box_loss": "smooth_l1",
+    "detection.coco_backend": "pycocotools",  # who computes COCOeval; faster-coco-eval gives the same numbers
 }
 
 
@@ -166,6 +168,26 @@ class CheckpointConfig:
 
     def check(self) -> None:
         non_negative("checkpoint", self, "minutes", "every_steps")
+
+
+@dataclass
+class LogConfig:
+    """Where pretraining's per-epoch metrics go besides ``metrics.jsonl`` (``ssl_bench.metrics_log``). Not part of any
+    result's hash: logging changes no number."""
+
+    tensorboard: bool = False  # TensorBoard event files in the run directory (the tensorboard extra)
+    wandb: bool = False  # a W&B run under <run dir>/wandb (the wandb extra; WANDB_MODE=offline needs no account)
+
+    def check(self) -> None:
+        """A missing extra fails here, when the config is loaded, before anything trains."""
+        for extra in ("tensorboard", "wandb"):  # each key is named after its extra and the module it needs
+            if getattr(self, extra) and importlib.util.find_spec(extra) is None:
+                raise missing_extra(extra)
+
+
+def missing_extra(extra: str) -> ConfigError:
+    """``log.<extra>`` asked for an optional extra that is not installed."""
+    return ConfigError(f'log.{extra}=true needs the {extra} extra: pip install -e ".[{extra}]"')
 
 
 def unresolved(obj: Any, prefix: str = "") -> list[str]:

@@ -20,13 +20,12 @@ as an uninterrupted run (bit for bit on CPU in fp32 with ``train.deterministic``
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.progress import Progress
@@ -39,6 +38,10 @@ from ssl_bench.config import CheckpointConfig, ConfigError, TrainConfig
 from ssl_bench.data.batch import Batch, collate
 from ssl_bench.data.types import Indexed
 from ssl_bench.methods.base import Method
+from ssl_bench.metrics_log import MetricsLog
+
+if TYPE_CHECKING:
+    from ssl_bench.monitor import Monitor
 
 FINAL_LR_RATIO = 1e-3  # PIRL: cosine from 0.12 down to 1.2e-4
 
@@ -165,7 +168,8 @@ def make_loader(
 
 
 class Trainer:
-    """Pretrains one method in ``run_dir``: ``checkpoint.pt`` (see the module docstring), ``metrics.jsonl`` per epoch."""
+    """Pretrains one method in ``run_dir``: ``checkpoint.pt`` (see the module docstring), ``metrics.jsonl`` per epoch
+    (``log``: a ``MetricsLog``, which may also send them to TensorBoard or W&B)."""
 
     def __init__(
         self,
@@ -176,7 +180,10 @@ class Trainer:
         seed: int,
         workers: int = 0,
         checkpoint: CheckpointConfig | None = None,
+        monitor: Monitor | None = None,
+        log: MetricsLog | None = None,
     ) -> None:
+        self.monitor = monitor  # per-epoch collapse numbers (ssl_bench.monitor); None = off
         self.method, self.cfg, self.device, self.run_dir, self.seed, self.workers = (
             method,
             train,
@@ -189,7 +196,7 @@ class Trainer:
         self.dtype = autocast_dtype(train.precision, device)
         self.checkpoint = run_dir / "checkpoint.pt"
         self.checkpointer = Checkpointer(self.checkpoint, method.name, checkpoint, ranks=True)
-        self.metrics = run_dir / "metrics.jsonl"
+        self.log = log or MetricsLog(run_dir)  # metrics.jsonl (and TensorBoard / W&B: its owner opens and closes it)
 
     def optimizer(self, per_epoch: int) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
         """SGD and its per-step schedule (warm-up, then cosine) for ``cfg.epochs`` epochs of ``per_epoch`` steps."""
@@ -218,6 +225,7 @@ class Trainer:
             else None
         )
         last: dict[str, float] = {}
+        shown = ""  # the monitor's last numbers, kept in the progress description
         for epoch in range(pos["epoch"], cfg.epochs):
             skip = pos["step"] if epoch == pos["epoch"] else 0
             sums: dict[str, float] = pos["sums"] if skip else {}
@@ -240,7 +248,9 @@ class Trainer:
                     faults.point("train-step")
                     if progress is not None and task is not None:
                         progress.update(
-                            task, advance=1, description=f"{label} ep {epoch + 1}/{cfg.epochs} loss {out['loss']:.3f}"
+                            task,
+                            advance=1,
+                            description=f"{label} ep {epoch + 1}/{cfg.epochs} loss {out['loss']:.3f}{shown}",
                         )
                     # every rank stops at the same step; the epoch's end is saved below anyway
                     self.checkpointer.after_step(
@@ -256,10 +266,17 @@ class Trainer:
                 "seconds": seconds + time.perf_counter() - t0,
                 **last,
             }
+            if self.monitor is not None and distributed.is_main():  # eval mode, RNG forked: training is unchanged
+                watched = self.monitor(method, epoch + 1)
+                record.update(watched)
+                shown = f" | {self.monitor.describe(watched)}"
+                if progress is not None and task is not None:
+                    progress.update(
+                        task, description=f"{label} ep {epoch + 1}/{cfg.epochs} loss {last['loss']:.3f}{shown}"
+                    )
             self.checkpointer.save(lambda: self._state(optimizer, scheduler, epoch + 1, 0, {}, 0.0))
             if distributed.is_main():
-                with self.metrics.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
+                self.log.write(record)
         if progress is not None and task is not None:
             progress.remove_task(task)
         return last

@@ -29,6 +29,7 @@ from ssl_bench.config import (
     CheckpointConfig,
     ConfigError,
     DataConfig,
+    LogConfig,
     TrainConfig,
     build_frozen,
     non_negative,
@@ -44,6 +45,7 @@ from ssl_bench.eval.linear_probe import LinearConfig
 from ssl_bench.eval.semisup import SemisupConfig
 from ssl_bench.eval.svm import SVMConfig
 from ssl_bench.methods import Method, MethodConfig, available_methods, get_method
+from ssl_bench.monitor import MonitorConfig
 from ssl_bench.storage import file_sha256
 
 
@@ -67,6 +69,8 @@ class RunConfig:
     invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
     svm: SVMConfig = field(default_factory=SVMConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)  # per-epoch collapse numbers; in no hash
+    log: LogConfig = field(default_factory=LogConfig)  # metrics also to TensorBoard / W&B; in no hash
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"pirl": {"lam": 0.5}}
     overrides: list[str] = field(default_factory=list)  # the dotted keys the command line set, e.g. "pirl.lam"
 
@@ -81,6 +85,8 @@ class RunConfig:
         "invariance",
         "svm",
         "checkpoint",
+        "monitor",
+        "log",
     )
 
     def check(self) -> None:

@@ -32,6 +32,8 @@ from ssl_bench.data.types import DataInfo, Indexed, Splits
 from ssl_bench.engine import Trainer, autocast_dtype
 from ssl_bench.eval.harness import Embeddings, EvalContext, check_evals, eval_settings, evaluate
 from ssl_bench.methods import Method, MethodConfig, get_method
+from ssl_bench.metrics_log import MetricsLog
+from ssl_bench.monitor import Monitor
 from ssl_bench.results import ResultsTable, now
 from ssl_bench.run_config import RunConfig, hashed, requested_keys, resolve
 
@@ -142,9 +144,16 @@ def pretrain(
     method: Method = cls(backbone, unit.method_cfg, splits.info)
     if cls.trains:
         dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), method.transform())
-        Trainer(method, unit.cfg.train, device, run_dir, unit.seed, cfg.data.num_workers, cfg.checkpoint).fit(
-            dataset, progress, unit.run_id
-        )
+        monitor = None
+        if unit.cfg.monitor.enabled and distributed.is_main():
+            dtype = autocast_dtype(unit.cfg.train.precision, device)
+            monitor = Monitor(splits, unit.cfg.monitor, device, dtype, cfg.data.num_workers, unit.run_id)
+        logged = unit.cfg.log if distributed.is_main() else None  # rank 0 writes the metrics
+        with MetricsLog(run_dir, logged, unit_record(unit, splits.info)) as log:  # opened before training starts
+            trainer = Trainer(
+                method, unit.cfg.train, device, run_dir, unit.seed, cfg.data.num_workers, cfg.checkpoint, monitor, log
+            )
+            trainer.fit(dataset, progress, unit.run_id)
     backbone = method.backbone.to(memory_format=torch.contiguous_format)
     if distributed.is_main():
         storage.save({k: v.cpu().contiguous() for k, v in backbone.state_dict().items()}, final)

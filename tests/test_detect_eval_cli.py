@@ -243,9 +243,9 @@ def test_cli_clip_boxes_option(tmp_path: Path, capsys) -> None:
     (tmp_path / "xml").mkdir()
     xml = tmp_path / "xml/A.xml"
     xml.write_text(
-        f"<annotation><filename>A.jpg</filename><size><width>50</width><height>50</height></size>"
-        f"<object><name>cat</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax>"
-        f"<ymax>60</ymax></bndbox></object></annotation>"
+        "<annotation><filename>A.jpg</filename><size><width>50</width><height>50</height></size>"
+        "<object><name>cat</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax>"
+        "<ymax>60</ymax></bndbox></object></annotation>"
     )
     dets = write(tmp_path / "dets.json", [dict(GOOD, bbox=[0, 0, 20, 50])])
     argv = ["detect-eval", "--gt", str(tmp_path / "xml"), "--dets", str(dets), "--protocol", "voc07"]

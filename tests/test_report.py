@@ -184,6 +184,7 @@ def test_files_written(report: ReportFiles, tmp_path: Path) -> None:
         report.plot_png,
         report.plot_svg,
         report.layerwise_png,
+        directory / "results_wide.csv",
     ]
     assert all(p.is_file() for p in report.written)
     assert report.notes == (  # linear and knn only: the other evaluations are missing

@@ -143,6 +143,7 @@ EXPECTED_FILES = (
     "detection_ap.csv",
     "detection_ap.tex",
     "semisup.md",
+    "results_wide.csv",
 )
 
 
@@ -348,7 +349,14 @@ def test_partial_table_explains_what_is_missing(tmp_path: Path) -> None:
     ):
         assert hint in text, hint
     assert sorted(p.name for p in files.written) == sorted(
-        ["summary.md", "index.html", "accuracy_vs_params.png", "accuracy_vs_params.svg", "layerwise.png"]
+        [
+            "summary.md",
+            "index.html",
+            "accuracy_vs_params.png",
+            "accuracy_vs_params.svg",
+            "layerwise.png",
+            "results_wide.csv",
+        ]
     )
     assert "Ranking by linear top1 (best layer). One seed: ranked by value" in text
     page = files.index_html.read_text()  # type: ignore[union-attr]
@@ -361,7 +369,7 @@ def test_empty_table_explains_and_writes_html(tmp_path: Path) -> None:
     text = files.summary_md.read_text()
     assert "results.csv has no rows yet" in text and "accuracy_vs_params plot skipped: no linear-probe rows" in text
     assert files.index_html is not None and "results.csv has no rows yet" in files.index_html.read_text()
-    assert sorted(p.name for p in files.written) == ["index.html", "summary.md"]
+    assert sorted(p.name for p in files.written) == ["index.html", "results_wide.csv", "summary.md"]
 
 
 def test_stale_files_of_an_earlier_report_are_removed(tmp_path: Path) -> None:

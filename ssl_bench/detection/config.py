@@ -8,6 +8,7 @@ than supervised / Jigsaw ones): left ``None``, ``resolved`` fills them from the 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field
 
 from ssl_bench.config import ConfigError, each_of, non_negative, one_of, positive
@@ -17,6 +18,9 @@ BOX_LOSSES = ("l1", "smooth_l1")
 DATASETS = ("synthetic", "voc", "voc07", "voc07+12")
 PROTOCOL_NAMES = ("voc07", "coco")
 PAPER_BATCH = 16  # the batch the paper's rates are given at (Detectron2 IMS_PER_BATCH)
+# Who runs COCOeval for the coco protocol: pycocotools (the reference) or faster-coco-eval (its C++ port, same numbers;
+# an optional extra). name -> the module to import.
+COCO_BACKENDS = {"pycocotools": "pycocotools", "faster-coco-eval": "faster_coco_eval"}
 
 
 @dataclass
@@ -66,6 +70,7 @@ class DetectionConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     protocols: list[str] = field(default_factory=lambda: ["voc07", "coco"])
+    coco_backend: str = "pycocotools"  # pycocotools | faster-coco-eval (see COCO_BACKENDS); the numbers are the same
     synthetic_trainval: int = 400  # the built-in scenes: how many, and their size in px
     synthetic_test: int = 200
     synthetic_size: int = 128
@@ -94,6 +99,8 @@ class DetectionConfig:
         one_of("detection", self, "box_loss", BOX_LOSSES)
         one_of("detection", self, "dataset", DATASETS)
         each_of("detection", self, "protocols", PROTOCOL_NAMES)
+        one_of("detection", self, "coco_backend", tuple(COCO_BACKENDS))
+        require_coco_backend(self.coco_backend, "detection.coco_backend")
         for value in self.steps:
             if not 0 < value < 1:
                 raise ConfigError(f"detection.steps: {value} is not a fraction of the iterations in (0, 1)")
@@ -109,4 +116,15 @@ class DetectionConfig:
             self,
             lr=self.lr if self.lr is not None else lr * self.batch_size / PAPER_BATCH,
             warmup_iters=self.warmup_iters if self.warmup_iters is not None else min(warmup, self.iterations // 4),
+        )
+
+
+def require_coco_backend(name: str, where: str = "--coco-backend") -> None:
+    """A ConfigError unless ``name`` is a COCO backend that is installed; ``where`` names the setting in the message."""
+    if name not in COCO_BACKENDS:
+        raise ConfigError(f"{where}={name!r} is not valid; choose one of {', '.join(COCO_BACKENDS)}")
+    if importlib.util.find_spec(COCO_BACKENDS[name]) is None:
+        raise ConfigError(
+            f"{where}={name} needs the {name} package, an optional extra: "
+            f'pip install -e ".[{name}]" (or pip install {name})'
         )

@@ -25,7 +25,7 @@ from ssl_bench.config import ConfigError, config_hash
 from ssl_bench.data.synthetic_voc import write_voc
 from ssl_bench.data.voc import DEVKIT_SETS, GET_VOC, LAYOUT, VOC_CLASSES, ConcatVOC, VOCDetection, devkit_root
 from ssl_bench.detection.config import DetectionConfig
-from ssl_bench.detection.detect_eval import PROTOCOLS, write_coco_results
+from ssl_bench.detection.detect_eval import score, write_coco_results
 from ssl_bench.detection.model import build_detector
 from ssl_bench.detection.records import Detections, GroundTruth, ImageRecord
 from ssl_bench.detection.train import predict, train_detector
@@ -110,7 +110,8 @@ def run_detection(ctx: Any, cfg: DetectionConfig) -> list[tuple[str, str, float,
     if cfg.lr is None or cfg.warmup_iters is None:
         raise ValueError("detection: lr and warmup_iters are unset; resolve the config first (run_config.resolve)")
     info = ctx.splits.info
-    tag = config_hash(asdict(cfg))[:8]
+    # the files are named by the config without its scoring backend, which changes neither training nor detections
+    tag = config_hash({k: v for k, v in asdict(cfg).items() if k != "coco_backend"})[:8]
     train, test = detection_sets(cfg, ctx.shared_dir)
     # the new heads' initial weights come from the run's seed, whatever ran in this process before (other evaluations)
     torch.manual_seed(ctx.seed)
@@ -151,7 +152,7 @@ def run_detection(ctx: Any, cfg: DetectionConfig) -> list[tuple[str, str, float,
     write_coco_results(ctx.run_dir / f"detections-{tag}.json", gt, dets)
     rows = []
     for protocol in cfg.protocols:
-        scores = PROTOCOLS[protocol](gt, dets)
+        scores = score(protocol, gt, dets, cfg.coco_backend)
         label = VOCProtocol.of(protocol, cfg, cfg.iterations).label
         rows += [(cfg.head, metric, float(scores[metric]), label) for metric in METRICS]
     return rows

@@ -7,6 +7,7 @@ what is missing:
 * ``summary.md`` / ``index.html``: the page to read (what was run, every table and figure, published numbers);
 * ``accuracy_vs_params.png/.svg`` (PIRL Fig. 2), ``layerwise.png`` (Fig. 5), ``invariance.png`` (Fig. 4);
 * ``detection_ap.md/.csv/.tex`` (Table 1 format) and ``semisup.md`` (Table 3 format);
+* ``results_wide.csv``: the headline numbers, one row per model (``results.headline``'s summary frame), always;
 
 and, when a console is given, a rich table of the headline numbers.
 """
@@ -34,6 +35,7 @@ LAYERWISE_NAME = "layerwise"
 INVARIANCE_NAME = "invariance"
 DETECTION_NAME = "detection_ap"
 SEMISUP_NAME = "semisup.md"
+WIDE_NAME = "results_wide.csv"
 OUTPUT_NAMES: tuple[str, ...] = (  # every file make_report may write; stale ones from an earlier report are removed
     SUMMARY_NAME,
     INDEX_NAME,
@@ -45,6 +47,7 @@ OUTPUT_NAMES: tuple[str, ...] = (  # every file make_report may write; stale one
     f"{DETECTION_NAME}.csv",
     f"{DETECTION_NAME}.tex",
     SEMISUP_NAME,
+    WIDE_NAME,
 )
 DPI = 150
 
@@ -65,6 +68,7 @@ class ReportFiles:
     invariance_png: Path | None = None
     tables: tuple[Path, ...] = ()  # detection_ap.md/.csv/.tex, semisup.md
     published: bool = False  # whether published numbers are shown
+    results_wide_csv: Path | None = None  # the summary frame as a table for scripts (see `wide_table`)
 
     @property
     def written(self) -> list[Path]:
@@ -76,7 +80,7 @@ class ReportFiles:
             self.layerwise_png,
             self.invariance_png,
         )
-        return [p for p in (*paths, *self.tables) if p is not None]
+        return [p for p in (*paths, *self.tables, self.results_wide_csv) if p is not None]
 
 
 def make_report(out_dir: str | Path, console: Console | None = None, published: bool | None = None) -> ReportFiles:
@@ -151,6 +155,7 @@ def make_report(out_dir: str | Path, console: Console | None = None, published: 
     text = render_summary(df, agg, summary, len(raw), notes, sections)
     summary_md = _write(directory / SUMMARY_NAME, text)
     index_html = _write(directory / INDEX_NAME, markdown_to_html(text))
+    results_wide_csv = _write(directory / WIDE_NAME, wide_table(summary).to_csv(index=False))
 
     files = ReportFiles(
         directory,
@@ -164,11 +169,21 @@ def make_report(out_dir: str | Path, console: Console | None = None, published: 
         invariance_png,
         tuple(written_tables),
         show,
+        results_wide_csv,
     )
     _remove_stale(directory, files.written)
     if console is not None:
         print_headline(console, summary, files.notes)
     return files
+
+
+def wide_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary frame (``results.headline``) as ``results_wide.csv`` writes it: one row per model (dataset, preset,
+    backbone, method, in the page's order), then params, then per headline evaluation (linear, knn, then the others in
+    the page's order) ``<eval>_<metric>`` (mean over seeds), ``_std``, ``_low`` / ``_high`` (95% t-interval),
+    ``<eval>_seeds``, ``<eval>_layer`` (the best layer) and ``<eval>_chosen_on`` (val or test). Numbers unrounded."""
+    first = [*results.MODEL, "params"]
+    return summary[[*first, *(c for c in summary.columns if c not in first)]]
 
 
 def _save(fig: Figure, directory: Path, stem: str, svg: bool = False) -> tuple[Path, Path | None]:
