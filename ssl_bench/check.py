@@ -48,6 +48,8 @@ BAND_SDS = 6.0
 BAND_FLOORS: dict[str, float] = {
     "top1": 1.0,
     "top5": 1.0,  # linear, knn, semisup: points of accuracy
+    "val_top1": 1.0,  # linear: top-1 on the held-out training images that choose the layer
+    "mAP": 1.0,  # svm: points of mAP
     "AP": 1.0,
     "AP50": 1.0,
     "AP75": 1.0,  # detection: points of AP
