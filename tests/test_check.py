@@ -250,7 +250,7 @@ def test_unknown_tolerance_metric_exits_2_and_names_valid_ones(
     assert run_check(baseline, base_rows(), "--tolerance", "top2=3") == 2
     err = flat(capsys.readouterr().err)
     assert "--tolerance: unknown metric 'top2'. Did you mean" in err
-    assert "Valid metrics: AP, AP50, AP75, mean, q05, q25, q50, q75, q95, std, top1, top5." in err
+    assert "Valid metrics: AP, AP50, AP75, mAP, mean, q05, q25, q50, q75, q95, std, top1, top5, val_top1." in err
 
 
 def test_missing_baseline_says_how_to_create_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
