@@ -105,8 +105,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**31)
 
 
-class EpochOrder(Sampler[int]):
+class EpochOrder(Sampler[tuple[int, int]]):
     """The sample order of one epoch, a permutation drawn from (seed, epoch), starting after ``skip`` batches.
+
+    Yields (epoch seed, index) pairs: the epoch's seed travels with each index to whichever worker makes the sample
+    (``Indexed``), so workers kept alive across epochs (persistent_workers) make the same views as fresh ones.
+    ``set_epoch`` moves it to another epoch.
 
     With ``world`` > 1 processes (DistributedSampler's job, done so that resume and world size do not change the
     data): global batch b is perm[b·B : (b+1)·B]; rank r takes its r-th slice of B / world samples, so the ranks
@@ -116,20 +120,24 @@ class EpochOrder(Sampler[int]):
     def __init__(
         self, n: int, batch_size: int, seed: int, epoch: int, skip: int = 0, rank: int = 0, world: int = 1
     ) -> None:
-        g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-        perm = torch.randperm(n, generator=g)
-        if world > 1:
-            local, steps = batch_size // world, n // batch_size
-            perm = perm[: steps * batch_size].view(steps, world, local)[:, rank].reshape(-1)
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.set_epoch(epoch, skip)
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch_seed = epoch_seed(self.seed, epoch)
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.epoch_seed))
+        if self.world > 1:
+            local, steps = self.batch_size // self.world, self.n // self.batch_size
+            perm = perm[: steps * self.batch_size].view(steps, self.world, local)[:, self.rank].reshape(-1)
             self.order = perm[skip * local :].tolist()
         else:
-            self.order = perm[skip * batch_size :].tolist()
+            self.order = perm[skip * self.batch_size :].tolist()
 
     def __len__(self) -> int:
         return len(self.order)
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order)
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch_seed, i) for i in self.order)
 
 
 def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
@@ -140,31 +148,44 @@ def drop_last(n: int, batch_size: int, world: int = 1) -> bool:
     return world > 1 or n >= 2 * batch_size
 
 
-def make_loader(
-    dataset: Indexed, batch_size: int, workers: int, seed: int, epoch: int, device: torch.device, skip: int = 0
-) -> DataLoader:
-    """This process's batches of epoch ``epoch`` from (global) batch ``skip`` on; ``batch_size`` is the global batch.
+class EpochLoader:
+    """One DataLoader for a whole training run: ``epoch(e, skip)`` gives this process's batches of epoch ``e`` from
+    (global) batch ``skip`` on; ``batch_size`` is the global batch. Its workers stay alive between epochs
+    (persistent_workers), and pinned memory is used on CUDA.
 
     Each sample's augmentation is seeded by (seed, epoch, index), whatever process or worker makes it.
     """
-    dataset.epoch_seed = epoch_seed(seed, epoch)
-    rank, world = distributed.rank(), distributed.world()
-    if batch_size % world:
-        raise ConfigError(
-            f"train.batch_size={batch_size} is the global batch and must divide among the {world} "
-            f"processes; use a multiple of {world}"
+
+    def __init__(self, dataset: Indexed, batch_size: int, workers: int, seed: int, device: torch.device) -> None:
+        rank, world = distributed.rank(), distributed.world()
+        if batch_size % world:
+            raise ConfigError(
+                f"train.batch_size={batch_size} is the global batch and must divide among the {world} "
+                f"processes; use a multiple of {world}"
+            )
+        self.order = EpochOrder(len(dataset), batch_size, seed, 0, 0, rank, world)
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch_size // world,
+            sampler=self.order,
+            drop_last=drop_last(len(dataset), batch_size, world),
+            collate_fn=collate,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(epoch_seed(seed, 0)),  # worker seeds; views are seeded per sample
+            pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0,
         )
-    return DataLoader(
-        dataset,
-        batch_size=batch_size // world,
-        sampler=EpochOrder(len(dataset), batch_size, seed, epoch, skip, rank, world),
-        drop_last=drop_last(len(dataset), batch_size, world),
-        collate_fn=collate,
-        num_workers=workers,
-        generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)),
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
+
+    def epoch(self, epoch: int, skip: int = 0) -> DataLoader:
+        self.order.set_epoch(epoch, skip)
+        return self.loader
+
+
+def make_loader(
+    dataset: Indexed, batch_size: int, workers: int, seed: int, epoch: int, device: torch.device, skip: int = 0
+) -> DataLoader:
+    """The batches of one epoch, as ``Trainer.fit`` draws them (an ``EpochLoader`` used once)."""
+    return EpochLoader(dataset, batch_size, workers, seed, device).epoch(epoch, skip)
 
 
 class Trainer:
@@ -224,6 +245,7 @@ class Trainer:
             if progress
             else None
         )
+        loader = EpochLoader(dataset, cfg.batch_size, self.workers, self.seed, self.device)
         last: dict[str, float] = {}
         shown = ""  # the monitor's last numbers, kept in the progress description
         for epoch in range(pos["epoch"], cfg.epochs):
@@ -237,9 +259,7 @@ class Trainer:
             method.train()
             t0 = time.perf_counter()
             with self.checkpointer.stop_requests():
-                for step, batch in enumerate(
-                    make_loader(dataset, cfg.batch_size, self.workers, self.seed, epoch, self.device, skip), start=skip
-                ):
+                for step, batch in enumerate(loader.epoch(epoch, skip), start=skip):
                     out = self.step(batch, optimizer, epoch, step)
                     scheduler.step()
                     for k, v in out.items():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -8,7 +9,15 @@ import torch
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import TrainConfig
 from ssl_bench.data.types import Indexed
-from ssl_bench.engine import FINAL_LR_RATIO, NonFiniteLoss, Trainer, lr_factor, param_groups
+from ssl_bench.engine import (
+    FINAL_LR_RATIO,
+    EpochLoader,
+    NonFiniteLoss,
+    Trainer,
+    lr_factor,
+    make_loader,
+    param_groups,
+)
 from ssl_bench.methods import get_method
 
 TINY = "resnet18-w0.25"
@@ -83,3 +92,26 @@ def test_schedule_warms_up_then_decays_to_the_final_ratio() -> None:
     assert lr_factor(100, 100, 10) == pytest.approx(FINAL_LR_RATIO)
     values = [lr_factor(s, 100, 10) for s in range(10, 101)]
     assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_persistent_workers_make_the_same_batches_as_fresh_loaders_every_epoch(info) -> None:
+    """The epoch's seed travels with each index, so workers kept alive across epochs (and a resume mid-epoch) make
+    exactly the views a fresh loader of that epoch makes."""
+    cls = get_method("pirl")  # random crops, flips, jitter and per-tile augmentation: every draw must match
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # K capped at N - 1 on 24 images
+        method = cls(Backbone(TINY), cls.Config(), info)
+    dataset = Indexed(Images(), method.transform())
+    kept = EpochLoader(dataset, 8, workers=2, seed=3, device=torch.device("cpu"))
+    assert kept.loader.persistent_workers
+    for epoch, skip in [(0, 0), (1, 0), (2, 1)]:
+        fresh = list(make_loader(dataset, 8, 0, seed=3, epoch=epoch, device=torch.device("cpu"), skip=skip))
+        reused = list(kept.epoch(epoch, skip))
+        assert len(reused) == len(fresh) == 3 - skip
+        for a, b in zip(reused, fresh, strict=True):
+            assert torch.equal(a.index, b.index)
+            for name in a.views:
+                assert torch.equal(a.views[name], b.views[name]), (epoch, name)
+    other = list(make_loader(dataset, 8, 0, seed=3, epoch=1, device=torch.device("cpu")))
+    first = list(make_loader(dataset, 8, 0, seed=3, epoch=0, device=torch.device("cpu")))
+    assert not torch.equal(other[0].index, first[0].index)  # epochs do differ

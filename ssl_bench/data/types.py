@@ -51,9 +51,10 @@ class Splits:
 class Indexed(Dataset):
     """Applies a view-making transform and adds each sample's index: (views dict, label, index).
 
-    With ``epoch_seed`` set (the engine sets it per epoch), sample i's augmentation draws from the global torch
-    generator seeded by (epoch_seed, i) inside a fork of the generator state: the views do not depend on the
-    worker that makes them, on the order of the batches or on where an interrupted run resumed.
+    A key (seed, i) (the engine's sampler gives these), or an index i with ``epoch_seed`` set, makes sample i's
+    augmentation draw from the global torch generator seeded by (seed, i) inside a fork of the generator state: the
+    views do not depend on the worker that makes them, on the order of the batches or on where an interrupted run
+    resumed. A plain index without ``epoch_seed`` draws from the generator as it is.
     """
 
     def __init__(self, base: Dataset, transform: Callable[[Any], dict]) -> None:
@@ -64,12 +65,13 @@ class Indexed(Dataset):
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, i: int) -> tuple[dict, int, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[dict, int, int]:
+        seed, i = key if isinstance(key, tuple) else (self.epoch_seed, key)
         image, label = self.base[i]
-        if self.epoch_seed is None:
+        if seed is None:
             return self.transform(image), int(label), i
         with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed((self.epoch_seed * 2_654_435_761 + i) % 2**62)  # CPU only: 14x cheaper
+            torch.default_generator.manual_seed((seed * 2_654_435_761 + i) % 2**62)  # CPU only: 14x cheaper
             return self.transform(image), int(label), i
 
 
