@@ -115,6 +115,25 @@ def test_negative_scores_backpropagate_to_x(shared: bool) -> None:
     torch.testing.assert_close(x.grad, expected)
 
 
+def test_redrawn_scores_equal_index_put_bit_for_bit_and_leave_the_gradient_alone() -> None:
+    """Shared scores with redraws: the numbers of (x @ m.T).index_put(...) under autograd, without its copies."""
+    bank = MemoryBank(40, 16, generator=torch.Generator().manual_seed(6))
+    index = torch.arange(0, 40, 3)  # 14 samples
+    negs = bank.negatives(index, 30, shared=True, generator=torch.Generator().manual_seed(7))
+    assert negs.redraw is not None and negs.redraw[0].numel() > 1
+    upstream = torch.randn(14, 30, generator=torch.Generator().manual_seed(8))
+    x, x_ref = unit(14, 16, seed=9).requires_grad_(), unit(14, 16, seed=9).requires_grad_()
+    rows, cols, memory = negs.redraw
+    want = (x_ref @ negs.memory.T).index_put((rows, cols), (x_ref[rows] * memory).sum(1))
+    got = negs.scores(x)
+    assert torch.equal(got, want)
+    grad = upstream.clone()
+    got.backward(grad)
+    want.backward(upstream)
+    assert torch.equal(x.grad, x_ref.grad)
+    assert torch.equal(grad, upstream)  # zeroed for the matmul and put back
+
+
 def test_per_sample_gather_reuses_one_buffer() -> None:
     bank = MemoryBank(30, 8)
     index = torch.tensor([1, 2, 3])

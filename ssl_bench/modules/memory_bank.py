@@ -32,6 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ssl_bench import distributed
 from ssl_bench.config import ConfigError
@@ -88,11 +89,39 @@ class Negatives:
             x = x.float()
             if not self.shared:
                 return torch.bmm(self.memory, x.unsqueeze(2)).squeeze(2)  # (B, K)
-            scores = x @ self.memory.T  # (B, K)
-            if self.redraw is not None:
-                rows, cols, memory = self.redraw
-                scores = scores.index_put((rows, cols), (x[rows] * memory).sum(1))
-            return scores
+            if self.redraw is None:
+                return x @ self.memory.T  # (B, K)
+            return RedrawnScores.apply(x, self.memory, *self.redraw)
+
+
+class RedrawnScores(torch.autograd.Function):
+    """x (B, D) @ memory (K, D).T, with the n entries (rows, cols) scored against their redrawn memories (n, D).
+
+    The numbers of ``(x @ memory.T).index_put((rows, cols), (x[rows] * redrawn).sum(1))`` without its two copies of
+    the (B, K) scores: forward writes the n entries in place, and backward zeroes them in the incoming gradient for
+    the matmul and puts them back (autograd's index_put copies the whole gradient to zero them).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, memory: Tensor, rows: Tensor, cols: Tensor, redrawn: Tensor) -> Tensor:
+        scores = x @ memory.T  # (B, K)
+        scores.index_put_((rows, cols), (x[rows] * redrawn).sum(1))
+        ctx.save_for_backward(memory, rows, cols, redrawn)
+        return scores
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        memory, rows, cols, redrawn = ctx.saved_tensors
+        at = grad[rows, cols]  # (n,) the redrawn entries' gradient
+        masked = grad if grad.is_contiguous() else grad.contiguous()  # writable: an expanded gradient is copied
+        masked.index_put_((rows, cols), torch.zeros_like(at))
+        grad_x = masked @ memory  # (B, D)
+        masked.index_put_((rows, cols), at)  # the incoming gradient as it came
+        grad_x += torch.zeros_like(grad_x).index_put_((rows,), at.unsqueeze(1) * redrawn, accumulate=True)
+        return grad_x, None, None, None, None
 
 
 class MemoryBank(nn.Module):

@@ -21,6 +21,11 @@ threshold follows the bank. Z lives in a buffer so checkpoints keep it. The esti
 refuses to run before the first one. Both losses take the call, so a method holds either behind one interface, and
 both report per-step diagnostics (``stats``) that the training log averages per epoch.
 
+The NCE loss is one hand-written pass (``FusedNCE``) over cache-sized row chunks of the (B, K) scores that yields
+the loss, its gradient and the negatives' weights for ``stats`` together, with ATen's own ops so that the numbers are
+the autograd graph's bit for bit; the graph made about ten full-size passes and fresh (B, K) tensors, and ``stats``
+two more (torch.compile of the loss measured no faster, needs a compiler at run time and moves the last bits).
+
 InfoNCE (van den Oord et al. 2018, arXiv:1807.03748) is softmax cross-entropy over [pos, negatives]/τ.
 Both compute in float32, also under bf16 autocast.
 """
@@ -28,33 +33,118 @@ Both compute in float32, also under bf16 autocast.
 from __future__ import annotations
 
 import math
+import weakref
+from collections import deque
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ssl_bench import distributed
+
+aten = torch.ops.aten
+
+
+# CPU: rows of the (B, K) negative scores per step of a fused pass, about 4 MB: the pass reuses three buffers of
+# that size, in cache, where whole-matrix ops make fresh (B, K) tensors. 512 KB - 4 MB measured alike at K = 32,000;
+# one whole-matrix chunk made the NPID++ step 1.5x slower, 16 MB 1.2x. Fewer chunks also mean fewer thread-pool
+# rounds, which cost milliseconds each when the cores are oversubscribed (ATen's log-sigmoid always splits over
+# threads). Other devices take all rows at once (no per-core cache to fit, and every launch costs).
+CHUNK_BYTES = 4 << 20
+
+
+def chunk_rows(rows: int, cols: int, device: torch.device) -> int:
+    """Rows of a (rows, cols) float32 matrix per chunk of a fused pass: CHUNK_BYTES on the CPU, all elsewhere."""
+    if device.type != "cpu":
+        return max(rows, 1)
+    return max(1, min(rows, CHUNK_BYTES // (4 * max(cols, 1))))
+
+
+def nce_shift(z: Tensor | float, num_negatives: int, num_data: int, device: torch.device) -> Tensor:
+    """log Z + log(K·Pn), Pn = 1/N: what the logit subtracts from s/τ (float32, 0-dim)."""
+    log_z = torch.log(torch.as_tensor(z, dtype=torch.float32, device=device))
+    return log_z + math.log(num_negatives / num_data)
 
 
 def nce_logits(scores: Tensor, temperature: float, z: Tensor | float, num_negatives: int, num_data: int) -> Tensor:
     """Logit of "came from the data": s/τ - log Z - log(K·Pn), Pn = 1/N."""
-    log_z = torch.log(torch.as_tensor(z, dtype=torch.float32, device=scores.device))
-    return (scores.float() / temperature).sub_(log_z + math.log(num_negatives / num_data))
+    return (scores.float() / temperature).sub_(nce_shift(z, num_negatives, num_data, scores.device))
+
+
+class FusedNCE(torch.autograd.Function):
+    """Binary NCE on float32 cosines pos (B,) and neg (B, K) in one pass over row chunks of neg, returning the loss
+    and Σ_k h(neg_bk) per row (B,) (``stats``' weight of the negatives, not differentiable).
+
+    The pass also computes the gradient for an upstream gradient of 1 with the ops autograd would run (ATen's
+    log-sigmoid backward, the negation, the division by τ), so loss and gradient equal the unfused graph's bit for
+    bit; backward multiplies that gradient by the upstream one in place (exact for 1 and powers of 2, such as PIRL's
+    λ = 0.5; one rounding otherwise). It keeps one (B, K) tensor where the unfused graph made about ten.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, pos: Tensor, neg: Tensor, temperature: float, shift: Tensor) -> tuple[Tensor, Tensor]:
+        b, k = neg.shape
+        rows = chunk_rows(b, k, neg.device)
+        need_grad = any(ctx.needs_input_grad[:2])
+        upstream = torch.full((1, 1), -1.0, dtype=neg.dtype, device=neg.device) / b  # d loss / d term, as mean's
+        grad_neg = torch.empty_like(neg) if need_grad else None
+        log_1mh = neg.new_empty(b)  # Σ_k log(1 - h(neg_bk))
+        weights = neg.new_empty(b)  # Σ_k h(neg_bk)
+        logit, value, buffer = (neg.new_empty(rows, k) for _ in range(3))  # reused by every chunk
+        for i in range(0, b, rows):
+            n = min(rows, b - i)
+            x, v, buf = logit[:n], value[:n], buffer[:n]
+            torch.div(neg[i : i + n], temperature, out=x).sub_(shift)  # x = s/τ - log Z - log(K·Pn)
+            torch.sum(torch.sigmoid(x, out=v), 1, out=weights[i : i + n])  # h = sigmoid(x)
+            x.neg_()  # log(1 - h) = logsigmoid(-x)
+            aten.log_sigmoid_forward.output(x, output=v, buffer=buf)
+            torch.sum(v, 1, out=log_1mh[i : i + n])
+            if grad_neg is not None:
+                g = grad_neg[i : i + n]
+                aten.log_sigmoid_backward.grad_input(upstream.expand(n, k), x, buf, grad_input=g)
+                g.neg_().div_(temperature)
+        x_pos = torch.div(pos, temperature).sub_(shift)  # (B,)
+        log_h_pos, buf_pos = aten.log_sigmoid_forward(x_pos)
+        loss = -(log_h_pos + log_1mh).mean()
+        if need_grad:
+            grad_pos = aten.log_sigmoid_backward(upstream[0].expand(b), x_pos, buf_pos).div_(temperature)
+            ctx.save_for_backward(grad_pos, grad_neg)
+        ctx.mark_non_differentiable(weights)
+        return loss, weights
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_loss: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None, None]:
+        # in place: the saved gradients are handed out once (a second backward fails autograd's version check)
+        grad_pos, grad_neg = ctx.saved_tensors
+        return grad_pos.mul_(grad_loss), grad_neg.mul_(grad_loss), None, None
+
+
+def nce_loss_and_weights(
+    pos: Tensor, neg: Tensor, temperature: float, z: Tensor | float, num_data: int
+) -> tuple[Tensor, Tensor]:
+    """``nce_loss`` and Σ_k h(neg_bk) per sample (B,), from one fused pass (``FusedNCE``), in float32."""
+    shift = nce_shift(z, neg.shape[1], num_data, neg.device)
+    with torch.autocast(neg.device.type, enabled=False):
+        return FusedNCE.apply(pos.float(), neg.float(), temperature, shift)
 
 
 def nce_loss(pos: Tensor, neg: Tensor, temperature: float, z: Tensor | float, num_data: int) -> Tensor:
     """Binary NCE: pos (B,), neg (B, K) cosines; Z the fixed normaliser; N = num_data. Mean over the batch."""
-    k = neg.shape[1]
-    log_h_pos = F.logsigmoid(nce_logits(pos, temperature, z, k, num_data))  # (B,)
-    log_1mh_neg = F.logsigmoid(nce_logits(neg, temperature, z, k, num_data).neg_())  # (B, K)
-    return -(log_h_pos + log_1mh_neg.sum(1)).mean()
+    return nce_loss_and_weights(pos, neg, temperature, z, num_data)[0]
 
 
 @torch.no_grad()
 def estimate_z(pos: Tensor, neg: Tensor, temperature: float, num_data: int) -> Tensor:
-    """N · mean(exp(s/τ)) over all B·(1 + K) scores of a batch, computed as a log-sum-exp (no overflow)."""
-    scores = torch.cat([pos.float().reshape(-1), neg.float().reshape(-1)]) / temperature  # (B·(1+K),)
-    return torch.exp(torch.logsumexp(scores, 0) - math.log(scores.numel()) + math.log(num_data))
+    """N · mean(exp(s/τ)) over all B·(1 + K) scores of a batch, computed as a log-sum-exp (no overflow): per row of
+    neg (B, K), in cache-sized chunks, then over those and the positives (no copy of the whole score matrix)."""
+    b, k = neg.shape
+    rows = chunk_rows(b, k, neg.device)
+    per_row = [torch.logsumexp(neg[i : i + rows].float() / temperature, 1) for i in range(0, b, rows)]  # (B,)
+    lse = torch.logsumexp(torch.cat([pos.float().reshape(-1) / temperature, *per_row]), 0)
+    return torch.exp(lse - math.log(pos.numel() + neg.numel()) + math.log(num_data))
 
 
 def info_nce_loss(pos: Tensor, neg: Tensor, temperature: float) -> Tensor:
@@ -79,6 +169,9 @@ class NCELoss(nn.Module):
         self.temperature = temperature
         self.z_momentum = z_momentum
         self.register_buffer("z", torch.tensor(-1.0))
+        # Σ_k h(neg_k) per sample from the last two forward passes (PIRL has two terms), keyed by the scores they saw
+        # and Z's version, so that stats() on the same scores skips a pass over (B, K): (neg, versions, weights)
+        self._weights: deque[tuple[weakref.ref[Tensor], tuple[int, int], Tensor]] = deque(maxlen=2)
 
     @property
     def estimated(self) -> bool:
@@ -102,11 +195,13 @@ class NCELoss(nn.Module):
         mean cosines. Batch means, float32."""
         k = neg.shape[1]
         h_pos = torch.sigmoid(nce_logits(pos, self.temperature, self.z, k, self.num_data))  # (B,)
-        h_neg = torch.sigmoid(nce_logits(neg, self.temperature, self.z, k, self.num_data))  # (B, K)
+        weights = self._seen_weights(neg)  # (B,) from the loss's pass on these scores, or one more pass
+        if weights is None:
+            weights = torch.sigmoid(nce_logits(neg, self.temperature, self.z, k, self.num_data)).sum(1)
         return {
             "z": self.z.detach().clone(),
             "pos_weight": (1 - h_pos).mean(),
-            "neg_weight": h_neg.sum(1).mean(),
+            "neg_weight": weights.mean(),
             "pos_sim": pos.float().mean(),
             "neg_sim": neg.float().mean(),
         }
@@ -117,8 +212,15 @@ class NCELoss(nn.Module):
                 "NCE's normaliser Z is not estimated yet: call update_z(pos, neg) with the batch's "
                 "scores before the loss"
             )
-        with torch.autocast(pos.device.type, enabled=False):
-            return nce_loss(pos, neg, self.temperature, self.z, self.num_data)
+        loss, weights = nce_loss_and_weights(pos, neg, self.temperature, self.z, self.num_data)
+        self._weights.append((weakref.ref(neg), (neg._version, self.z._version), weights))
+        return loss
+
+    def _seen_weights(self, neg: Tensor) -> Tensor | None:
+        for ref, versions, weights in self._weights:
+            if ref() is neg and versions == (neg._version, self.z._version):
+                return weights
+        return None
 
 
 LOSSES = ("nce", "infonce")
