@@ -1,16 +1,19 @@
 """Speed ratios of the training steps against the machine's limits, measured in one run, as a markdown table.
 
-    python benchmarks/ratios.py [--small] [--precision bf16|fp32] [--channels-last/--no-channels-last] [--write]
+    python benchmarks/ratios.py [--small] [--precision auto|bf16|fp32] [--channels-last/--no-channels-last] [--write]
 
 (a) each method's training step / the bare backbone passes it needs (target <= 1.15);
-(b) achieved GFLOP/s of the step and of the bare backbone, as a fraction of the convolution ceiling
-    (target >= 65% for the full-image methods; Jigsaw and PIRL are reported, not judged);
+(b) achieved GFLOP/s of the step and of the bare backbone, as a fraction of the convolution ceiling measured in the
+    same run (a large 3x3 convolution, forward + backward, at the steps' precision and memory format; target >= 65%
+    for the full-image methods; Jigsaw and PIRL are reported, not judged);
 (c) the NCE step with shared negatives / one (B x 128) @ (128 x K) matmul at ImageNet scale (target <= 2),
     per-sample negatives for reference;
 (d) data-loader images/s / training-step images/s (target >= 1: the loader is never the bottleneck).
 
 Every time is the median of ``--repeats`` runs after ``--warmup`` runs; the runs being compared are interleaved,
-so a change of load hits them alike. The table goes to stdout (progress to stderr); ``--write`` also puts it
+so a change of load hits them alike (the ceiling's runs are interleaved with every method's). The precision is the
+engine's: bf16 autocast where ``train.precision=auto`` would use it (AVX-512 BF16 / AMX), fp32 elsewhere, even when
+``--precision bf16`` asks otherwise; the header says which ran, and which ISA flags the CPU has. The table goes to stdout (progress to stderr); ``--write`` also puts it
 into benchmarks/README.md between ``<!-- table -->`` and ``<!-- /table -->``. See benchmarks/README.md.
 """
 
@@ -36,11 +39,11 @@ from ssl_bench.data.types import Splits
 
 README = Path(__file__).with_name("README.md")
 BEGIN, END = "<!-- table -->", "<!-- /table -->"
-CEILING_GFLOPS = {"bf16": 1000.0, "fp32": 520.0}  # measured oneDNN convolution ceilings of the 2-core machine
 STEP_TARGET = 1.15  # (a) step / backbone passes, at most
 CEILING_TARGET = 0.65  # (b) fraction of the ceiling, at least
 NCE_TARGET = 2.0  # (c) shared-negatives NCE step / one matmul, at most
 LOADER_TARGET = 1.0  # (d) loader images/s / step images/s, at least
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")  # what bf16 and fp32 convolutions run on
 
 
 @dataclass
@@ -71,11 +74,20 @@ class NCEResult:
 
 
 @dataclass
+class Ceiling:
+    """The convolution ceiling the steps are judged against: measured in the run, or given."""
+
+    gflops: float
+    how: str  # where the figure comes from, for the header
+    flops: int | None = None  # FLOPs of one call of the measured workload; None when given
+
+
+@dataclass
 class Settings:
     machine: str
     sizes: Sizes
     threads: int
-    ceiling_gflops: float
+    ceiling: Ceiling
     repeats: int
     warmup: int
     num_train: int
@@ -85,6 +97,11 @@ class Settings:
 
 def median_times(fns: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, float]:
     """Median seconds per call of each function, run in turn (interleaved) ``repeats`` times after ``warmup`` turns."""
+    return {k: statistics.median(v) for k, v in timings(fns, warmup, repeats).items()}
+
+
+def timings(fns: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each call of each function, run in turn (interleaved) ``repeats`` times after ``warmup`` turns."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -100,7 +117,7 @@ def median_times(fns: dict[str, Callable[[], object]], warmup: int, repeats: int
     finally:
         if enabled:
             gc.enable()
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def loader_images_s(work: workloads.MethodWorkload, size: Sizes, warmup: int, repeats: int) -> float:
@@ -116,15 +133,32 @@ def loader_images_s(work: workloads.MethodWorkload, size: Sizes, warmup: int, re
     return statistics.median(rates[warmup:])
 
 
-def measure_method(name: str, size: Sizes, splits: Splits, warmup: int, repeats: int) -> MethodResult:
+def measure_method(
+    name: str, size: Sizes, splits: Splits, warmup: int, repeats: int, ceiling: workloads.ConvCeiling | None
+) -> tuple[MethodResult, list[float]]:
+    """The method's result, and the seconds of the ceiling's calls interleaved with its step and backbone passes."""
     work = workloads.method_workload(name, size, splits)
-    times = median_times({"step": work.step, "backbone": work.backbone_passes}, warmup, repeats)
+    fns: dict[str, Callable[[], object]] = {"step": work.step, "backbone": work.backbone_passes}
+    if ceiling is not None:
+        fns["ceiling"] = ceiling.step
+    times = timings(fns, warmup, repeats)
     step_flops = workloads.count_flops(work.step)
     backbone_flops = workloads.count_flops(work.backbone_passes)
     loader = loader_images_s(work, size, min(warmup, 1), repeats)
-    return MethodResult(
-        name, work.passes, work.images, times["step"], times["backbone"], step_flops, backbone_flops, loader
+    step_s, backbone_s = statistics.median(times["step"]), statistics.median(times["backbone"])
+    result = MethodResult(name, work.passes, work.images, step_s, backbone_s, step_flops, backbone_flops, loader)
+    return result, times.get("ceiling", [])
+
+
+def measured_ceiling(work: workloads.ConvCeiling, seconds: list[float], size: Sizes) -> Ceiling:
+    """GFLOP/s of the ceiling workload: FLOPs of one call (FlopCounterMode) / the median of its interleaved calls."""
+    flops, median = workloads.count_flops(work.step), statistics.median(seconds)
+    how = (
+        f"measured in this run: {work.describe}, forward + backward, {precision_label(size)}, {memory_label(size)}; "
+        f"{flops / 1e9:,.1f} GFLOP per call (FlopCounterMode), median {ms(median)} ms of {len(seconds)} calls "
+        "interleaved with the steps"
     )
+    return Ceiling(flops / median / 1e9, how, flops)
 
 
 def measure_nce(size: Sizes, warmup: int, repeats: int) -> NCEResult:
@@ -140,7 +174,7 @@ def measure_nce(size: Sizes, warmup: int, repeats: int) -> NCEResult:
 
 
 def machine() -> str:
-    """CPU model, cores, bf16 instructions, torch version and threads."""
+    """CPU model, cores, the ISA flags convolutions run on (present and missing), torch's vector ISA, threads."""
     model, cores, flags = platform.processor() or "unknown CPU", set(), set()
     try:
         physical_id = ""
@@ -158,11 +192,28 @@ def machine() -> str:
         pass
     logical = os.cpu_count() or 0
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
-    isa = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags]
     return (
         f"{model}; {len(cores) or logical} physical cores, {logical} logical CPUs ({usable} usable); "
-        f"{', '.join(isa) or 'no AVX flags found'}; torch {torch.__version__}, {_threads(torch.get_num_threads())}"
+        f"{isa_flags(flags)}; ATen CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+        f"torch {torch.__version__}, {_threads(torch.get_num_threads())}"
     )
+
+
+def isa_flags(flags: set[str]) -> str:
+    """Which of ISA_FLAGS /proc/cpuinfo lists, e.g. "ISA avx2, avx512f (no avx512_bf16, amx_tile, amx_bf16)"."""
+    if not flags:
+        return "ISA flags unknown (no /proc/cpuinfo)"
+    have = [f for f in ISA_FLAGS if f in flags]
+    lack = [f for f in ISA_FLAGS if f not in flags]
+    return f"ISA {', '.join(have) or 'none of ' + ', '.join(ISA_FLAGS)}" + (f" (no {', '.join(lack)})" if lack else "")
+
+
+def precision_label(size: Sizes) -> str:
+    return "bf16 autocast" if size.precision == "bf16" else "fp32"
+
+
+def memory_label(size: Sizes) -> str:
+    return "channels_last" if size.channels_last else "contiguous (NCHW)"
 
 
 def _threads(n: int) -> str:
@@ -196,17 +247,18 @@ def table(title: str, header: list[str], align: str, rows: list[list[str]]) -> l
 
 def render(settings: Settings, methods: list[MethodResult], nce: NCEResult | None) -> str:
     """The markdown report: a header, then tables (a)-(d), each row with its target and pass/fail."""
-    s, ceiling, verdict = settings.sizes, settings.ceiling_gflops, Verdicts()
-    memory = "channels_last" if s.channels_last else "contiguous (NCHW)"
-    precision = "bf16 autocast" if s.precision == "bf16" else "fp32"
+    s, ceiling, verdict = settings.sizes, settings.ceiling.gflops, Verdicts()
     out = [
         f"Measured {settings.when}.",
         "",
         f"- Machine: {settings.machine}.",
-        f"- Steps: `{s.backbone}`, {settings.image_size} px, batch {s.batch}, {precision}, {memory}; each method with its "
-        f"paper defaults on the ci preset's synthetic data (N = {settings.num_train:,}; NPID++/PIRL cap K at N - 1). "
-        f"Median of {settings.repeats} runs after {settings.warmup} warm-up, interleaved.",
+        f"- Steps: `{s.backbone}`, {settings.image_size} px, batch {s.batch}, {precision_label(s)}, {memory_label(s)}; "
+        f"each method with its paper defaults on the ci preset's synthetic data (N = {settings.num_train:,}; "
+        f"NPID++/PIRL cap K at N - 1). Median of {settings.repeats} runs after {settings.warmup} warm-up, interleaved.",
     ]
+    if s.precision_note:
+        out.append(f"- Precision: {s.precision_note}.")
+    out.append(f"- Convolution ceiling: {ceiling:,.0f} GFLOP/s, {settings.ceiling.how}.")
     if s.small:
         out += ["", "**Smoke sizes (`--small`): these numbers say nothing about the targets.**"]
 
@@ -233,6 +285,10 @@ def render(settings: Settings, methods: list[MethodResult], nce: NCEResult | Non
     )
 
     rows = []
+    if settings.ceiling.flops is not None:
+        rows.append(
+            ["3x3 conv (ceiling)", f"{settings.ceiling.flops / 1e9:,.1f}", f"{ceiling:,.0f}", "100%", "", "", "", ""]
+        )
     for m in methods:
         step, bare = m.step_flops / m.step_s / 1e9, m.backbone_flops / m.backbone_s / 1e9  # GFLOP/s
         judged = (
@@ -252,7 +308,8 @@ def render(settings: Settings, methods: list[MethodResult], nce: NCEResult | Non
             ]
         )
     out += table(
-        f"(b) Achieved GFLOP/s (FlopCounterMode on one step; ceiling {ceiling:,.0f} GFLOP/s, {s.precision} convolution, "
+        f"(b) Achieved GFLOP/s (FlopCounterMode on one step) / the convolution ceiling, {ceiling:,.0f} GFLOP/s "
+        f"({'measured' if settings.ceiling.flops is not None else 'given'}, {precision_label(s)}, "
         f"{_threads(settings.threads)})",
         ["method", "GFLOP / step", "step GFLOP/s", "of ceiling", "backbone GFLOP/s", "of ceiling", "target", ""],
         "lrrrrrll",
@@ -260,7 +317,7 @@ def render(settings: Settings, methods: list[MethodResult], nce: NCEResult | Non
     )
     out += [
         "",
-        "¹ Jigsaw and PIRL put 9 small tiles per image through the backbone (8 px at 32 px images): small "
+        "¹ Jigsaw and PIRL put 9 small tiles per image through the backbone (8-9 px at 32 px images): small "
         "convolutions that cannot fill the machine; the figure is reported, not judged.",
     ]
 
@@ -312,13 +369,13 @@ def render(settings: Settings, methods: list[MethodResult], nce: NCEResult | Non
     return "\n".join(out + ["", verdict.summary()])
 
 
-def write_between_markers(path: Path, text: str) -> None:
-    """Replace what stands between BEGIN and END in ``path`` by ``text``."""
+def write_between_markers(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace what stands between ``begin`` and ``end`` in ``path`` by ``text``."""
     doc = path.read_text()
-    start, end = doc.find(BEGIN), doc.find(END)
-    if start < 0 or end < start:
-        raise SystemExit(f"{path}: no {BEGIN} ... {END} markers to write the table between")
-    path.write_text(doc[: start + len(BEGIN)] + "\n" + text.strip() + "\n" + doc[end:])
+    start, stop = doc.find(begin), doc.find(end)
+    if start < 0 or stop < start:
+        raise SystemExit(f"{path}: no {begin} ... {end} markers to write the table between")
+    path.write_text(doc[: start + len(begin)] + "\n" + text.strip() + "\n" + doc[stop:])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -326,14 +383,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--small", action="store_true", default=None, help="smoke sizes (as SSL_BENCH_BENCH_SMALL=1)")
-    p.add_argument("--precision", choices=["bf16", "fp32"], help="autocast precision of the steps (default bf16)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        help="as train.precision (default auto: bf16 autocast where the CPU runs bf16 natively, else fp32; bf16 "
+        "falls back to fp32 on a CPU without native bf16)",
+    )
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default: on")
     p.add_argument("--batch", type=int, help="images per training step (default 128; --small 16)")
     p.add_argument("--k", type=int, help="NCE negatives (default 32,000; --small 1,000)")
     p.add_argument("--bank", type=int, help="NCE memory-bank slots (default 1,281,167; --small 10,000)")
     p.add_argument("--nce-batch", type=int, help="NCE samples per step (default 256; --small 16)")
     p.add_argument("--workers", type=int, help="DataLoader workers for (d) (default 0, the ci preset's)")
-    p.add_argument("--ceiling-gflops", type=float, help="convolution ceiling (default 1000 for bf16, 520 for fp32)")
+    p.add_argument(
+        "--ceiling-gflops",
+        type=float,
+        help="convolution ceiling to judge (b) against, instead of measuring it (a 3x3 convolution in this run)",
+    )
     p.add_argument("--repeats", type=int, help="timed runs per measurement, median taken (default 10; --small 3)")
     p.add_argument("--warmup", type=int, help="untimed runs first (default 2; --small 1)")
     p.add_argument(
@@ -361,8 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     unknown = sorted(set(names) - set(METHOD_NAMES))
-    if unknown:
-        raise SystemExit(f"--methods: unknown {unknown}; valid: {', '.join(METHOD_NAMES)}")
+    if unknown or not names:
+        raise SystemExit(f"--methods: unknown {unknown or 'none named'}; valid: {', '.join(METHOD_NAMES)}")
     repeats = args.repeats or (3 if size.small else 10)
     warmup = args.warmup if args.warmup is not None else (1 if size.small else 2)
 
@@ -370,12 +436,23 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     log(f"sizes: {size}")
+    log(f"precision: {size.precision_note}")
     splits = workloads.ci_splits()
-    results = []
+    ceiling_work = None if args.ceiling_gflops else workloads.conv_ceiling(size)
+    if ceiling_work is not None:
+        log(f"convolution ceiling: {ceiling_work.describe}, interleaved with each method's runs")
+    results, ceiling_s = [], []
     for name in names:
         log(f"{name}: step, backbone passes, FLOPs, loader ...")
-        results.append(measure_method(name, size, splits, warmup, repeats))
+        result, seconds = measure_method(name, size, splits, warmup, repeats, ceiling_work)
+        results.append(result)
+        ceiling_s += seconds
         gc.collect()
+    ceiling = (
+        Ceiling(args.ceiling_gflops, "given (--ceiling-gflops)")
+        if ceiling_work is None
+        else measured_ceiling(ceiling_work, ceiling_s, size)
+    )
     nce = None
     if not args.no_nce:
         log(f"NCE: bank {size.bank:,} x 128, B = {size.nce_batch}, K = {size.negatives:,} ...")
@@ -384,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         machine(),
         size,
         torch.get_num_threads(),
-        args.ceiling_gflops or CEILING_GFLOPS[size.precision],
+        ceiling,
         repeats,
         warmup,
         splits.info.num_train,

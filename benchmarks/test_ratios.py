@@ -5,6 +5,7 @@ They run with ``pytest benchmarks/`` and are skipped under ``--benchmark-only``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,9 @@ from ssl_bench.config import ConfigError
 def settings(**kw) -> ratios.Settings:
     base = dict(
         machine="test CPU",
-        sizes=workloads.Sizes(),
+        sizes=workloads.Sizes(precision="bf16"),
         threads=2,
-        ceiling_gflops=1000.0,
+        ceiling=ratios.Ceiling(1000.0, "given (--ceiling-gflops)"),
         repeats=10,
         warmup=2,
         num_train=2000,
@@ -64,6 +65,75 @@ def test_render_judges_each_target() -> None:
 def test_render_marks_smoke_sizes() -> None:
     text = ratios.render(settings(sizes=workloads.SMALL), [method("npidpp", 1.0, 1.0, 1, 1)], None)
     assert "Smoke sizes" in text and "(c)" not in text
+
+
+def test_render_names_the_measured_ceiling_and_the_precision() -> None:
+    ceiling = ratios.Ceiling(800.0, "measured in this run: 3x3 conv 256 -> 256 channels ...", flops=88_800_000_000)
+    size = workloads.Sizes(precision="fp32", precision_note="auto: fp32, since this CPU has no native bf16")
+    text = ratios.render(settings(ceiling=ceiling, sizes=size), [method("supervised", 1.0, 1.0, 560, 500)], None)
+    assert "- Convolution ceiling: 800 GFLOP/s, measured in this run: 3x3 conv 256 -> 256 channels ..." in text
+    assert "- Precision: auto: fp32, since this CPU has no native bf16." in text
+    assert "/ the convolution ceiling, 800 GFLOP/s (measured, fp32, 2 threads)" in text
+    assert "| 3x3 conv (ceiling) | 88.8 | 800 | 100% |  |  |  |  |" in text
+    assert (
+        "| supervised | 560.0 | 560 | 70% | 560 | 70% | >= 65% | PASS |" in text
+    )  # judged against 800, not a constant
+    given = ratios.render(settings(), [method("supervised", 1.0, 1.0, 560, 500)], None)
+    assert "(given, bf16 autocast, 2 threads)" in given and "3x3 conv (ceiling)" not in given
+    assert "| supervised | 560.0 | 560 | 56% |" in given
+
+
+def test_ceiling_flops_are_the_convolution_formula() -> None:
+    """FlopCounterMode counts 2·N·C_out·H·W·C_in·k² forward and twice that backward (input and weight gradients)."""
+    for precision, memory in (("bf16", True), ("fp32", False)):
+        size = workloads.Sizes(precision=precision, channels_last=memory, ceiling_channels=16, ceiling_map=6)
+        work = workloads.conv_ceiling(size, batch=3)
+        formula = 2 * 3 * 16 * 6 * 6 * 16 * 3 * 3 * 3
+        assert work.flops == formula and workloads.count_flops(work.step) == formula
+        assert work.describe == "3x3 conv 16 -> 16 channels on 6 x 6 maps, batch 3"
+        assert work.x.grad is not None and work.conv.weight.grad is not None  # both gradients computed
+        expected = torch.bfloat16 if precision == "bf16" else torch.float32
+        assert work.x.dtype == expected and work.x.grad.dtype == expected
+        assert work.x.is_contiguous(memory_format=torch.channels_last if memory else torch.contiguous_format)
+
+
+def test_ceiling_batch_is_calibrated_and_measured() -> None:
+    size = workloads.Sizes(
+        precision="fp32", channels_last=False, ceiling_channels=8, ceiling_map=4, ceiling_call_s=1e-9
+    )
+    assert workloads.conv_ceiling(size).x.shape[0] == 1  # a tiny target: the smallest batch
+    big = workloads.conv_ceiling(dataclasses.replace(size, ceiling_call_s=10.0), max_batch=64)
+    assert big.x.shape[0] == 64  # a huge target: capped
+    work = workloads.conv_ceiling(size, batch=2)
+    ceiling = ratios.measured_ceiling(work, [0.002, 0.001, 0.003], size)
+    assert ceiling.flops == work.flops and ceiling.gflops == pytest.approx(work.flops / 0.002 / 1e9)
+    assert "median 2 ms of 3 calls" in ceiling.how and "fp32, contiguous (NCHW)" in ceiling.how
+
+
+def test_precision_follows_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 only where the engine's auto would use it; elsewhere fp32, said so, even when bf16 is asked for."""
+    monkeypatch.delenv("SSL_BENCH_BENCH_PRECISION", raising=False)
+    monkeypatch.setattr(workloads, "bf16_supported", lambda: False)
+    assert (workloads.sizes(small=True).precision, workloads.sizes(small=True, precision="bf16").precision) == (
+        "fp32",
+        "fp32",
+    )
+    assert workloads.sizes(small=True, precision="bf16").precision_note.startswith("bf16 asked for, but this CPU")
+    assert workloads.sizes(small=True).precision_note.startswith("auto: fp32, since this CPU has no native bf16")
+    assert workloads.conv_ceiling(workloads.sizes(small=True), batch=1).dtype is None
+    monkeypatch.setattr(workloads, "bf16_supported", lambda: True)
+    assert workloads.sizes(small=True).precision == "bf16"
+    assert workloads.sizes(small=True, precision="fp32").precision == "fp32"
+    with pytest.raises(ConfigError, match="precision 'fp16': choose auto, bf16 or fp32"):
+        workloads.sizes(precision="fp16")
+
+
+def test_machine_names_the_isa_flags() -> None:
+    assert ratios.isa_flags({"avx2", "fma"}) == "ISA avx2 (no avx512f, avx512_bf16, amx_tile, amx_bf16)"
+    assert ratios.isa_flags(set(ratios.ISA_FLAGS)) == "ISA avx2, avx512f, avx512_bf16, amx_tile, amx_bf16"
+    assert ratios.isa_flags(set()) == "ISA flags unknown (no /proc/cpuinfo)"
+    text = ratios.machine()
+    assert "ATen CPU capability" in text and "ISA" in text and f"torch {torch.__version__}" in text
 
 
 def test_write_between_markers(tmp_path: Path) -> None:
@@ -121,7 +191,7 @@ def test_workload_times_the_right_passes(name: str) -> None:
     work = workloads.method_workload(
         name, workloads.sizes(small=True, batch=4, precision="fp32"), workloads.ci_splits()
     )
-    expected = {"rotnet": [(16, 3, 32, 32)], "pirl": [(4, 3, 32, 32), (36, 3, 8, 8)]}[name]
+    expected = {"rotnet": [(16, 3, 32, 32)], "pirl": [(4, 3, 32, 32), (36, 3, 9, 9)]}[name]
     assert [tuple(x.shape) for x in work.inputs] == expected
     work.backbone_passes()
     with_grad = {n for n, p in work.method.named_parameters() if p.grad is not None}

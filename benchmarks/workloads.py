@@ -9,16 +9,22 @@ one table) both use them, so the two measure the same code.
 * The NCE part of an NPID++ step at ImageNet scale (N = 1,281,167 slots of 128-d, B = 256, K = 32,000):
   shared or per-sample negatives, and one (B x 128) @ (128 x K) matmul as the floor.
 * The data loader alone: the method's transform + collate through the engine's DataLoader.
+* The convolution ceiling: one large 3x3 convolution, forward + backward, at the steps' precision and memory format,
+  measured in the same run as the steps it judges (``conv_ceiling``).
 
 Methods use their papers' defaults on the ``ci`` preset's synthetic data (2,000 images of 32 px, so NPID++ and
 PIRL cap K at N - 1 = 1,999 in the step; the ImageNet-scale NCE is measured on its own).
 Sizes come from ``Sizes``; environment variables (``SSL_BENCH_BENCH_*``, see ``ENV``) shrink them for smoke runs.
+The precision is the engine's: bf16 autocast only where ``train.precision=auto`` would use it (``resolve_precision``),
+fp32 elsewhere. ``configured_workload`` builds a method's step from a run's config instead (``unit_time.py``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
@@ -27,7 +33,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ssl_bench.backbone import Backbone
@@ -35,8 +41,8 @@ from ssl_bench.config import ConfigError, TrainConfig
 from ssl_bench.data.batch import Batch
 from ssl_bench.data.registry import load_dataset
 from ssl_bench.data.types import Indexed, Splits
-from ssl_bench.engine import Trainer, make_loader, steps_per_epoch
-from ssl_bench.methods import Method, get_method
+from ssl_bench.engine import Trainer, autocast_dtype, make_loader, steps_per_epoch
+from ssl_bench.methods import Method, MethodConfig, get_method
 from ssl_bench.modules.memory_bank import MemoryBank
 from ssl_bench.modules.nce import NCELoss
 from ssl_bench.run_config import load
@@ -55,14 +61,28 @@ class Sizes:
     bank: int = IMAGENET_TRAIN  # NCE: memory-bank slots
     nce_batch: int = 256  # NCE: samples per step
     negatives: int = 32_000  # NCE: K
-    precision: str = "bf16"  # bf16 | fp32, as train.precision
+    precision: str = "auto"  # auto | bf16 | fp32, as train.precision; sizes() resolves it to what runs: bf16 | fp32
+    precision_note: str = ""  # how sizes() resolved it (resolve_precision)
     channels_last: bool = True
     workers: int = 0  # DataLoader workers (the ci preset's data.num_workers)
     loader_batches: int = 8  # batches per timed loader round
+    ceiling_channels: int = 256  # the convolution ceiling: a 3x3 convolution, this many channels in and out,
+    ceiling_map: int = 28  # on maps of this many px square,
+    ceiling_call_s: float = 0.1  # with the batch whose forward + backward takes about this long (conv_ceiling)
     small: bool = False  # the smoke-run sizes: numbers say nothing about the targets
 
 
-SMALL = Sizes("resnet18-smallstem-w0.25", batch=16, bank=10_000, nce_batch=16, negatives=1000, small=True)
+SMALL = Sizes(
+    "resnet18-smallstem-w0.25",
+    batch=16,
+    bank=10_000,
+    nce_batch=16,
+    negatives=1000,
+    ceiling_channels=64,
+    ceiling_map=14,
+    ceiling_call_s=0.005,
+    small=True,
+)
 
 ENV = {  # variable -> Sizes field; SSL_BENCH_BENCH_SMALL=1 starts from SMALL instead of the full sizes
     "SSL_BENCH_BENCH_BACKBONE": "backbone",
@@ -100,13 +120,33 @@ def sizes(small: bool | None = None, **overrides: Any) -> Sizes:
                 raise ConfigError(f"{var}={raw!r}: expected an integer") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
     out = replace(SMALL if small else Sizes(), **values)
-    if out.precision not in ("bf16", "fp32"):
-        raise ConfigError(f"precision {out.precision!r}: choose bf16 or fp32")
+    if out.precision not in ("auto", "bf16", "fp32"):
+        raise ConfigError(f"precision {out.precision!r}: choose auto, bf16 or fp32")
+    used, note = resolve_precision(out.precision)
+    out = replace(out, precision=used, precision_note=note)
     if not 1 <= out.negatives <= out.bank - 1:
         raise ConfigError(f"K = {out.negatives} negatives need a bank of more than K slots, got {out.bank}")
     if min(out.batch, out.nce_batch, out.loader_batches) < 1 or out.nce_batch > out.bank:
         raise ConfigError(f"batch sizes must be >= 1 and nce_batch <= bank: {out}")
     return out
+
+
+def bf16_supported() -> bool:
+    """Whether the engine's ``train.precision=auto`` runs bf16 on this CPU (oneDNN with AVX-512 BF16 or AMX)."""
+    return autocast_dtype("auto", torch.device("cpu")) is not None
+
+
+def resolve_precision(asked: str) -> tuple[str, str]:
+    """What the steps run (bf16 | fp32) and why: bf16 only where the engine's ``auto`` would use it; elsewhere fp32,
+    even when bf16 is asked for (it would be emulated: slow, and no measure of the machine)."""
+    if asked == "fp32":
+        return "fp32", "fp32 as asked"
+    if bf16_supported():
+        return "bf16", f"{asked}: bf16, which oneDNN runs natively on this CPU"
+    lacks = "this CPU has no native bf16 (no AVX-512 BF16 or AMX for oneDNN)"
+    if asked == "auto":
+        return "fp32", f"auto: fp32, since {lacks}"
+    return "fp32", f"bf16 asked for, but {lacks}: fp32 instead"
 
 
 def cache_root() -> Path:
@@ -172,24 +212,104 @@ class MethodWorkload:
 
 
 def method_workload(name: str, size: Sizes, splits: Splits, device: torch.device | str = "cpu") -> MethodWorkload:
-    """``name`` with its paper defaults on a fresh backbone, set up as ``Trainer.fit`` sets it up, and one loader batch."""
+    """``name`` with its paper defaults and ``size``'s backbone, batch, precision and memory format (``ratios.py``)."""
+    train = TrainConfig(batch_size=size.batch, precision=size.precision, channels_last=size.channels_last)
+    return configured_workload(name, get_method(name).Config(), size.backbone, train, splits, device)
+
+
+def configured_workload(
+    name: str,
+    method_cfg: MethodConfig,
+    backbone: str,
+    train: TrainConfig,
+    splits: Splits,
+    device: torch.device | str = "cpu",
+) -> MethodWorkload:
+    """``name`` with ``method_cfg`` on a fresh ``backbone`` (a spec such as "resnet18-smallstem-w0.25"), trained as
+    ``train`` says (batch, precision, memory format, rate), set up as ``Trainer.fit`` sets it up, and one batch of the
+    engine's loader from the images the runner pretrains it on (the labelled train split for supervised methods, else
+    the pretraining split). A run's resolved config gives the same step as that run's (``unit_time.py``)."""
     device = torch.device(device)
     torch.manual_seed(0)
     cls = get_method(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NPID++/PIRL: K = 32,000 capped at N - 1 on the ci data
-        method = cls(Backbone(size.backbone), cls.Config(), splits.info)
+        method = cls(Backbone(backbone), method_cfg, splits.info)
     method.to(device).train()
-    if size.channels_last:
+    if train.channels_last:
         method.to(memory_format=torch.channels_last)
-    train = TrainConfig(batch_size=size.batch, precision=size.precision, channels_last=size.channels_last)
     trainer = Trainer(method, train, device, Path(tempfile.gettempdir()) / "ssl-bench-speed", seed=0)
     trainer.model = method  # what fit() sets (no DistributedDataParallel here)
-    dataset = Indexed(splits.train, method.transform())
-    optimizer, _ = trainer.optimizer(steps_per_epoch(len(dataset), size.batch))  # the schedule is not stepped here
-    batch = next(iter(make_loader(dataset, size.batch, 0, seed=0, epoch=0, device=device)))
-    inputs = _backbone_inputs(name, batch.to(device, channels_last=size.channels_last).views)
+    dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), method.transform())
+    optimizer, _ = trainer.optimizer(steps_per_epoch(len(dataset), train.batch_size))  # the schedule is not stepped
+    batch = next(iter(make_loader(dataset, train.batch_size, 0, seed=0, epoch=0, device=device)))
+    inputs = _backbone_inputs(name, batch.to(device, channels_last=train.channels_last).views)
     return MethodWorkload(name, method, trainer, optimizer, batch, inputs, dataset)
+
+
+@dataclass
+class ConvCeiling:
+    """The convolution ceiling: one large 3x3 convolution, forward + backward (gradients of input and weight), at the
+    steps' precision and memory format. Compute bound, so its GFLOP/s is about the best the machine's convolutions
+    reach with these threads; the steps' GFLOP/s are judged against it."""
+
+    conv: nn.Conv2d  # C -> C channels, 3x3, padding 1, no bias
+    x: Tensor  # (N, C, H, W) leaf, already in the compute dtype: no cast is timed
+    grad: Tensor  # (N, C, H, W) the output's gradient, same dtype and memory format
+    dtype: torch.dtype | None  # autocast dtype; None = fp32
+
+    @property
+    def describe(self) -> str:
+        n, c, h, w = self.x.shape
+        return f"3x3 conv {c} -> {c} channels on {h} x {w} maps, batch {n}"
+
+    @property
+    def flops(self) -> int:
+        """2·N·C_out·H·W·C_in·k² for the forward pass, twice that for the backward (input and weight gradients)."""
+        n, c, h, w = self.x.shape
+        k = self.conv.kernel_size[0]
+        return 3 * 2 * n * self.conv.out_channels * h * w * c * k * k
+
+    def step(self) -> None:
+        self.conv.weight.grad = None
+        self.x.grad = None
+        with torch.autocast(self.x.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
+            y = self.conv(self.x)  # (N, C, H, W)
+        y.backward(self.grad)
+
+
+def conv_ceiling(
+    size: Sizes, batch: int | None = None, device: torch.device | str = "cpu", max_batch: int = 512
+) -> ConvCeiling:
+    """The ceiling workload at ``size``'s precision and memory format. ``batch`` None: the power of two (at most
+    ``max_batch``) whose call takes about ``size.ceiling_call_s`` here, from the faster of two timed calls at batch 4
+    after one untimed (oneDNN builds its kernels on the first)."""
+    if batch is None:
+        probe = _ceiling(size, 4, torch.device(device))
+        probe.step()
+        seconds = min(_seconds(probe.step) for _ in range(2))
+        batch = min(max_batch, 2 ** max(0, round(math.log2(4 * size.ceiling_call_s / seconds))))
+    return _ceiling(size, batch, torch.device(device))
+
+
+def _ceiling(size: Sizes, batch: int, device: torch.device) -> ConvCeiling:
+    g = torch.Generator().manual_seed(0)
+    c, hw = size.ceiling_channels, size.ceiling_map
+    dtype = autocast_dtype(size.precision, device)
+    memory = torch.channels_last if size.channels_last else torch.contiguous_format
+    conv = nn.Conv2d(c, c, 3, padding=1, bias=False).to(device, memory_format=memory)
+
+    def tensor() -> Tensor:
+        t = torch.randn(batch, c, hw, hw, generator=g).to(device, dtype or torch.float32)
+        return t.contiguous(memory_format=memory)
+
+    return ConvCeiling(conv, tensor().requires_grad_(), tensor(), dtype)
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def loader_batches(dataset: Indexed, size: Sizes) -> int:
