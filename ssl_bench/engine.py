@@ -93,7 +93,10 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        # native bf16 on *this* device (Ampere, compute capability 8, and later; ROCm): torch.cuda.is_bf16_supported()
+        # asks the current device, not the run's, and by default also counts bf16 emulated in fp32, which is slower
+        native = torch.version.hip is not None or torch.cuda.get_device_capability(device)[0] >= 8
+        return torch.bfloat16 if native else None
     return (
         torch.bfloat16
         if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
