@@ -11,7 +11,9 @@ few loader workers makes. A view is therefore split at its geometry/colour bound
 * on the device, in ``Trainer.step`` right after the batch is moved (``to_device``): ``colour`` applies each sample's
   grayscale, ColorJitter (its four ops in that sample's drawn order), PIRL's photometric chain, then float and
   normalisation, for the whole batch. The arithmetic is that of torchvision's uint8 kernels (each op back to uint8),
-  with a factor per sample: the pixels equal the per-sample view's up to a grey level of float rounding.
+  with a factor per sample: the pixels equal the per-sample view's up to float rounding (on the CPU tested, exactly;
+  posterize and solarize can turn a level of rounding into more). PIRL's tiles (``data.jigsaw``) draw as
+  ``jitter_tiles`` does, which rounds once in float: their pixels differ from it by a few levels.
 
 Colour ops act per pixel or on a whole image's statistics, so they commute with a flip and a quarter turn exactly. A
 view whose colour comes before its crop (VISSL's NPID++: jitter, then RandomResizedCrop) gets its colour after the
