@@ -13,7 +13,9 @@ under ``--out``); the table's header says which data ran.
   the device, autocast forward, non-finite check, backward, SGD) on one batch of the engine's loader, synchronised
   on CUDA: step images/s. The engine's ``make_loader`` alone (the method's transform, collate, the preset's workers,
   pinned memory on CUDA), its first batch (worker start-up) untimed: loader images/s. "loader limits" = the loader
-  makes fewer images a second than the step consumes. Peak memory: ``torch.cuda.max_memory_allocated`` over the
+  makes fewer images a second than the step consumes. With ``train.device_augment`` on (the default on CUDA;
+  ``--device-augment on|off|auto``) the loader makes uint8 crops and colour parameters and the step includes the
+  colour on the device (``ssl_bench.data.device_augment``), for the methods that offer it (all but Jigsaw). Peak memory: ``torch.cuda.max_memory_allocated`` over the
   method's setup and steps on CUDA; on CPU the process's peak RSS so far (it never goes down: later rows include
   earlier ones). ``random`` has no steps: its row says so. "seconds": the row's whole time (setup, steps, loader).
 * Every evaluation of the harness once, tiny settings (``TINY``), on a class-balanced subset of the data, on the
@@ -44,11 +46,12 @@ from typing import Any, TypeVar
 import torch
 
 from ssl_bench.backbone import Backbone
-from ssl_bench.config import ConfigError
+from ssl_bench.config import DEVICE_AUGMENT, ConfigError
+from ssl_bench.data import device_augment
 from ssl_bench.data.folder import balanced_subset
 from ssl_bench.data.registry import load_dataset
 from ssl_bench.data.types import Indexed, Splits
-from ssl_bench.engine import Trainer, autocast_dtype, make_loader, steps_per_epoch
+from ssl_bench.engine import Trainer, autocast_dtype, make_loader, steps_per_epoch, training_views
 from ssl_bench.eval.harness import EVALS, EvalContext, check_evals, evaluate
 from ssl_bench.methods import Method
 from ssl_bench.run_config import RunConfig, load, merge, parse_set, requested_keys, resolve
@@ -222,7 +225,8 @@ def check_steps(
         method.to(memory_format=torch.channels_last)
     trainer = Trainer(method, train, device, work / name, seed=0, workers=cfg.data.num_workers)
     trainer.model = method  # what fit() sets outside torchrun
-    dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), method.transform())
+    views = training_views(method, train, device)  # train.device_augment: colour on the device where it applies
+    dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), views)
     optimizer, scheduler = trainer.optimizer(steps_per_epoch(len(dataset), train.batch_size))
     batch = next(iter(make_loader(dataset, train.batch_size, 0, seed=0, epoch=0, device=device)))  # pinned on CUDA
     for i in range(sizes.warmup):
@@ -282,6 +286,12 @@ def check_evaluation(name: str, ctx: EvalContext, run: RunConfig, row: Row) -> N
     row.result = f"ok, {len(numbers)} numbers"
 
 
+def colour_where(mode: str, device: torch.device) -> str:
+    if device_augment.enabled(mode, device):
+        return f"on the device (train.device_augment={mode}; Jigsaw's tiles per sample in the loader)"
+    return f"per sample in the loader (train.device_augment={mode})"
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
@@ -310,6 +320,8 @@ def configure(args: argparse.Namespace) -> tuple[RunConfig, Sizes]:
         overrides = merge(merge(overrides, SMALL_RUN), SMALL_TINY)
     if args.workers is not None:
         overrides = merge(overrides, {"data": {"num_workers": args.workers}})
+    if args.device_augment is not None:
+        overrides = merge(overrides, {"train": {"device_augment": args.device_augment}})
     cfg = load(PRESET, merge(overrides, parse_set(args.set)))
     sizes = replace(
         sizes, **{k: v for k, v in vars(args).items() if k in ("steps", "loader_batches") and v is not None}
@@ -333,6 +345,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help=f"timed steps per method (default {FULL.steps}; --small {SMALL.steps})")
     p.add_argument("--loader-batches", type=int, help=f"timed loader batches (default {FULL.loader_batches})")
     p.add_argument("--workers", type=int, help="DataLoader workers (default: the preset's; --small 0)")
+    p.add_argument(
+        "--device-augment",
+        choices=DEVICE_AUGMENT,
+        help="train.device_augment: colour augmentation on the device (default: the preset's, auto = on CUDA only)",
+    )
     p.add_argument("--methods", help="comma-separated subset of the preset's methods (default: all)")
     p.add_argument("--evals", help=f"comma-separated subset of the evaluations (default: all, {', '.join(EVALS)})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, as ssl-bench run")
@@ -381,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- steps: `{cfg.backbones[0]}`, batch {train.batch_size}, {'fp32' if dtype is None else f'{dtype} autocast'}, "
         f"{'channels_last' if train.channels_last else 'contiguous'}, {cfg.data.num_workers} loader workers; "
         f"{sizes.steps} timed steps after {sizes.warmup} untimed; loader: {sizes.loader_batches} batches after the first",
+        f"- colour augmentation: {colour_where(train.device_augment, device)}",
         f"- peak memory: {memory_kind(device)}",
     ]
     rows: list[Row] = []

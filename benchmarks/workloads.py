@@ -39,9 +39,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError, TrainConfig
 from ssl_bench.data.batch import Batch
+from ssl_bench.data.device_augment import to_device
 from ssl_bench.data.registry import load_dataset
 from ssl_bench.data.types import Indexed, Splits
-from ssl_bench.engine import Trainer, autocast_dtype, make_loader, steps_per_epoch
+from ssl_bench.engine import Trainer, autocast_dtype, make_loader, steps_per_epoch, training_views
 from ssl_bench.methods import Method, MethodConfig, get_method
 from ssl_bench.modules.memory_bank import MemoryBank
 from ssl_bench.modules.nce import NCELoss
@@ -240,10 +241,10 @@ def configured_workload(
         method.to(memory_format=torch.channels_last)
     trainer = Trainer(method, train, device, Path(tempfile.gettempdir()) / "ssl-bench-speed", seed=0)
     trainer.model = method  # what fit() sets (no DistributedDataParallel here)
-    dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), method.transform())
+    dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), training_views(method, train, device))
     optimizer, _ = trainer.optimizer(steps_per_epoch(len(dataset), train.batch_size))  # the schedule is not stepped
     batch = next(iter(make_loader(dataset, train.batch_size, 0, seed=0, epoch=0, device=device)))
-    inputs = _backbone_inputs(name, batch.to(device, channels_last=train.channels_last).views)
+    inputs = _backbone_inputs(name, to_device(batch, device, channels_last=train.channels_last).views)
     return MethodWorkload(name, method, trainer, optimizer, batch, inputs, dataset)
 
 

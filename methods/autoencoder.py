@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.data.batch import Batch
+from ssl_bench.data.device_augment import deferred, named
 from ssl_bench.data.transforms import light_crop
 from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
@@ -61,9 +62,9 @@ class Autoencoder(Method):
             backbone.train(was_training)
         self.decoder = decoder(fmap.shape[1], fmap.shape[-1], data.image_size, cfg.min_channels)
 
-    def transform(self) -> Callable[[Any], dict[str, Tensor]]:
-        crop = light_crop(self.data.image_size, self.data.mean, self.data.std)
-        return lambda image: {"image": crop(image)}
+    def transform(self, device_colour: bool = False) -> Callable[[Any], dict[str, Tensor]]:
+        crop = deferred(light_crop(self.data.image_size, self.data.mean, self.data.std), device_colour)
+        return lambda image: named("image", crop(image))
 
     def training_step(self, batch: Batch) -> dict[str, Tensor]:
         clean = batch.views["image"]  # (B, 3, H, W)

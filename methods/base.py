@@ -76,7 +76,10 @@ class Method(nn.Module):
         self.data = data
 
     def transform(self) -> Callable[[Any], dict[str, Tensor]]:
-        """Per-sample view maker used by the training DataLoader: image -> {"view name": tensor}."""
+        """Per-sample view maker used by the training DataLoader: image -> {"view name": tensor}.
+
+        A method whose views can leave their colour to the device takes ``device_colour: bool = False``; with it
+        true, a view comes as its uint8 geometry and its colour parameters (``data.device_augment``)."""
         raise NotImplementedError
 
     def training_step(self, batch: Batch) -> dict[str, Tensor]:

@@ -18,12 +18,12 @@ from torch import Tensor
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
+from ssl_bench.data.device_augment import deferred, named
 from ssl_bench.data.transforms import npid_view, npidpp_view
 from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
 from ssl_bench.modules.heads import LinearEmbedding
 from ssl_bench.modules.memory_bank import bank_and_loss, check_negatives, check_z_momentum
-
 
 AUGMENTATIONS = {"vissl": npidpp_view, "npid": npid_view}
 
@@ -74,10 +74,11 @@ class NPIDpp(Method):
         self.head = LinearEmbedding(backbone.num_features, cfg.embedding_dim)
         self.bank, self.criterion, self.num_negatives = bank_and_loss(cfg, data.num_train)
 
-    def transform(self) -> Callable[[Any], dict[str, Tensor]]:
+    def transform(self, device_colour: bool = False) -> Callable[[Any], dict[str, Tensor]]:
         view = AUGMENTATIONS[self.cfg.augmentation]
         crop = view(self.data.image_size, self.data.mean, self.data.std, scale=(self.cfg.crop_scale, 1.0))
-        return lambda image: {"image": crop(image)}
+        crop = deferred(crop, device_colour)
+        return lambda image: named("image", crop(image))
 
     def training_step(self, batch: Batch) -> dict[str, Tensor]:
         f = self.head(self.backbone(batch.views["image"]))  # (B, 128), unit, float32

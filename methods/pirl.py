@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ssl_bench.backbone import Backbone
 from ssl_bench.config import ConfigError
 from ssl_bench.data.batch import Batch
+from ssl_bench.data.device_augment import deferred, named
 from ssl_bench.data.jigsaw import JigsawView
 from ssl_bench.data.transforms import pirl_view
 from ssl_bench.data.types import DataInfo
@@ -78,10 +79,10 @@ class PIRLConfig(MethodConfig):
 class PIRLViews:
     """image -> {"image": v_I (3, H, W), "tiles": (9, 3, t, t)} or {"image": v_I, "rotated": (3, H, W)}."""
 
-    def __init__(self, cfg: PIRLConfig, data: DataInfo) -> None:
+    def __init__(self, cfg: PIRLConfig, data: DataInfo, device_colour: bool = False) -> None:
         size, mean, std = data.image_size, data.mean, data.std
         self.kind = cfg.transform
-        self.image = pirl_view(size, mean, std, scale=(cfg.crop_scale, 1.0))
+        self.image = deferred(pirl_view(size, mean, std, scale=(cfg.crop_scale, 1.0)), device_colour)
         # VISSL's PIRL: a 255 px crop (per 224 px image) in 9 tiles, each augmented on its own (jitter, photometric,
         # grayscale 0.2, flip: ``jitter_tiles``); no image-level grayscale or flip, no per-tile standardisation
         self.jigsaw = JigsawView(
@@ -94,14 +95,19 @@ class PIRLViews:
             tile_color_jitter=True,
             flip=False,
             per_tile_norm=False,
+            device_colour=device_colour,
         )
-        self.rotated = pirl_view(size, mean, std, scale=(cfg.crop_scale, 1.0))
+        self.rotated = deferred(pirl_view(size, mean, std, scale=(cfg.crop_scale, 1.0)), device_colour)
 
     def __call__(self, image: Any) -> dict[str, Tensor]:
         if self.kind == "jigsaw":
-            return {"image": self.image(image), "tiles": self.jigsaw(image)["tiles"]}  # tiles already in random order
+            image_view = named("image", self.image(image))  # drawn first, then the tiles (in random order already)
+            return {**image_view, **{k: v for k, v in self.jigsaw(image).items() if k != "perm"}}
         quarter_turns = int(torch.randint(4, ()))
-        return {"image": self.image(image), "rotated": torch.rot90(self.rotated(image), quarter_turns, dims=(1, 2))}
+        image_view, rotated = self.image(image), self.rotated(image)
+        turn = lambda x: torch.rot90(x, quarter_turns, dims=(1, 2))  # noqa: E731  (colour commutes with it)
+        rotated = (turn(rotated[0]), rotated[1]) if isinstance(rotated, tuple) else turn(rotated)
+        return {**named("image", image_view), **named("rotated", rotated)}
 
 
 class PIRL(Method):
@@ -125,8 +131,8 @@ class PIRL(Method):
         )
         self.bank, self.criterion, self.num_negatives = bank_and_loss(cfg, data.num_train)
 
-    def transform(self) -> Callable[[Any], dict[str, Tensor]]:
-        return PIRLViews(self.cfg, self.data)
+    def transform(self, device_colour: bool = False) -> Callable[[Any], dict[str, Tensor]]:
+        return PIRLViews(self.cfg, self.data, device_colour)
 
     def embed_transformed(self, views: dict[str, Tensor]) -> Tensor:
         """g(v_I^t): (B, 128) unit vectors from the tiles (each through the backbone) or the rotated crop."""

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ssl_bench.backbone import Backbone
 from ssl_bench.data.batch import Batch
+from ssl_bench.data.device_augment import deferred, named
 from ssl_bench.data.transforms import light_crop
 from ssl_bench.data.types import DataInfo
 from ssl_bench.methods.base import Method, MethodConfig
@@ -58,11 +59,14 @@ class RotationViews:
         self.all_rotations = all_rotations
 
     def __call__(self, image: Any) -> dict[str, Tensor]:
-        x = self.crop(image).as_subclass(Tensor)  # (C, H, W)
+        made = self.crop(image)  # (C, H, W), or a uint8 crop and its colour parameters (device_colour)
+        x = (made[0] if isinstance(made, tuple) else made).as_subclass(Tensor)
         if x.shape[-1] != x.shape[-2]:
             raise ValueError(f"rotnet: crops must be square so that all rotations stack, got {tuple(x.shape)}")
         labels = torch.arange(NUM_ROTATIONS) if self.all_rotations else torch.randint(NUM_ROTATIONS, (1,))
-        return {"rotations": torch.stack([rotate(x, k) for k in labels]), "labels": labels}
+        rotations = torch.stack([rotate(x, k) for k in labels])  # colour commutes with quarter turns
+        made = (rotations, made[1].expand(len(labels), -1)) if isinstance(made, tuple) else rotations
+        return {**named("rotations", made), "labels": labels}
 
 
 class RotNet(Method):
@@ -78,9 +82,9 @@ class RotNet(Method):
         )
         self.head = nn.Sequential(*hidden, nn.Linear(f, NUM_ROTATIONS))
 
-    def transform(self) -> Callable[[Any], dict[str, Tensor]]:
+    def transform(self, device_colour: bool = False) -> Callable[[Any], dict[str, Tensor]]:
         # Gidaris et al.: CIFAR pad-4 random crop + flip (light_crop at <= 64 px), random resized crop + flip above.
-        crop = light_crop(self.data.image_size, self.data.mean, self.data.std)
+        crop = deferred(light_crop(self.data.image_size, self.data.mean, self.data.std), device_colour)
         return RotationViews(crop, self.cfg.all_rotations)
 
     def training_step(self, batch: Batch) -> dict[str, Tensor]:

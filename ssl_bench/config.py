@@ -64,6 +64,7 @@ ADDED: dict[str, Any] = {
     "detection.roi_aligned": False,
     "detection.box_loss": "smooth_l1",
     "detection.coco_backend": "pycocotools",  # who computes COCOeval; faster-coco-eval gives the same numbers
+    "train.device_augment": "auto",  # CPU runs as before; CUDA: the same draws, the colour's pixels up to rounding
 }
 
 
@@ -127,6 +128,7 @@ class DataConfig:
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+DEVICE_AUGMENT = ("auto", "on", "off")  # data.device_augment.enabled
 
 
 @dataclass
@@ -141,11 +143,14 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 (auto = bf16 where the hardware has fast bf16)
     channels_last: bool = True
     deterministic: bool = False  # torch.use_deterministic_algorithms: with fp32 on CPU, runs repeat bit for bit
+    # colour augmentation for the whole batch on the device (data.device_augment): auto = on CUDA, off on CPU
+    device_augment: str = "auto"
 
     def check(self) -> None:
         positive("train", self, "epochs", "batch_size", "lr")
         non_negative("train", self, "warmup_epochs", "weight_decay")
         one_of("train", self, "precision", PRECISIONS)
+        one_of("train", self, "device_augment", DEVICE_AUGMENT)
 
     def resolved(self, method: Any) -> TrainConfig:
         """The settings ``method`` (a method's Config: lr at 256 inputs, weight_decay, epochs) trains with."""

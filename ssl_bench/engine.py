@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Sampler
 from ssl_bench import distributed, faults
 from ssl_bench.checkpointer import Checkpointer
 from ssl_bench.config import CheckpointConfig, ConfigError, TrainConfig
+from ssl_bench.data import device_augment
 from ssl_bench.data.batch import Batch, collate
 from ssl_bench.data.types import Indexed
 from ssl_bench.methods.base import Method
@@ -182,6 +183,16 @@ class EpochLoader:
     def epoch(self, epoch: int, skip: int = 0) -> DataLoader:
         self.order.set_epoch(epoch, skip)
         return self.loader
+
+
+def training_views(method: Method, train: TrainConfig, device: torch.device) -> Callable[[Any], dict[str, Any]]:
+    """The method's per-sample view maker for training: with ``train.device_augment`` on for ``device``, the one that
+    leaves its colour to the device (``transform(device_colour=True)``; ``data.device_augment``) where the method
+    offers it, else its plain one."""
+    offered = "device_colour" in inspect.signature(method.transform).parameters
+    if offered and device_augment.enabled(train.device_augment, device):
+        return method.transform(device_colour=True)
+    return method.transform()
 
 
 def make_loader(
@@ -337,7 +348,7 @@ class Trainer:
 
     def step(self, batch: Batch, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> dict[str, float]:
         """One training step as ``fit`` takes it (benchmarks and fingerprints time and check this very step)."""
-        batch = batch.to(self.device, channels_last=self.cfg.channels_last)
+        batch = device_augment.to_device(batch, self.device, channels_last=self.cfg.channels_last)  # + colour there
         with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
             out = self.model(batch)  # the method's training_step, through DistributedDataParallel under torchrun
         loss = out["loss"]

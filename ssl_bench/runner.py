@@ -29,7 +29,7 @@ from ssl_bench.backbone import Backbone, BackboneSpec
 from ssl_bench.config import ConfigError, config_hash
 from ssl_bench.data.registry import load_dataset
 from ssl_bench.data.types import DataInfo, Indexed, Splits
-from ssl_bench.engine import Trainer, autocast_dtype
+from ssl_bench.engine import Trainer, autocast_dtype, training_views
 from ssl_bench.eval.harness import Embeddings, EvalContext, check_evals, eval_settings, evaluate
 from ssl_bench.methods import Method, MethodConfig, get_method
 from ssl_bench.metrics_log import MetricsLog
@@ -143,7 +143,8 @@ def pretrain(
     cls = get_method(unit.method)
     method: Method = cls(backbone, unit.method_cfg, splits.info)
     if cls.trains:
-        dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), method.transform())
+        views = training_views(method, unit.cfg.train, device)  # colour on the device with train.device_augment
+        dataset = Indexed(splits.train if cls.needs_labels else splits.pretraining(), views)
         monitor = None
         if unit.cfg.monitor.enabled and distributed.is_main():
             dtype = autocast_dtype(unit.cfg.train.precision, device)

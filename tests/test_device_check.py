@@ -52,6 +52,7 @@ def test_every_method_steps_and_every_evaluation_runs_on_the_cpu(script, capsys)
     assert code == 0, out
     assert "preset cifar10 on cpu" in out and "- data: synthetic (built-in" in out and "256 train / 64 test" in out
     assert "`resnet18-smallstem-w0.25`, batch 16" in out and "peak RSS" in out
+    assert "- colour augmentation: per sample in the loader (train.device_augment=auto)" in out  # auto: off on CPU
     assert "on the backbone of pirl after its steps" in out  # the last method trained: its heads reach kNN, invariance
     rows = table_rows(out)
     assert list(rows) == [f"step: {m}" for m in METHODS] + [f"eval: {e}" for e in harness.EVALS]
@@ -98,6 +99,25 @@ def test_a_failing_step_and_evaluation_are_reported_and_the_rest_still_runs(scri
     assert "2 errors" in captured.out
     assert "Traceback" in captured.err and "injected evaluation failure" in captured.err
     assert "device_check: step: autoencoder failed" in captured.err
+
+
+@pytest.mark.filterwarnings("ignore:32000 negatives requested")
+def test_the_batched_colour_path_is_measured_when_asked_for(script, capsys) -> None:
+    """``--device-augment on`` on the CPU: the loader makes uint8 crops and parameters, the step finishes them."""
+    code = script.main(
+        ["--small", "--device", "cpu", "--methods", "supervised,pirl", "--evals", "", "--device-augment", "on"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert (
+        "- colour augmentation: on the device (train.device_augment=on; Jigsaw's tiles per sample in the loader)" in out
+    )
+    rows = table_rows(out)
+    assert list(rows) == ["step: supervised", "step: pirl"]
+    for step, loader, *_, result in rows.values():
+        assert (
+            float(step.replace(",", "")) > 0 and float(loader.replace(",", "")) > 0 and result.startswith("ok, loss ")
+        )
 
 
 def test_a_configuration_mistake_stops_before_anything_runs(script, capsys) -> None:

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
-from ssl_bench.data.transforms import RandomPhotometric
+from ssl_bench.data import device_augment
+from ssl_bench.data.transforms import RandomPhotometric, photometric
 
 PAPER_TILE_RATIO = 64 / 85  # Goyal et al. / PIRL: 64 px tiles in 85 px cells
 
@@ -153,6 +154,30 @@ def _hsv_to_rgb(x: Tensor) -> Tensor:
     return v.unsqueeze(-3) - v.unsqueeze(-3) * s.unsqueeze(-3) * (torch.minimum(k, 4 - k).clamp(0, 1))
 
 
+def draw_tile_colour(
+    n: int,
+    strength: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.2),
+    gray_p: float = 0.2,
+    photometric_p: float = 0.66,
+    flip: bool = True,
+    generator: torch.Generator | None = None,
+) -> dict[str, Any]:
+    """The random draws of ``jitter_tiles`` for ``n`` tiles, in its order: the jitter's four factors (torchvision's
+    ranges; hue as a shift), ``RandomPhotometric``'s draw (if ``photometric_p`` > 0), the grayscale and flip coins,
+    each (n,)."""
+    bri, con, sat, hue = strength
+
+    def factor(spread: float) -> Tensor:
+        return (1 - spread + 2 * spread * torch.rand(n, generator=generator)).clamp_min(0)
+
+    drawn: dict[str, Any] = {"brightness": factor(bri), "contrast": factor(con), "saturation": factor(sat)}
+    drawn["hue"] = (2 * torch.rand(n, generator=generator) - 1) * hue
+    drawn["photometric"] = RandomPhotometric(photometric_p).draw(n, generator) if photometric_p > 0 else None
+    drawn["gray"] = torch.rand(n, generator=generator) < gray_p
+    drawn["flip"] = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    return drawn
+
+
 def jitter_tiles(
     tiles: Tensor,
     strength: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.2),
@@ -163,34 +188,49 @@ def jitter_tiles(
 ) -> Tensor:
     """PIRL's per-tile augmentation (VISSL pirl_jigsaw: every patch on its own gets ColorJitter(0.4, 0.4, 0.4, 0.2),
     ``ImgPilRandomPhotometric`` p = 0.66, grayscale 0.2 and a horizontal flip, in that order): (T, 3, t, t) in [0, 1]
-    -> same, independent draws per tile.
+    -> same, independent draws per tile (``draw_tile_colour``).
 
     The jitter is computed for all tiles at once, with torchvision's factor ranges; its order is fixed (brightness,
     contrast, saturation, hue) where torchvision shuffles it, which a batched version cannot do per tile. The
-    photometric step runs per tile on uint8 (``RandomPhotometric``).
+    photometric step runs per tile on uint8 (``photometric``).
     """
     n = tiles.shape[0]
-    bri, con, sat, hue = strength
-
-    def factor(spread: float) -> Tensor:
-        return (1 - spread + 2 * spread * torch.rand(n, 1, 1, 1, generator=generator)).clamp_min(0)
+    drawn = draw_tile_colour(n, strength, gray_p, photometric_p, flip, generator)
 
     def gray(x: Tensor) -> Tensor:
         return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
 
-    x = (tiles * factor(bri)).clamp(0, 1)
-    x = (x * (c := factor(con)) + (1 - c) * gray(x).mean((-3, -2, -1), keepdim=True)).clamp(0, 1)
-    x = (x * (s := factor(sat)) + (1 - s) * gray(x)).clamp(0, 1)
+    x = (tiles * drawn["brightness"].view(n, 1, 1, 1)).clamp(0, 1)
+    c, s = drawn["contrast"].view(n, 1, 1, 1), drawn["saturation"].view(n, 1, 1, 1)
+    x = (x * c + (1 - c) * gray(x).mean((-3, -2, -1), keepdim=True)).clamp(0, 1)
+    x = (x * s + (1 - s) * gray(x)).clamp(0, 1)
     hsv = _rgb_to_hsv(x)
-    shift = (2 * torch.rand(n, 1, 1, generator=generator) - 1) * hue  # (T, 1, 1)
-    x = _hsv_to_rgb(torch.stack([(hsv[:, 0] + shift) % 1.0, hsv[:, 1], hsv[:, 2]], 1))
-    if photometric_p > 0:
-        x = RandomPhotometric(photometric_p)(x.mul(255).round_().to(torch.uint8), generator).float().div_(255)
-    to_gray = torch.rand(n, 1, 1, 1, generator=generator) < gray_p
-    x = torch.where(to_gray, gray(x), x)
-    if flip:
-        x = torch.where(torch.rand(n, 1, 1, 1, generator=generator) < 0.5, x.flip(-1), x)
-    return x
+    x = _hsv_to_rgb(torch.stack([(hsv[:, 0] + drawn["hue"].view(n, 1, 1)) % 1.0, hsv[:, 1], hsv[:, 2]], 1))
+    if drawn["photometric"] is not None:
+        chosen, bits, sharpness, threshold = drawn["photometric"]
+        levels = x.mul(255).round_().to(torch.uint8)
+        if chosen.any():
+            levels[chosen] = photometric(levels[chosen], bits[chosen], sharpness[chosen], threshold[chosen])
+        x = levels.float().div_(255)
+    x = torch.where(drawn["gray"].view(n, 1, 1, 1), gray(x), x)
+    return torch.where(drawn["flip"].view(n, 1, 1, 1), x.flip(-1), x)
+
+
+def tile_colour_parameters(drawn: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """``draw_tile_colour``'s draws as the device's parameters (``device_augment``), (n, SIZE): the jitter in
+    ``jitter_tiles``' fixed order, photometric, then grayscale. The flip is geometry: the worker does it."""
+    n = len(drawn["gray"])
+    p = device_augment.blank(mean, std, n)
+    p[:, device_augment.BRIGHTNESS : device_augment.HUE + 1] = torch.stack(
+        [drawn[k] for k in ("brightness", "contrast", "saturation", "hue")], 1
+    )
+    p[:, device_augment.ORDER] = torch.arange(4.0)
+    p[:, device_augment.GRAY_AFTER] = drawn["gray"].float()
+    if drawn["photometric"] is not None:
+        chosen, bits, sharpness, threshold = drawn["photometric"]
+        columns = [device_augment.PHOTOMETRIC, device_augment.BITS, device_augment.SHARPNESS, device_augment.THRESHOLD]
+        p[:, columns] = torch.stack([chosen.float(), bits.float(), sharpness, threshold.float()], 1)
+    return p
 
 
 class JigsawView:
@@ -202,6 +242,11 @@ class JigsawView:
     normalisation, optional per-tile normalisation (Noroozi & Favaro), then a shuffle. With ``perms`` a permutation index p is drawn
     uniformly and "perm" is that int64 scalar; with ``perms=None`` (PIRL: tiles in random order) the order is a
     uniformly random permutation and "perm" is that (G*G,) order. Either way tiles[j] = unshuffled[order[j]].
+
+    ``device_colour`` (with ``tile_color_jitter``, PIRL): the tiles are cut from the uint8 crop and flipped here, their
+    colour is only drawn (``draw_tile_colour``, the same draws) and applied on the device (``data.device_augment``):
+    "tiles" is (G*G, C, t, t) uint8 and "tiles.colour" its (G*G, P) parameters, shuffled alike. Jigsaw's own tiles
+    (image-level grayscale only) stay per sample.
     """
 
     def __init__(
@@ -216,7 +261,12 @@ class JigsawView:
         geometry: TileGeometry | None = None,
         flip: bool = True,
         per_tile_norm: bool = False,
+        device_colour: bool = False,
     ) -> None:
+        if device_colour and (not tile_color_jitter or per_tile_norm):
+            raise ValueError("JigsawView: device_colour needs tile_color_jitter and no per_tile_norm")
+        self.device_colour = device_colour
+        self.mean, self.std = list(mean), list(std)
         self.geometry = geometry or TileGeometry.for_crop(crop)
         if self.geometry.crop != crop:
             raise ValueError(f"JigsawView: geometry is for a {self.geometry.crop} px crop, not {crop}")
@@ -228,7 +278,10 @@ class JigsawView:
         else:
             cropping = [v2.RandomResizedCrop(crop, scale=scale, antialias=True)]
         steps = [v2.ToImage(), *cropping] + ([v2.RandomHorizontalFlip()] if flip else [])
-        steps += [v2.ToDtype(torch.float32, scale=True), v2.RandomGrayscale(p=grayscale_p)]
+        to_float = [v2.ToDtype(torch.float32, scale=True)] if not device_colour else []
+        steps += [*to_float, v2.RandomGrayscale(p=grayscale_p)]
+        if device_colour:  # uint8 throughout; a float input is taken to uint8 first
+            steps.insert(1, v2.ToDtype(torch.uint8, scale=True))
         self.image_ops = v2.Compose(steps)
         # PIRL's per-tile augmentation (VISSL pirl_jigsaw config): colour jitter, photometric, grayscale, flip per tile
         self.tile_color_jitter = tile_color_jitter
@@ -236,8 +289,14 @@ class JigsawView:
         self.per_tile_norm = per_tile_norm  # Noroozi & Favaro: yes; Goyal et al. and PIRL (VISSL): no
 
     def __call__(self, image: Any) -> dict[str, Tensor]:
-        x = self.image_ops(image).as_subclass(Tensor)  # (C, crop, crop) in [0, 1]
+        x = self.image_ops(image).as_subclass(Tensor)  # (C, crop, crop) in [0, 1] (uint8 with device_colour)
         tiles = extract_tiles(x, self.geometry)  # (G*G, C, t, t)
+        if self.device_colour:
+            drawn = draw_tile_colour(len(tiles))
+            tiles = torch.where(drawn["flip"].view(-1, 1, 1, 1), tiles.flip(-1), tiles)
+            params = tile_colour_parameters(drawn, self.mean, self.std)  # (G*G, P)
+            order = torch.randperm(self.geometry.num_tiles)
+            return {"tiles": tiles[order], device_augment.colour_key("tiles"): params[order], "perm": order}
         if self.tile_color_jitter:
             tiles = jitter_tiles(tiles)  # independent draws per tile, all tiles at once
         tiles = self.normalize(tiles)

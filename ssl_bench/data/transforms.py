@@ -80,7 +80,7 @@ def photometric(images: Tensor, bits: Tensor, sharpness: Tensor, threshold: Tens
     if h > 2 and w > 2:
         out = x.float()
         a, b = 1.0 / 13.0, 5.0 / 13.0
-        kernel = torch.tensor([[a, a, a], [a, b, a], [a, a, a]], device=x.device).expand(c, 1, 3, 3)
+        kernel = torch.tensor([[a, a, a], [a, b, a], [a, a, a]]).to(x.device, non_blocking=True).expand(c, 1, 3, 3)
         blurred = torch.nn.functional.conv2d(out, kernel, groups=c).round_()
         inner = out[..., 1:-1, 1:-1]
         inner.add_(blurred.sub_(inner).mul_((1.0 - sharpness).float().view(n, 1, 1, 1)))
@@ -88,9 +88,9 @@ def photometric(images: Tensor, bits: Tensor, sharpness: Tensor, threshold: Tens
     x = torch.where(x >= threshold.view(n, 1, 1, 1), 255 - x, x)
     low = x.float().amin(dim=(-2, -1), keepdim=True)
     high = x.float().amax(dim=(-2, -1), keepdim=True)
-    flat = high == low
-    scale = (high - low).mul_(1.0 / 255)
-    low[flat], scale[flat] = 0.0, 1.0
+    flat = high == low  # a constant channel is kept (torch.where, not masked assignment: no device sync)
+    scale = torch.where(flat, 1.0, (high - low).mul_(1.0 / 255))
+    low = torch.where(flat, 0.0, low)
     return x.float().sub_(low).div_(scale).clamp_(0, 255).to(torch.uint8)
 
 
@@ -106,13 +106,18 @@ class RandomPhotometric:
     def __init__(self, p: float = 0.66) -> None:
         self.p = p
 
-    def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        batch = image.as_subclass(Tensor) if image.ndim == 4 else image.as_subclass(Tensor)[None]
-        n = batch.shape[0]
+    def draw(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(chosen, bits, sharpness, threshold) for ``n`` images, each (n,): what ``__call__`` applies, in its order of
+        draws (the device path of ``data.device_augment`` draws the same)."""
         chosen = torch.rand(n, generator=generator) < self.p
         bits = torch.randint(4, 8, (n,), generator=generator)
         sharpness = 0.1 + 1.8 * torch.rand(n, generator=generator)
         threshold = torch.randint(0, 256, (n,), generator=generator)
+        return chosen, bits, sharpness, threshold
+
+    def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        batch = image.as_subclass(Tensor) if image.ndim == 4 else image.as_subclass(Tensor)[None]
+        chosen, bits, sharpness, threshold = self.draw(batch.shape[0], generator)
         if not chosen.any():
             return image
         fp = batch.is_floating_point()
