@@ -100,9 +100,16 @@ def eval_loader(
     batch_size: int,
     workers: int,
     view: View = eval_view,
+    device: torch.device | None = None,
 ) -> DataLoader:
-    """(test view, label) batches of ``dataset``, in order: what every frozen-feature pass reads."""
-    return DataLoader(_Viewed(dataset, view(image_size, mean, std)), batch_size=batch_size, num_workers=workers)
+    """(test view, label) batches of ``dataset``, in order: what every frozen-feature pass reads. For a CUDA
+    ``device`` the batches come in pinned memory, so that ``.to(device, non_blocking=True)`` overlaps the copy."""
+    return DataLoader(
+        _Viewed(dataset, view(image_size, mean, std)),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device is not None and device.type == "cuda",
+    )
 
 
 @torch.no_grad()
@@ -125,11 +132,11 @@ def extract(
     ``view``: how an image becomes the network's input (default: resize and centre-crop); ``pool``: see
     ``pool_stage``."""
     backbone.eval().to(device)
-    loader = eval_loader(dataset, image_size, mean, std, batch_size, workers, view)
+    loader = eval_loader(dataset, image_size, mean, std, batch_size, workers, view, device)
     chunks: dict[str, list[Tensor]] = {l: [] for l in layers}
     labels = []
     for images, target in loader:
-        images = images.to(device)
+        images = images.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             maps = backbone.stages(images, backbone.stage_names)
         for name, feats in pool_maps(maps, layers, backbone.stage_names[-1], max_dims, pool).items():
@@ -152,11 +159,11 @@ def embed(
 ) -> tuple[dict[str, Tensor], Tensor]:
     """-> ({"head": (N, D) float32}, labels (N,)): a trained method's own embedding (``Method.embeddings()["image"]``,
     e.g. NPID's 128-d f) of the test view of every image, in the same form as ``extract`` gives."""
-    loader = eval_loader(dataset, image_size, mean, std, batch_size, workers)
+    loader = eval_loader(dataset, image_size, mean, std, batch_size, workers, device=device)
     chunks, labels = [], []
     for images, target in loader:
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            chunks.append(fn(images.to(device)).float().cpu())
+            chunks.append(fn(images.to(device, non_blocking=True)).float().cpu())
         labels.append(target)
     return {HEAD: torch.cat(chunks)}, torch.cat(labels)
 

@@ -110,6 +110,7 @@ def _train(
         drop_last=n > batch,  # BatchNorm cannot train on a last batch of one image
         generator=torch.Generator().manual_seed(seed),
         num_workers=workers,
+        pin_memory=device.type == "cuda",
     )
     milestones = [round(m * cfg.epochs * len(loader)) for m in MILESTONES]
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
@@ -118,8 +119,8 @@ def _train(
     for epoch in range(cfg.epochs):
         faults.point("probe")
         for images, labels in loader:
-            feats = trunk(images.to(device))  # one trunk pass for every head
-            labels = labels.to(device)
+            feats = trunk(images.to(device, non_blocking=True))  # one trunk pass for every head
+            labels = labels.to(device, non_blocking=True)
             loss = sum(F.cross_entropy(heads[l](f), labels) for l, f in feats.items())
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -145,8 +146,10 @@ def _score(
         head.eval()
     logits: dict[str, list[Tensor]] = {l: [] for l in heads}
     labels = []
-    for images, target in eval_loader(data, info.image_size, info.mean, info.std, cfg.batch_size, workers):
-        for l, f in trunk(images.to(device)).items():
+    for images, target in eval_loader(
+        data, info.image_size, info.mean, info.std, cfg.batch_size, workers, device=device
+    ):
+        for l, f in trunk(images.to(device, non_blocking=True)).items():
             logits[l].append(heads[l](f).cpu())
         labels.append(target)
     target = torch.cat(labels)

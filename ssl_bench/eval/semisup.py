@@ -210,15 +210,21 @@ def finetune(
     data = _Labelled(train, ids, light_crop(info.image_size, info.mean, info.std))
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(
-        data, batch_size=batch, shuffle=True, drop_last=len(ids) > batch, generator=generator, num_workers=workers
+        data,
+        batch_size=batch,
+        shuffle=True,
+        drop_last=len(ids) > batch,
+        generator=generator,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
     )
     step = 0
     model.train()
     while step < total:
         for images, labels in loader:
             with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                logits = model(images.to(device))
-            loss = F.cross_entropy(logits.float(), labels.to(device))
+                logits = model(images.to(device, non_blocking=True))
+            loss = F.cross_entropy(logits.float(), labels.to(device, non_blocking=True))
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"semi-supervised fine-tuning: loss {loss.item()} at step {step + 1}; lower semisup.lr"
@@ -247,11 +253,12 @@ def evaluate(
         _Labelled(test, range(len(test)), eval_view(info.image_size, info.mean, info.std)),  # type: ignore[arg-type]
         batch_size=256,
         num_workers=workers,
+        pin_memory=device.type == "cuda",
     )
     logits, labels = [], []
     for images, target in loader:
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            logits.append(model(images.to(device)).float().cpu())
+            logits.append(model(images.to(device, non_blocking=True)).float().cpu())
         labels.append(target)
     return topk_accuracy(torch.cat(logits), torch.cat(labels))
 
