@@ -87,7 +87,8 @@ class Deferred:
             isinstance(first, v2.ToImage) and isinstance(to_float, v2.ToDtype) and isinstance(normalise, v2.Normalize)
         ):
             raise ValueError("Deferred: expected a view of transforms.view (ToImage, steps, ToDtype, Normalize)")
-        self.steps, self.mean, self.std = steps, normalise.mean, normalise.std
+        self.steps = steps
+        self.blank = blank(normalise.mean, normalise.std)[0]  # every sample's parameters start from it (a copy)
         self.after: list[bool] = []  # per step: a grayscale after the jitter
         stage = -1  # the device's order: 0 grayscale, 1 jitter, 2 photometric, 3 grayscale
         for step in steps:
@@ -102,7 +103,7 @@ class Deferred:
         x = F.to_image(image)
         if x.is_floating_point():
             x = F.to_dtype(x, torch.uint8, scale=True)
-        p = blank(self.mean, self.std)[0]
+        p = self.blank.clone()
         for step, after in zip(self.steps, self.after):
             if isinstance(step, v2.ColorJitter):
                 drawn = step.make_params([x])  # torchvision's own draw: the op order, then the four factors
