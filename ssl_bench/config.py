@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ssl_bench.data.render import FRAMINGS
+
 
 class ConfigError(ValueError):
     """A configuration mistake the user can fix; the message says what and how."""
@@ -65,6 +67,7 @@ ADDED: dict[str, Any] = {
     "detection.box_loss": "smooth_l1",
     "detection.coco_backend": "pycocotools",  # who computes COCOeval; faster-coco-eval gives the same numbers
     "train.device_augment": "auto",  # CPU runs as before; CUDA: the same draws, the colour's pixels up to rounding
+    "data.framing": "wide",  # the synthetic scenes before framings
 }
 
 
@@ -121,10 +124,17 @@ class DataConfig:
     seed: int = 0  # the dataset's own seed (synthetic generation, subsets): the same for every method and run seed
     classes: str = ""  # imagenet100: a file with one wnid per line, or a comma-separated list; "" = CMC's ImageNet-100
     download: bool = False  # cifar10, cifar100, stl10: download into the root when missing (torchvision's downloaders)
+    framing: str = "wide"  # synthetic: "wide" (a small object in a large scene) | "close" (the object fills it)
 
     def check(self) -> None:
         positive("data", self, "image_size")
         non_negative("data", self, "num_train", "num_test", "num_workers")
+        one_of("data", self, "framing", FRAMINGS)
+        if self.framing != "wide" and self.name != "synthetic":
+            raise ConfigError(
+                f"data.framing={self.framing!r} applies to the built-in synthetic scenes only, not to data.name="
+                f"{self.name!r}; leave it at 'wide' (the default) for other datasets"
+            )
 
 
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -43,6 +43,8 @@ def test_overrides_are_typed() -> None:
         (["detection.freeze_at=6"], "detection.freeze_at must be in 0..5 (how many of stem, layer1 .. layer4"),
         (["detection.box_loss=l2"], "detection.box_loss='l2' is not valid; choose one of l1, smooth_l1"),
         (["detection.multiscale=maybe"], "expected true or false"),
+        (["data.framing=tight"], "data.framing='tight' is not valid; choose one of wide, close"),
+        (["data.name=cifar10", "data.framing=close"], "data.framing='close' applies to the built-in synthetic scenes"),
     ],
 )
 def test_bad_keys_and_values_name_the_fix(sets: list[str], needle: str) -> None:

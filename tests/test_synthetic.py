@@ -149,3 +149,50 @@ def test_save_grid_draws_one_labelled_row_per_class(tmp_path) -> None:
         grid[y0 : y0 + tile, x0 : x0 + tile], images[first_of_class_2].repeat(3, 0).repeat(3, 1)
     )
     assert (grid[pad : pad + tile, :label_w] < 128).any()  # the class name is written left of the row
+
+
+def _object_heights(monkeypatch, framing: str) -> np.ndarray:
+    """The heights (fraction of the image) of the objects ``generate`` draws with ``framing``."""
+    seen = []
+    draw = render._draw_objects
+
+    def recording(*args, **kwargs):
+        objects = draw(*args, **kwargs)
+        seen.append(objects.height)
+        return objects
+
+    monkeypatch.setattr(render, "_draw_objects", recording)
+    generate(200, 16, seed=0, framing=framing)
+    return np.concatenate(seen)
+
+
+def test_close_framing_makes_the_object_fill_the_scene(monkeypatch) -> None:
+    wide, close = _object_heights(monkeypatch, "wide"), _object_heights(monkeypatch, "close")
+    (lo, _), (near, _) = render.FRAMINGS["close"]
+    # height = scale x (0.75 + 0.45 depth) x the class's relative height, capped by the ground line
+    assert close.min() >= lo * (0.75 + 0.45 * near) * render.HEIGHT.min() - 1e-6
+    assert close.mean() > 1.6 * wide.mean()
+    assert close.max() <= 0.93 + 1e-6  # stands on the ground inside the image
+
+
+def test_framing_keeps_the_labels_and_names_its_files(tmp_path) -> None:
+    wide, wide_labels = generate(40, 16, seed=1)
+    close, close_labels = generate(40, 16, seed=1, framing="close")
+    np.testing.assert_array_equal(wide_labels, close_labels)  # the same classes, drawn first
+    assert not np.array_equal(wide, close)
+    ds = SyntheticImages(tmp_path, "train", 40, image_size=16, seed=1, framing="close")
+    assert ds.path.name == "train-n40-s16-seed1-close.npz"
+    assert synthetic.dataset_name("close") == "synthetic-close" and synthetic.dataset_name("wide") == "synthetic"
+    with pytest.raises(ValueError, match=r"unknown framing 'tight'; valid framings: wide, close"):
+        generate(4, 16, seed=0, framing="tight")
+
+
+def test_close_scenes_load_under_their_own_name_and_picture(tmp_path) -> None:
+    from ssl_bench.config import DataConfig
+
+    splits = synthetic.load_synthetic(DataConfig(num_train=20, num_test=10, image_size=16, framing="close"), tmp_path)
+    assert splits.info.name == "synthetic-close"
+    files = sorted(p.name for p in (tmp_path / "data" / "synthetic").iterdir())
+    assert files == ["grid-s16-close.png", "test-n10-s16-seed0-close.npz", "train-n20-s16-seed0-close.npz"]
+    wide = synthetic.load_synthetic(DataConfig(num_train=20, num_test=10, image_size=16), tmp_path)
+    assert wide.info.name == "synthetic" and not torch.equal(wide.train.images, splits.train.images)

@@ -26,6 +26,13 @@ CLASSES: tuple[str, ...] = ("tree", "house", "person", "car", "mushroom", "lampp
 SPLITS: tuple[str, ...] = ("train", "test")
 VERSION = 1  # bump when the rendering changes: cached files of another version are regenerated
 MIN_SIZE, MAX_SIZE = 16, 256
+# How the scene frames its object: (object scale, depth range) for ``_draw_objects``. "wide" (the first scenes): an
+# object 36-60% of the scene's height anywhere on the ground, most pixels background; "close": the object near the
+# camera, 65-90% of the height, so crops and tiles of the scene mostly show it (issue 20).
+FRAMINGS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "wide": ((0.36, 0.6), (0.08, 1.0)),
+    "close": ((0.65, 0.9), (0.75, 1.0)),
+}
 SUPERSAMPLE = 2
 CHUNK_PIXELS = 2**20  # supersampled pixels rendered at once (bounds memory: ~12 MB per float32 RGB array)
 
@@ -169,7 +176,7 @@ def _draw_objects(
     rng: np.random.Generator,
     cls: Array,
     horizon: Array,
-    scale: tuple[float, float] = (0.36, 0.6),
+    scale: tuple[float, float] = FRAMINGS["wide"][0],
     depth: Array | None = None,
 ) -> _Objects:
     """Objects of the given classes standing on the ground of scenes with the given horizons (one row each).
@@ -177,7 +184,7 @@ def _draw_objects(
     ``depth`` in [0, 1] (0 at the horizon, 1 at the bottom) places the base; nearer objects are drawn larger.
     """
     n, u = len(cls), rng.uniform
-    depth = u(0.08, 1.0, n) if depth is None else depth
+    depth = u(*FRAMINGS["wide"][1], n) if depth is None else depth
     by = horizon + (0.97 - horizon) * depth
     height = np.minimum(u(*scale, n) * (0.75 + 0.45 * depth) * HEIGHT[cls], by - 0.04)
     stretch = u(0.85, 1.2, n)
@@ -529,15 +536,22 @@ def _check_size(image_size: int) -> None:
         raise ValueError(f"synthetic image_size must be in {MIN_SIZE}..{MAX_SIZE}, got {image_size}")
 
 
-def generate(num_images: int, image_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W, 3) uint8 images and (N,) int64 labels, balanced over the ten classes; same seed -> same arrays."""
+def generate(num_images: int, image_size: int, seed: int, framing: str = "wide") -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, 3) uint8 images and (N,) int64 labels, balanced over the ten classes; same seed -> same arrays.
+    ``framing`` is a key of ``FRAMINGS``."""
     _check_size(image_size)
     if num_images < 1:
         raise ValueError(f"num_images must be positive, got {num_images}")
+    if framing not in FRAMINGS:
+        raise ValueError(f"unknown framing {framing!r}; valid framings: {', '.join(FRAMINGS)}")
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(num_images) % len(CLASSES))
     bg = _draw_background(rng, num_images)
-    objects = _draw_objects(rng, labels, bg.horizon)
+    if framing == "wide":  # the draws of the first scenes, in their order: cached "wide" files stay valid
+        objects = _draw_objects(rng, labels, bg.horizon)
+    else:
+        scale, depth = FRAMINGS[framing]
+        objects = _draw_objects(rng, labels, bg.horizon, scale, rng.uniform(*depth, num_images))
     clutter = _draw_clutter(rng, bg.horizon)
     noise = np.random.default_rng([seed, 1])  # sensor noise: its own stream, the only draw that depends on the size
     out = np.empty((num_images, image_size, image_size, 3), np.uint8)

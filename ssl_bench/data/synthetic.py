@@ -15,11 +15,24 @@ from torch.utils.data import Dataset
 
 from ssl_bench import storage
 from ssl_bench.config import ConfigError, DataConfig
-from ssl_bench.data.render import CLASSES, VERSION, Array, _check_size, generate
+from ssl_bench.data.render import CLASSES, FRAMINGS, VERSION, Array, _check_size, generate
 from ssl_bench.data.types import DataInfo, Splits
 
 SPLITS: tuple[str, ...] = ("train", "test")
 NATIVE_SIZE = 32  # data.image_size unset: the size every preset uses
+
+
+def dataset_name(framing: str) -> str:
+    """The results' dataset name: "synthetic" for the first ("wide") scenes, "synthetic-<framing>" for the others, so
+    that numbers on different scenes never share a row of a table or a band of the check."""
+    return "synthetic" + suffix(framing)
+
+
+def suffix(framing: str) -> str:
+    """What cache files and names of ``framing`` add: nothing for "wide" (the files written before framings)."""
+    if framing not in FRAMINGS:
+        raise ConfigError(f"data.framing={framing!r} is not valid; choose one of {', '.join(FRAMINGS)}")
+    return "" if framing == "wide" else f"-{framing}"
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -57,13 +70,15 @@ def _save_cache(path: Path, images: Array, labels: Array) -> None:
 class SyntheticImages(Dataset):
     """One split of the synthetic dataset, generated once and cached under ``root/synthetic``."""
 
-    def __init__(self, root: str | Path, split: str, num_images: int, image_size: int = 32, seed: int = 0) -> None:
+    def __init__(
+        self, root: str | Path, split: str, num_images: int, image_size: int = 32, seed: int = 0, framing: str = "wide"
+    ) -> None:
         _check_size(image_size)
         s = split_seed(seed, split)
-        self.path = Path(root) / "synthetic" / f"{split}-n{num_images}-s{image_size}-seed{seed}.npz"
+        self.path = Path(root) / "synthetic" / f"{split}-n{num_images}-s{image_size}-seed{seed}{suffix(framing)}.npz"
         cached = _load_cache(self.path, num_images, image_size) if self.path.exists() else None
         if cached is None:
-            cached = generate(num_images, image_size, s)
+            cached = generate(num_images, image_size, s, framing)
             _save_cache(self.path, *cached)
         images, labels = cached
         self.split = split
@@ -134,11 +149,11 @@ def load_synthetic(cfg: DataConfig, out_dir: Path) -> Splits:
         )
     root = synthetic_root(cfg, out_dir)
     size = cfg.image_size or NATIVE_SIZE
-    train = SyntheticImages(root, "train", cfg.num_train, size, cfg.seed)
-    test = SyntheticImages(root, "test", cfg.num_test, size, cfg.seed)
-    grid = root / "synthetic" / f"grid-s{size}.png"
+    train = SyntheticImages(root, "train", cfg.num_train, size, cfg.seed, cfg.framing)
+    test = SyntheticImages(root, "test", cfg.num_test, size, cfg.seed, cfg.framing)
+    grid = root / "synthetic" / f"grid-s{size}{suffix(cfg.framing)}.png"
     if not grid.exists():  # a picture of what the methods learn from, written once beside the cached arrays
         save_grid(grid, train.images, train.targets, CLASSES)
     mean, std = channel_stats(train.images)
-    info = DataInfo("synthetic", len(CLASSES), len(train), size, mean, std, tuple(CLASSES))
+    info = DataInfo(dataset_name(cfg.framing), len(CLASSES), len(train), size, mean, std, tuple(CLASSES))
     return Splits(train, test, info)
