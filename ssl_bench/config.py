@@ -20,8 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ssl_bench.data.render import FRAMINGS
-
 
 class ConfigError(ValueError):
     """A configuration mistake the user can fix; the message says what and how."""
@@ -109,6 +107,9 @@ def each_of(section: str, obj: Any, name: str, choices: Sequence[str]) -> None:
     for value in getattr(obj, name):
         if value not in choices:
             raise ConfigError(f"{_key(section, name)}: {value!r} is not valid; choose from {', '.join(choices)}")
+
+
+FRAMINGS = ("wide", "close")  # data.framing; their geometry is ssl_bench.data.render.FRAMINGS
 
 
 @dataclass

@@ -175,6 +175,12 @@ def test_close_framing_makes_the_object_fill_the_scene(monkeypatch) -> None:
     assert close.max() <= 0.93 + 1e-6  # stands on the ground inside the image
 
 
+def test_the_configs_framings_are_the_renderers() -> None:
+    from ssl_bench import config
+
+    assert config.FRAMINGS == tuple(render.FRAMINGS)
+
+
 def test_framing_keeps_the_labels_and_names_its_files(tmp_path) -> None:
     wide, wide_labels = generate(40, 16, seed=1)
     close, close_labels = generate(40, 16, seed=1, framing="close")
