@@ -14,7 +14,8 @@ Every time is the median of ``--repeats`` runs after ``--warmup`` runs; the runs
 so a change of load hits them alike (the ceiling's runs are interleaved with every method's). The precision is the
 engine's: bf16 autocast where ``train.precision=auto`` would use it (AVX-512 BF16 / AMX), fp32 elsewhere, even when
 ``--precision bf16`` asks otherwise; the header says which ran, and which ISA flags the CPU has. The table goes to stdout (progress to stderr); ``--write`` also puts it
-into benchmarks/README.md between ``<!-- table -->`` and ``<!-- /table -->``. See benchmarks/README.md.
+into benchmarks/README.md between ``<!-- table KIND -->`` and ``<!-- /table KIND -->``, KIND being the CPU's vector ISA
+as torch names it (avx512, avx2): one table per kind of machine. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from workloads import FULL_IMAGE, METHOD_NAMES, Sizes
 from ssl_bench.data.types import Splits
 
 README = Path(__file__).with_name("README.md")
-BEGIN, END = "<!-- table -->", "<!-- /table -->"
+BEGIN, END = "<!-- table -->", "<!-- /table -->"  # --write, as markers(BEGIN, END) of this machine's kind
 STEP_TARGET = 1.15  # (a) step / backbone passes, at most
 CEILING_TARGET = 0.65  # (b) fraction of the ceiling, at least
 NCE_TARGET = 2.0  # (c) shared-negatives NCE step / one matmul, at most
@@ -369,12 +370,27 @@ def render(settings: Settings, methods: list[MethodResult], nce: NCEResult | Non
     return "\n".join(out + ["", verdict.summary()])
 
 
+def cpu_kind() -> str:
+    """The vector ISA torch's CPU kernels run on here, e.g. "avx512" or "avx2": the key of this machine's tables."""
+    return torch.backends.cpu.get_cpu_capability().lower()
+
+
+def markers(begin: str, end: str, kind: str | None = None) -> tuple[str, str]:
+    """``begin``/``end`` keyed by CPU kind ("<!-- table -->" -> "<!-- table avx2 -->"): each kind of machine writes
+    its own table and leaves the others' (machines differ from session to session; issue 19 point 3)."""
+    kind = kind or cpu_kind()
+    return begin.replace(" -->", f" {kind} -->"), end.replace(" -->", f" {kind} -->")
+
+
 def write_between_markers(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
     """Replace what stands between ``begin`` and ``end`` in ``path`` by ``text``."""
     doc = path.read_text()
     start, stop = doc.find(begin), doc.find(end)
     if start < 0 or stop < start:
-        raise SystemExit(f"{path}: no {begin} ... {end} markers to write the table between")
+        raise SystemExit(
+            f"{path}: no {begin} ... {end} markers to write the table between; add the two lines where this "
+            "machine's table should go (beside the other kinds' tables) and run again"
+        )
     path.write_text(doc[: start + len(begin)] + "\n" + text.strip() + "\n" + doc[stop:])
 
 
@@ -471,8 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     text = render(settings, results, nce)
     print(text)
     if args.write:
-        write_between_markers(README, text)
-        log(f"written into {README}")
+        write_between_markers(README, text, *markers(BEGIN, END))
+        log(f"written into {README} ({cpu_kind()} table)")
     return 0
 
 

@@ -147,9 +147,16 @@ def test_write_between_markers(tmp_path: Path) -> None:
         ratios.write_between_markers(readme, "x")
 
 
+def test_markers_are_keyed_by_cpu_kind() -> None:
+    assert ratios.markers(ratios.BEGIN, ratios.END, "avx2") == ("<!-- table avx2 -->", "<!-- /table avx2 -->")
+    assert ratios.cpu_kind() == torch.backends.cpu.get_cpu_capability().lower()
+
+
 def test_readme_has_the_markers() -> None:
     text = ratios.README.read_text()
-    assert text.index(ratios.BEGIN) < text.index(ratios.END)
+    for kind in ("avx512", "avx2"):  # the two kinds of machine met so far, each with its own table
+        begin, end = ratios.markers(ratios.BEGIN, ratios.END, kind)
+        assert text.index(begin) < text.index(end)
 
 
 def test_sizes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -81,4 +81,6 @@ def test_small_run_has_a_row_per_method() -> None:
 
 def test_readme_has_the_markers() -> None:
     text = unit_time.ratios.README.read_text()
-    assert text.index(unit_time.BEGIN) < text.index(unit_time.END)
+    for kind in ("avx512", "avx2"):
+        begin, end = unit_time.ratios.markers(unit_time.BEGIN, unit_time.END, kind)
+        assert text.index(begin) < text.index(end)
