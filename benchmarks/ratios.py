@@ -394,6 +394,13 @@ def write_between_markers(path: Path, text: str, begin: str = BEGIN, end: str = 
     path.write_text(doc[: start + len(begin)] + "\n" + text.strip() + "\n" + doc[stop:])
 
 
+def write_for_this_cpu(path: Path, text: str, begin: str = BEGIN, end: str = END) -> str:
+    """``write_between_markers`` into this machine's kind's markers (``markers``); returns the kind."""
+    kind = cpu_kind()
+    write_between_markers(path, text, *markers(begin, end, kind))
+    return kind
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -487,8 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(settings, results, nce)
     print(text)
     if args.write:
-        write_between_markers(README, text, *markers(BEGIN, END))
-        log(f"written into {README} ({cpu_kind()} table)")
+        log(f"written into {README} ({write_for_this_cpu(README, text)} table)")
     return 0
 
 

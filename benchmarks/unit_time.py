@@ -14,7 +14,8 @@ For every method of the preset (those that train):
     epochs, estimated as unit time / ``--epochs`` x the preset's epochs. Target: <= 5%.
 
 The time between them is all outside the step. The table goes to stdout (the run's progress to stderr); ``--write``
-puts it into benchmarks/README.md between ``<!-- unit-time KIND -->`` and ``<!-- /unit-time KIND -->`` (KIND: avx512, avx2). See benchmarks/README.md.
+puts it into benchmarks/README.md between ``<!-- unit-time KIND -->`` and ``<!-- /unit-time KIND -->`` (KIND: avx512,
+avx2). See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -299,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results, header, cfg.evals, args.small)
     print(text)
     if args.write:
-        ratios.write_between_markers(ratios.README, text, *ratios.markers(BEGIN, END))
-        log(f"written into {ratios.README} ({ratios.cpu_kind()} table)")
+        log(f"written into {ratios.README} ({ratios.write_for_this_cpu(ratios.README, text, BEGIN, END)} table)")
     return 0
 
 
