@@ -149,12 +149,15 @@ def test_write_between_markers(tmp_path: Path) -> None:
 
 def test_markers_are_keyed_by_cpu_kind() -> None:
     assert ratios.markers(ratios.BEGIN, ratios.END, "avx2") == ("<!-- table avx2 -->", "<!-- /table avx2 -->")
-    assert ratios.cpu_kind() == torch.backends.cpu.get_cpu_capability().lower()
+    isa = torch.backends.cpu.get_cpu_capability().lower()
+    assert ratios.cpu_kind({"avx2", "avx512f", "avx512_bf16"}) == isa
+    assert ratios.cpu_kind({"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}) == f"{isa}-amx"
+    assert ratios.cpu_kind() == isa + ("-amx" if "amx_tile" in ratios.cpu_flags() else "")
 
 
 def test_readme_has_the_markers() -> None:
     text = ratios.README.read_text()
-    for kind in ("avx512", "avx2"):  # the two kinds of machine met so far, each with its own table
+    for kind in ("avx512-amx", "avx512", "avx2"):  # the three kinds of machine met so far, each with its own table
         begin, end = ratios.markers(ratios.BEGIN, ratios.END, kind)
         assert text.index(begin) < text.index(end)
 

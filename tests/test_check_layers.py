@@ -248,7 +248,7 @@ def test_the_committed_baseline_keys_detection_by_the_ci_presets_data_and_schedu
     cfg = load("ci").detection
     labels = {VOCProtocol.of(scoring, cfg, cfg.iterations).label for scoring in cfg.protocols}
     assert labels == {
-        "voc07 on synthetic-voc-32-16-64px trainval->test 20 it",
-        "coco on synthetic-voc-32-16-64px trainval->test 20 it",
+        "voc07 on synthetic-voc-16-8-64px trainval->test 5 it",
+        "coco on synthetic-voc-16-8-64px trainval->test 5 it",
     }
     assert set(base.loc[base["eval"] == "detection", "protocol"]) == labels
