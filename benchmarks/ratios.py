@@ -21,6 +21,7 @@ as torch names it (avx512, avx2): one table per kind of machine. See benchmarks/
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import platform
@@ -174,23 +175,12 @@ def measure_nce(size: Sizes, warmup: int, repeats: int) -> NCEResult:
     )
 
 
-def cpu_flags() -> set[str]:
-    """The first CPU's flags in /proc/cpuinfo (empty where there is none)."""
+@functools.cache
+def cpuinfo() -> tuple[str, frozenset[tuple[str, str]], frozenset[str]]:
+    """/proc/cpuinfo read once: (model name, {(physical id, core id)}, the first CPU's flags); what is missing stays
+    empty (the model: platform.processor())."""
+    model, cores, flags, physical_id = platform.processor() or "unknown CPU", set(), frozenset(), ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = (s.strip() for s in line.partition(":"))
-            if key == "flags":
-                return set(value.split())
-    except OSError:
-        pass
-    return set()
-
-
-def machine() -> str:
-    """CPU model, cores, the ISA flags convolutions run on (present and missing), torch's vector ISA, threads."""
-    model, cores, flags = platform.processor() or "unknown CPU", set(), cpu_flags()
-    try:
-        physical_id = ""
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = (s.strip() for s in line.partition(":"))
             if key == "model name":
@@ -199,8 +189,21 @@ def machine() -> str:
                 physical_id = value
             elif key == "core id":
                 cores.add((physical_id, value))
+            elif key == "flags" and not flags:
+                flags = frozenset(value.split())
     except OSError:
         pass
+    return model, frozenset(cores), flags
+
+
+def cpu_flags() -> set[str]:
+    """The first CPU's flags in /proc/cpuinfo (empty where there is none)."""
+    return set(cpuinfo()[2])
+
+
+def machine() -> str:
+    """CPU model, cores, the ISA flags convolutions run on (present and missing), torch's vector ISA, threads."""
+    model, cores, flags = cpuinfo()
     logical = os.cpu_count() or 0
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
     return (
