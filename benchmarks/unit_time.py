@@ -49,6 +49,7 @@ from ssl_bench.run_config import RunConfig, load, merge, parse_set, resolve
 
 BEGIN, END = "<!-- unit-time -->", "<!-- /unit-time -->"
 UNIT_TARGET = 1.2  # (1) unit wall time / steps alone, at most
+NO_SIZES: dict[str, Any] = {"sizes": {"backbones": []}}
 EVAL_TARGET = 0.05  # (2) evaluations / pretraining at the preset's epochs, at most
 SMALL = {  # --small: the ci preset, shrunk to a smoke run (the numbers say nothing about the targets)
     "evals": ["linear", "knn"],
@@ -106,7 +107,8 @@ def run_unit(
 ) -> tuple[float, float, dict[str, float]]:
     """Pretrain and evaluate ``name`` as ``ssl_bench.run`` does: (unit seconds, epoch-loop seconds, eval seconds)."""
     with stopwatch(runner, "pretrain") as trained, stopwatch(runner, "evaluate") as evaluated:
-        api.run(preset, out, methods=[name], report=False, console=console, set=overrides)
+        # one unit: the preset's backbone, without its extra sizes (Fig. 2's `sizes`)
+        api.run(preset, out, methods=[name], report=False, console=console, set=merge(NO_SIZES, overrides))
     if len(trained) != 1:
         raise RuntimeError(f"{name}: expected one pretraining unit in {out}, the runner did {len(trained)}")
     arguments, seconds = trained[0]

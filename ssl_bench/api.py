@@ -112,9 +112,11 @@ def run(
         console = Console()
     own = {m: e for m in cfg.methods if (e := resolve(cfg, m).method_cfg.epochs) is not None}  # `<method>.epochs`
     epochs_text = f"{cfg.train.epochs}" + (f" ({', '.join(f'{m} {e}' for m, e in own.items())})" if own else "")
+    sizes = cfg.all_backbones[len(cfg.backbones) :]
+    sizes_text = f" (+ {', '.join(sizes)}: {', '.join(cfg.unit_evals(sizes[0]))} only)" if sizes else ""
     console.print(
         f"[bold]ssl-bench run[/] preset [cyan]{cfg.preset}[/]: methods {', '.join(cfg.methods)}; "
-        f"backbones {', '.join(cfg.backbones)}; seeds {', '.join(map(str, cfg.seeds))}; epochs {epochs_text}; "
+        f"backbones {', '.join(cfg.backbones)}{sizes_text}; seeds {', '.join(map(str, cfg.seeds))}; epochs {epochs_text}; "
         f"evals {', '.join(cfg.evals)}; out {out}"
     )
     t0 = time.perf_counter()
@@ -145,6 +147,8 @@ def config_overrides(
     if both:
         raise ConfigError(f"{', '.join(both)} given twice, in set= and as a keyword argument; give each key once")
     flags = {NAMED_KEYS[name]: listed(value) for name, value in named.items() if value is not None}
+    if "backbones" in flags and "sizes.backbones" not in dotted_keys(merge(given, words)):
+        flags["sizes.backbones"] = []  # --backbone X runs X, not X plus the preset's other sizes
     if log is not None:
         targets = [t.strip() for t in log.split(",") if t.strip()] if isinstance(log, str) else list(log)
         for target in targets:
@@ -178,7 +182,7 @@ def rows_of(cfg: RunConfig, out: Path) -> pd.DataFrame:
     """The rows of ``cfg``'s evaluations in ``out/results.csv`` (by their config hashes), typed."""
     from ssl_bench.runner import eval_hash, plan
 
-    hashes = {eval_hash(unit, name, cfg) for unit in plan(cfg) for name in cfg.evals}
+    hashes = {eval_hash(unit, name, cfg) for unit in plan(cfg) for name in unit.evals}
     raw = read_results(out / "results.csv")
     return typed(raw[raw["config_hash"].isin(hashes)])
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import tomllib
 
-from ssl_bench.backbone import BackboneConfig
+from ssl_bench.backbone import BackboneConfig, BackboneSpec
 from ssl_bench.config import (
     UNSET,
     CheckpointConfig,
@@ -50,11 +50,26 @@ from ssl_bench.storage import file_sha256
 
 
 @dataclass
+class SizesConfig:
+    """Fig. 2's other model sizes: every method is also pretrained on each of ``backbones`` and evaluated there with
+    ``evals`` only (those of them the run's ``evals`` name), so accuracy against parameters is a curve without every
+    evaluation (detection above all) running on every size. Empty ``backbones``: the run's ``backbones`` only."""
+
+    backbones: list[str] = field(default_factory=list)
+    evals: list[str] = field(default_factory=lambda: ["linear"])
+
+    def check(self) -> None:
+        for name in self.backbones:
+            BackboneSpec.parse(name)  # a misspelt size fails here, with the valid names
+
+
+@dataclass
 class RunConfig:
     preset: str = "default"
     description: str = ""
     methods: list[str] = field(default_factory=lambda: ["random", "supervised", "autoencoder"])
-    backbones: list[str] = field(default_factory=lambda: ["resnet18"])
+    backbones: list[str] = field(default_factory=lambda: ["resnet18"])  # every evaluation runs on each
+    sizes: SizesConfig = field(default_factory=SizesConfig)  # more backbones, a few evaluations each (Fig. 2)
     seeds: list[int] = field(default_factory=lambda: [0])
     evals: list[str] = field(default_factory=lambda: ["linear", "knn"])
     device: str = "auto"
@@ -75,6 +90,7 @@ class RunConfig:
     overrides: list[str] = field(default_factory=list)  # the dotted keys the command line set, e.g. "pirl.lam"
 
     SECTIONS = (
+        "sizes",
         "backbone",
         "data",
         "train",
@@ -96,6 +112,24 @@ class RunConfig:
         for name in ("methods", "backbones", "seeds", "evals"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} is empty: name at least one")
+        for name in self.sizes.backbones:
+            if name in self.backbones:
+                raise ConfigError(
+                    f"sizes.backbones names {name!r}, which backbones runs already with every evaluation; "
+                    "leave it out of one of the two"
+                )
+
+    def unit_evals(self, backbone: str) -> list[str]:
+        """The evaluations a unit on ``backbone`` runs: all of ``evals`` on the run's backbones; on a ``sizes``
+        backbone, those of ``sizes.evals`` that ``evals`` names too (none: the size is not run)."""
+        if backbone in self.backbones:
+            return list(self.evals)
+        return [e for e in self.evals if e in self.sizes.evals]
+
+    @property
+    def all_backbones(self) -> list[str]:
+        """The run's backbones, then the ``sizes`` backbones that have an evaluation to run."""
+        return self.backbones + [b for b in self.sizes.backbones if self.unit_evals(b)]
 
 
 def available_presets() -> dict[str, str]:

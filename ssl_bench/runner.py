@@ -46,6 +46,7 @@ class Unit:
     method_cfg: MethodConfig
     pretrain_hash: str
     cfg: RunConfig  # the run's config resolved for this method (run_config.resolve): no field left unset
+    evals: tuple[str, ...]  # what runs on this unit: all the run's evals, or a `sizes` backbone's few
 
     @property
     def run_id(self) -> str:
@@ -76,15 +77,19 @@ def data_identity(cfg: RunConfig) -> dict[str, Any]:
 
 
 def plan(cfg: RunConfig) -> list[Unit]:
-    """Every (backbone, method, seed) combination, with its resolved config and pretraining hash.
+    """Every (backbone, method, seed) combination, with its resolved config, pretraining hash and evaluations (the
+    run's backbones, then the ``sizes`` ones: ``RunConfig.unit_evals``).
 
-    Hashes are of the settings as asked (``run_config.hashed``), so that resolving does not move them."""
+    Hashes are of the settings as asked (``run_config.hashed``), so that resolving does not move them; a unit on a
+    ``sizes`` backbone hashes as the same unit would on ``backbones``."""
     check_evals(cfg.evals)
+    check_evals(cfg.sizes.evals)
     methods = {name: resolve(cfg, name) for name in cfg.methods}  # once per method, whatever the backbones
     data = data_identity(cfg)
     units = []
-    for backbone in cfg.backbones:
+    for backbone in cfg.all_backbones:
         BackboneSpec.parse(backbone)
+        evals = tuple(cfg.unit_evals(backbone))
         for name, resolved in methods.items():
             mcfg = resolved.method_cfg
             # the epochs are hashed once, in "train": `jigsaw.epochs=50` and `train.epochs=50` name the same training
@@ -99,7 +104,8 @@ def plan(cfg: RunConfig) -> list[Unit]:
                 "train": train if resolved.method.trains else None,
             }
             for seed in cfg.seeds:
-                units.append(Unit(name, backbone, seed, mcfg, config_hash({**payload, "seed": seed}), resolved.run))
+                unit_hash = config_hash({**payload, "seed": seed})
+                units.append(Unit(name, backbone, seed, mcfg, unit_hash, resolved.run, evals))
     return units
 
 
@@ -270,7 +276,7 @@ def pretrain_together(
 
 def missing(units: list[Unit], cfg: RunConfig, table: ResultsTable) -> list[tuple[Unit, list[str]]]:
     done = table.done()
-    todo = [(u, [e for e in cfg.evals if eval_hash(u, e, cfg) not in done]) for u in units]
+    todo = [(u, [e for e in u.evals if eval_hash(u, e, cfg) not in done]) for u in units]
     return [(u, evs) for u, evs in todo if evs]
 
 
@@ -289,7 +295,7 @@ def do_unit(
     """Pretrain (or load) one unit and run its missing evaluations; the claim is held throughout and released."""
     try:
         done = table.done()  # re-read: another process may have finished some while we waited
-        evals = [e for e in cfg.evals if eval_hash(unit, e, cfg) not in done]
+        evals = [e for e in unit.evals if eval_hash(unit, e, cfg) not in done]
         if not evals:
             return 0
         run_dir = out / "runs" / unit.run_id

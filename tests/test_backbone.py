@@ -100,7 +100,7 @@ def test_our_resnet50_row_and_the_published_resnet50_share_one_x(tmp_path: Path)
     with torch.device("meta"):
         backbone = Backbone("resnet50")
     cfg = RunConfig(preset="imagenet-paper")
-    unit = Unit("pirl", "resnet50", 0, PIRLConfig(), "0123456789abcdef", cfg)
+    unit = Unit("pirl", "resnet50", 0, PIRLConfig(), "0123456789abcdef", cfg, ("linear",))
     info = DataInfo("imagenet", 1000, 1000, 224, (0.5,) * 3, (0.25,) * 3)
     rows = result_rows(unit, "linear", "e" * 16, [Row("layer4", "top1", 60.0)], backbone, info, cfg)
     ResultsTable(tmp_path / "results.csv").append(rows)

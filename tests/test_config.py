@@ -85,21 +85,22 @@ PINNED = {
         "npidpp": "904efebd2387ad94",
         "pirl": "9e996ae559f3aef2",
     },
-    "default": {
-        "random": "f93c29c9007bc1dd",
-        "supervised": "faf12661f82ea61e",
-        "autoencoder": "53da60ac5b58ce63",
-        "rotnet": "97f66928b55c5a90",
-        "jigsaw": "c5584573d4ad606a",
-        "npidpp": "c788494caf428636",
-        "pirl": "ddc0cdc8cf0aea95",
+    "default": {  # moved on purpose by issue 20: 2,500 images, 6 epochs, colour on the device, 2,048 negatives
+        "random": "aab81c2cbff19fad",
+        "supervised": "5f15cca728350a4f",
+        "autoencoder": "5c67686561351c3d",
+        "rotnet": "639f558e5625e53a",
+        "jigsaw": "54e07bf825d5808a",
+        "npidpp": "4404c5ae54e7747e",
+        "pirl": "a21c2925ed0df720",
     },
 }
 
 
 @pytest.mark.parametrize("preset", sorted(PINNED))
 def test_pretraining_hashes_of_the_presets_do_not_move(preset: str) -> None:
-    assert {u.method: u.pretrain_hash for u in plan(load(preset, {}))} == PINNED[preset]
+    cfg = load(preset, {})
+    assert {u.method: u.pretrain_hash for u in plan(cfg) if u.backbone in cfg.backbones} == PINNED[preset]
 
 
 # The ci preset's detection result hashes. They moved on purpose once, when the method's detection schedule joined

@@ -41,7 +41,7 @@ def test_preset_resolves_plans_and_says_what_it_shrinks(name: str) -> None:
     cfg = load(name, {})
     assert PRESETS[name], f"preset {name} has no description"
     assert cfg.preset == name
-    assert len(plan(cfg)) == len(cfg.methods) * len(cfg.backbones) * len(cfg.seeds)
+    assert len(plan(cfg)) == len(cfg.methods) * len(cfg.all_backbones) * len(cfg.seeds)
     text = resources.files("ssl_bench.presets").joinpath(f"{name}.toml").read_text()
     assert any(line.lstrip().startswith("#") and "paper" in line for line in text.splitlines()), (
         f"{name}.toml has no comment relating it to the paper"

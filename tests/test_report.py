@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.axes._secondary_axes import SecondaryAxis
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from rich.console import Console
@@ -227,8 +228,12 @@ def test_plot_one_point_per_method_and_backbone(report: ReportFiles) -> None:
     assert ax.get_xlabel() == "Number of parameters (millions, with a 1000-way linear classifier)"
     assert ax.get_ylabel() == "Linear probe top-1 (%)"
     assert ax.get_title() == "cifar10"
-    labels = sorted(t.get_text() for t in ax.texts)
-    assert labels == sorted(f"{m} ({b})" for m in ("Random", "RotNet", "PIRL") for b in PARAMS)
+    # one label per curve, at its largest size; the top axis names the sizes, the bottom one their parameters
+    assert sorted(t.get_text() for t in ax.texts) == ["PIRL", "Random", "RotNet"]
+    assert {round(t.xy[0], 6) for t in ax.texts} == {11.2}
+    top = next(child for child in ax.get_children() if isinstance(child, SecondaryAxis))
+    assert [t.get_text() for t in top.get_xticklabels()] == ["resnet18-w0.5", "resnet18"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2.8", "11"]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["Random", "RotNet", "PIRL"]
 

@@ -171,16 +171,11 @@ def accuracy_vs_params(summary: pd.DataFrame, published: pd.DataFrame | None = N
 
 
 def _labels(pts: pd.DataFrame, published: pd.DataFrame | None) -> pd.DataFrame:
-    """x, y, text, italic of every point to label: ours, then the published ones."""
-    several_sizes = pts["backbone"].nunique() > 1
-    names = pts["method"].map(display_name)
+    """x, y, text, italic of every point to label: ours, then the published ones. With several sizes each method's
+    curve is named once, at its largest size (the top axis names the sizes): a label per point crowds the panel."""
+    largest = pts.loc[pts.groupby("method", sort=False)["x"].idxmax()]
     ours = pd.DataFrame(
-        {
-            "x": pts["x"],
-            "y": pts["y"],
-            "italic": False,
-            "text": names + " (" + pts["backbone"] + ")" if several_sizes else names,
-        }
+        {"x": largest["x"], "y": largest["y"], "italic": False, "text": largest["method"].map(display_name)}
     )
     if published is None:
         return ours.reset_index(drop=True)
@@ -244,7 +239,8 @@ def _draw_panel(
     else:  # decades: our sizes are named on the top axis
         ax.xaxis.set_major_locator(LogLocator(base=10))
     decades = published is not None
-    ax.xaxis.set_major_formatter(lambda x, _: f"{x:g}" if decades else f"{x:.1f}" if x < 100 else f"{x:.0f}")
+    # our sizes by two significant digits (0.086, 0.25, 0.84 M: one decimal would print 0.1, 0.2, 0.8)
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x:g}" if decades else f"{x:.2g}" if x < 10 else f"{x:.0f}")
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
     if several_sizes or published is not None:

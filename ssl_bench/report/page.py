@@ -607,26 +607,33 @@ CONSOLE_COLUMNS: tuple[tuple[str, str, str], ...] = (  # (eval, protocol, column
 
 
 def print_headline(console: Console, summary: pd.DataFrame, notes: tuple[str, ...]) -> None:
+    """The headline numbers, one table per dataset and backbone (a backbone's name is a title, not a column a narrow
+    terminal cuts: model sizes differ only at its end), each with the columns that have a number in it."""
     if not summary.empty:
-        shown = [
-            (e, p, t)
-            for e, key, title in CONSOLE_COLUMNS
-            for p, t in _variants(summary, e, key, title)
-            if e in ("linear", "knn") or _present(summary, e, p)
-        ]
-        counts = [n for e, p, _ in shown for n in summary[f"{column_prefix(e, p)}_seeds"] if not pd.isna(n)]
-        caption = seeds_note(counts).replace(" [95% t-interval]", "") + " Intervals and rankings: summary.md."
-        table = Table(title="ssl-bench headline numbers", caption=caption.strip())
-        for name in ("dataset", "backbone", "method"):
-            table.add_column(name)
-        for _, _, title in shown:
-            table.add_column(title, justify="right")
         presets = summary.groupby("dataset")["preset"].nunique()
-        for r in summary.to_dict("records"):
-            dataset = f"{r['dataset']} ({r['preset']})" if presets[r["dataset"]] > 1 else r["dataset"]
-            cells = [_cell(r, summary, e, p) for e, p, _ in shown]
-            table.add_row(*(escape(str(v)) for v in (dataset, r["backbone"], display_name(r["method"]), *cells)))
-        console.print(table)
+        groups = list(summary.groupby(["dataset", "preset", "backbone"], sort=False))
+        for i, ((dataset, preset, backbone), rows) in enumerate(groups):
+            shown = [
+                (e, p, t)
+                for e, key, title in CONSOLE_COLUMNS
+                for p, t in _variants(rows, e, key, title)
+                if e == "linear" or _present(rows, e, p)
+            ]
+            name = f"{dataset} ({preset})" if presets[dataset] > 1 else dataset
+            title = f"ssl-bench headline numbers: {name} · {backbone}"
+            table = Table(title=title, min_width=len(title))  # as wide as its title: the backbone on one line
+            if i == len(groups) - 1:  # the seeds of every table, once, under the last
+                counts = [n for e, p, _ in shown for n in summary[f"{column_prefix(e, p)}_seeds"] if not pd.isna(n)]
+                table.caption = (
+                    seeds_note(counts).replace(" [95% t-interval]", "") + " Intervals and rankings: summary.md."
+                ).strip()
+            table.add_column("method")
+            for _, _, title in shown:
+                table.add_column(title, justify="right")
+            for r in rows.to_dict("records"):
+                cells = [_cell(r, rows, e, p) for e, p, _ in shown]
+                table.add_row(*(escape(str(v)) for v in (display_name(r["method"]), *cells)))
+            console.print(table)
     for note in notes:  # the caller prints the paths written (ReportFiles.written)
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
 
