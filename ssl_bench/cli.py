@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="download a missing cifar10, cifar100 or stl10 into --data-root (default <out>/data)",
     )
     run.add_argument(
-        "--backbone", help="comma-separated backbone specs (a sweep), e.g. resnet18,resnet34,resnet18-w0.5"
+        "--backbone",
+        help="comma-separated backbone specs (a sweep), e.g. resnet18,resnet34,resnet18-w0.5; every evaluation runs "
+        "on each, and the preset's extra sizes (sizes.backbones, linear probe only) are left out unless --set names them",
     )
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
     run.add_argument(
