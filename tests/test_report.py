@@ -159,8 +159,8 @@ def test_summary_md_cells(report: ReportFiles) -> None:
     assert "one seed" not in text.lower()
     assert (
         "## cifar10" in text
-        and "### resnet18-w0.5 (2.80 M parameters)" in text
-        and "### resnet18 (11.20 M parameters)" in text
+        and "### resnet18-w0.5 (2.8 M parameters)" in text
+        and "### resnet18 (11.2 M parameters)" in text
     )
     assert "- methods: Random (`random`), RotNet (`rotnet`), PIRL (`pirl`)" in text
     assert "- seeds: 0, 1; mean ± sample std (ddof=1) [95% t-interval] over 2 seeds" in text
@@ -233,7 +233,7 @@ def test_plot_one_point_per_method_and_backbone(report: ReportFiles) -> None:
     assert {round(t.xy[0], 6) for t in ax.texts} == {11.2}
     top = next(child for child in ax.get_children() if isinstance(child, SecondaryAxis))
     assert [t.get_text() for t in top.get_xticklabels()] == ["resnet18-w0.5", "resnet18"]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["2.8", "11"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2.8", "11.2"]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["Random", "RotNet", "PIRL"]
 

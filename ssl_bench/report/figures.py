@@ -239,8 +239,9 @@ def _draw_panel(
     else:  # decades: our sizes are named on the top axis
         ax.xaxis.set_major_locator(LogLocator(base=10))
     decades = published is not None
-    # our sizes by two significant digits (0.086, 0.25, 0.84 M: one decimal would print 0.1, 0.2, 0.8)
-    ax.xaxis.set_major_formatter(lambda x, _: f"{x:g}" if decades else f"{x:.2g}" if x < 10 else f"{x:.0f}")
+    # our sizes by three significant digits, as summary.md prints them (0.0857, 0.247, 0.839, 25.6 M: one decimal
+    # would print 0.1, 0.2, 0.8)
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x:g}" if decades else f"{x:.3g}" if x < 1000 else f"{x:.0f}")
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
     if several_sizes or published is not None:

@@ -182,7 +182,7 @@ def render_summary(
             if rows.empty:
                 continue
             params = rows["params"].iloc[0]
-            out += [f"### {backbone}" + (f" ({params / 1e6:.2f} M parameters)" if not pd.isna(params) else ""), ""]
+            out += [f"### {backbone}" + (f" ({params / 1e6:.3g} M parameters)" if not pd.isna(params) else ""), ""]
             out += _headline_section(rows, keys)
             out += _ranking_section(rows, keys)
             out += _layer_section(agg, rows)
@@ -212,7 +212,7 @@ def _figure(stem: str, sections: Sections) -> list[str]:
 
 
 def _headline_section(rows: pd.DataFrame, keys: list[tuple[str, str]]) -> list[str]:
-    shown = [(e, p) for e, p in keys if e in ("linear", "knn") or _has(rows, e, p)]
+    shown = [(e, p) for e, p in keys if e == "linear" or _has(rows, e, p)]  # a size probed linearly: no kNN column
     header = ["method", *[headline_title(rows, e, p) for e, p in shown]]
     body, counts = [], []
     for r in rows.to_dict("records"):
@@ -462,7 +462,7 @@ def run_overview(df: pd.DataFrame, raw_rows: int) -> list[str]:
         return [f"- rows: 0 used of {raw_rows} in results.csv", f"- software (installed now): {software}"]
     params = backbone_params(df)
     backbones = [
-        f"{b} ({params[b] / 1e6:.2f} M params)" if not pd.isna(params[b]) else b for b in ordered_backbones(df)
+        f"{b} ({params[b] / 1e6:.3g} M params)" if not pd.isna(params[b]) else b for b in ordered_backbones(df)
     ]
     created = df["created"].dropna()
     dates = f"{created.min():%Y-%m-%d %H:%M} to {created.max():%Y-%m-%d %H:%M} UTC" if len(created) else DASH
