@@ -49,8 +49,8 @@ from ssl_bench.run_config import RunConfig, load, merge, parse_set, resolve
 
 BEGIN, END = "<!-- unit-time -->", "<!-- /unit-time -->"
 UNIT_TARGET = 1.2  # (1) unit wall time / steps alone, at most
-NO_SIZES: dict[str, Any] = {"sizes": {"backbones": []}}
 EVAL_TARGET = 0.05  # (2) evaluations / pretraining at the preset's epochs, at most
+NO_SIZES: dict[str, Any] = {"sizes": {"backbones": []}}  # one unit a method: without the preset's Fig. 2 sizes
 SMALL = {  # --small: the ci preset, shrunk to a smoke run (the numbers say nothing about the targets)
     "evals": ["linear", "knn"],
     "threads": 0,  # torch's default (OMP_NUM_THREADS), not the ci preset's pinned 2

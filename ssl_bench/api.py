@@ -147,7 +147,8 @@ def config_overrides(
     if both:
         raise ConfigError(f"{', '.join(both)} given twice, in set= and as a keyword argument; give each key once")
     flags = {NAMED_KEYS[name]: listed(value) for name, value in named.items() if value is not None}
-    if "backbones" in flags and "sizes.backbones" not in dotted_keys(merge(given, words)):
+    asked = merge(given, words)
+    if "backbones" in flags and "sizes.backbones" not in dotted_keys(asked):
         flags["sizes.backbones"] = []  # --backbone X runs X, not X plus the preset's other sizes
     if log is not None:
         targets = [t.strip() for t in log.split(",") if t.strip()] if isinstance(log, str) else list(log)
@@ -155,7 +156,7 @@ def config_overrides(
             if target not in LOG_TARGETS:
                 raise unknown("log target", target, list(LOG_TARGETS))
         flags.update({f"log.{target}": True for target in targets})
-    return merge(merge(given, words), nested(flags))
+    return merge(asked, nested(flags))
 
 
 def listed(value: Any) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 
 import tomllib
 
-from ssl_bench.backbone import BackboneConfig, BackboneSpec
+from ssl_bench.backbone import BackboneConfig
 from ssl_bench.config import (
     UNSET,
     CheckpointConfig,
@@ -59,8 +59,8 @@ class SizesConfig:
     evals: list[str] = field(default_factory=lambda: ["linear"])
 
     def check(self) -> None:
-        for name in self.backbones:
-            BackboneSpec.parse(name)  # a misspelt size fails here, with the valid names
+        """The names are checked where the run's backbones are, by ``runner.plan``; ``RunConfig.check`` refuses a size
+        that ``backbones`` already runs."""
 
 
 @dataclass

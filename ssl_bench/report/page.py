@@ -610,20 +610,17 @@ def print_headline(console: Console, summary: pd.DataFrame, notes: tuple[str, ..
     """The headline numbers, one table per dataset and backbone (a backbone's name is a title, not a column a narrow
     terminal cuts: model sizes differ only at its end), each with the columns that have a number in it."""
     if not summary.empty:
+        columns = [(e, p, t) for e, key, title in CONSOLE_COLUMNS for p, t in _variants(summary, e, key, title)]
+        every = [(e, p, t) for e, p, t in columns if e == "linear" or _has(summary, e, p)]
+        counts = [n for e, p, _ in every for n in summary[f"{column_prefix(e, p)}_seeds"] if not pd.isna(n)]
         presets = summary.groupby("dataset")["preset"].nunique()
         groups = list(summary.groupby(["dataset", "preset", "backbone"], sort=False))
         for i, ((dataset, preset, backbone), rows) in enumerate(groups):
-            shown = [
-                (e, p, t)
-                for e, key, title in CONSOLE_COLUMNS
-                for p, t in _variants(rows, e, key, title)
-                if e == "linear" or _present(rows, e, p)
-            ]
+            shown = [(e, p, t) for e, p, t in every if e == "linear" or _has(rows, e, p)]
             name = f"{dataset} ({preset})" if presets[dataset] > 1 else dataset
             title = f"ssl-bench headline numbers: {name} · {backbone}"
             table = Table(title=title, min_width=len(title))  # as wide as its title: the backbone on one line
             if i == len(groups) - 1:  # the seeds of every table, once, under the last
-                counts = [n for e, p, _ in shown for n in summary[f"{column_prefix(e, p)}_seeds"] if not pd.isna(n)]
                 table.caption = (
                     seeds_note(counts).replace(" [95% t-interval]", "") + " Intervals and rankings: summary.md."
                 ).strip()
@@ -646,11 +643,6 @@ def _variants(summary: pd.DataFrame, eval_name: str, key: str, title: str) -> li
     start, end = f"{eval_name}_", f"_{headline_metric(eval_name)}"
     found = [c[len(start) : -len(end)] for c in summary.columns if c.startswith(start) and c.endswith(end)]
     return [(key, title)] + [(p, column_title(eval_name, p)) for p in found if variant_of(p, key)]
-
-
-def _present(summary: pd.DataFrame, eval_name: str, protocol: str) -> bool:
-    column = f"{column_prefix(eval_name, protocol)}_{headline_metric(eval_name)}"
-    return column in summary.columns and bool(summary[column].notna().any())
 
 
 def _cell(r: dict, summary: pd.DataFrame, eval_name: str, protocol: str) -> str:
