@@ -142,7 +142,7 @@ class Row:
             "" if ratio is None else f"{ratio:.2f}",
             "" if ratio is None else ("**yes**" if ratio < 1 else "no"),
             "" if self.memory is None else f"{self.memory / 2**20:,.0f} MiB",
-            "" if self.seconds is None else f"{self.seconds:.1f}",
+            "" if self.seconds is None else f"{self.seconds:.2f}",
             f"**ERROR** {self.error}" if self.error else self.result,
         ]
 

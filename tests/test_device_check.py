@@ -64,7 +64,8 @@ def test_every_method_steps_and_every_evaluation_runs_on_the_cpu(script, capsys)
         assert mib(memory) > 0 and result.startswith("ok, loss "), name
     for name in harness.EVALS:
         *empty, seconds, result = rows[f"eval: {name}"]
-        assert empty == [""] * 5 and float(seconds) > 0 and result.startswith("ok, "), name
+        # a tiny evaluation can take under 5 ms on a fast machine: the cell is a time, not necessarily above 0.00
+        assert empty == [""] * 5 and float(seconds) >= 0 and result.startswith("ok, "), name
         assert int(result.split()[1]) > 0, name  # numbers the evaluation returned
     assert "0 errors" in out
 
