@@ -22,9 +22,14 @@ refuses to run before the first one. Both losses take the call, so a method hold
 both report per-step diagnostics (``stats``) that the training log averages per epoch.
 
 The NCE loss is one hand-written pass (``FusedNCE``) over cache-sized row chunks of the (B, K) scores that yields
-the loss, its gradient and the negatives' weights for ``stats`` together, with ATen's own ops so that the numbers are
-the autograd graph's bit for bit; the graph made about ten full-size passes and fresh (B, K) tensors, and ``stats``
-two more (torch.compile of the loss measured no faster, needs a compiler at run time and moves the last bits).
+the loss, its gradient and the negatives' weights for ``stats`` together; the autograd graph made about ten full-size
+passes and fresh (B, K) tensors, and ``stats`` two more. Per chunk: the logit x; h = sigmoid(x), which is the weight
+and, scaled, the gradient (d(-log(1 - h))/dx = h); and log(1 - h) taken in float64 from that h (1 - h is exact there,
+so the log keeps h's float32 precision) while every h of the row is at most 0.9, else as log-sigmoid(-x), which stays
+exact where h nears 1. The loss and gradient are within 1e-6 of float64's (tested). Only fast vectorised kernels run
+on the whole chunk: ATen's CPU log-sigmoid, log1p and softplus run about 5 ns an element, ten times its sigmoid and
+log, and log-sigmoid alone cost 3-4x the (B x 128) @ (128 x K) matmul at ImageNet scale (benchmarks/README.md, (c);
+torch.compile of the loss measured no faster, needs a compiler at run time and moves the last bits).
 
 InfoNCE (van den Oord et al. 2018, arXiv:1807.03748) is softmax cross-entropy over [pos, negatives]/τ.
 Both compute in float32, also under bf16 autocast.
@@ -44,14 +49,10 @@ from torch.autograd.function import once_differentiable
 
 from ssl_bench import distributed
 
-aten = torch.ops.aten
-
-
-# CPU: rows of the (B, K) negative scores per step of a fused pass, about 4 MB: the pass reuses three buffers of
-# that size, in cache, where whole-matrix ops make fresh (B, K) tensors. 512 KB - 4 MB measured alike at K = 32,000;
+# CPU: rows of the (B, K) negative scores per step of a fused pass, about 4 MB: the pass reuses two float32 buffers of
+# that size and one float64, where whole-matrix ops make fresh (B, K) tensors. 512 KB - 4 MB measured alike at K = 32,000;
 # one whole-matrix chunk made the NPID++ step 1.5x slower, 16 MB 1.2x. Fewer chunks also mean fewer thread-pool
-# rounds, which cost milliseconds each when the cores are oversubscribed (ATen's log-sigmoid always splits over
-# threads). Other devices take all rows at once (no per-core cache to fit, and every launch costs).
+# rounds, which cost milliseconds each when the cores are oversubscribed. Other devices take all rows at once (no per-core cache to fit, and every launch costs).
 CHUNK_BYTES = 4 << 20
 
 
@@ -73,14 +74,19 @@ def nce_logits(scores: Tensor, temperature: float, z: Tensor | float, num_negati
     return (scores.float() / temperature).sub_(nce_shift(z, num_negatives, num_data, scores.device))
 
 
+# Rows with an h above this take log(1 - h) as log-sigmoid(-x): there h's own float32 rounding, ~6e-8·h, would be a
+# larger part of 1 - h (at 0.9, 2e-7 of log(1 - h)).
+NEAR_ONE = 0.9
+
+
 class FusedNCE(torch.autograd.Function):
     """Binary NCE on float32 cosines pos (B,) and neg (B, K) in one pass over row chunks of neg, returning the loss
     and Σ_k h(neg_bk) per row (B,) (``stats``' weight of the negatives, not differentiable).
 
-    The pass also computes the gradient for an upstream gradient of 1 with the ops autograd would run (ATen's
-    log-sigmoid backward, the negation, the division by τ), so loss and gradient equal the unfused graph's bit for
-    bit; backward multiplies that gradient by the upstream one in place (exact for 1 and powers of 2, such as PIRL's
-    λ = 0.5; one rounding otherwise). It keeps one (B, K) tensor where the unfused graph made about ten.
+    Forward keeps h for each negative and -(1 - h) for the positive; backward multiplies them in place by the upstream
+    gradient / (B·τ), giving h/(B·τ) and -(1 - h)/(B·τ) (the derivatives of -log(1 - h) and -log h in s) in one pass;
+    a power-of-2 upstream gradient such as PIRL's λ = 0.5 scales them exactly. It keeps one (B, K) tensor, h, where
+    the unfused graph made about ten.
     """
 
     @staticmethod
@@ -88,29 +94,29 @@ class FusedNCE(torch.autograd.Function):
         b, k = neg.shape
         rows = chunk_rows(b, k, neg.device)
         need_grad = any(ctx.needs_input_grad[:2])
-        upstream = torch.full((1, 1), -1.0, dtype=neg.dtype, device=neg.device) / b  # d loss / d term, as mean's
-        grad_neg = torch.empty_like(neg) if need_grad else None
+        grad_neg = torch.empty_like(neg) if need_grad else None  # h, scaled by 1 / (B·τ) in backward
         log_1mh = neg.new_empty(b)  # Σ_k log(1 - h(neg_bk))
         weights = neg.new_empty(b)  # Σ_k h(neg_bk)
-        logit, value, buffer = (neg.new_empty(rows, k) for _ in range(3))  # reused by every chunk
+        logit, wide = neg.new_empty(rows, k), neg.new_empty(rows, k, dtype=torch.float64)  # reused by every chunk
+        spare = neg.new_empty(rows, k) if grad_neg is None else None
         for i in range(0, b, rows):
             n = min(rows, b - i)
-            x, v, buf = logit[:n], value[:n], buffer[:n]
+            x, log_q = logit[:n], wide[:n]
+            h = grad_neg[i : i + n] if spare is None else spare[:n]
             torch.div(neg[i : i + n], temperature, out=x).sub_(shift)  # x = s/τ - log Z - log(K·Pn)
-            torch.sum(torch.sigmoid(x, out=v), 1, out=weights[i : i + n])  # h = sigmoid(x)
-            x.neg_()  # log(1 - h) = logsigmoid(-x)
-            aten.log_sigmoid_forward.output(x, output=v, buffer=buf)
-            torch.sum(v, 1, out=log_1mh[i : i + n])
-            if grad_neg is not None:
-                g = grad_neg[i : i + n]
-                aten.log_sigmoid_backward.grad_input(upstream.expand(n, k), x, buf, grad_input=g)
-                g.neg_().div_(temperature)
+            torch.sigmoid(x, out=h)
+            torch.sum(h, 1, out=weights[i : i + n])
+            torch.mul(h, -1.0, out=log_q).add_(1).log_()  # log(1 - h), 1 - h exact in float64
+            near_one = (torch.amax(h, 1) > NEAR_ONE).nonzero().squeeze(1)  # rare: rows with an h near 1
+            if near_one.numel():
+                log_q[near_one] = F.logsigmoid(x[near_one].neg()).double()  # log(1 - h) = log-sigmoid(-x)
+            log_1mh[i : i + n] = log_q.sum(1)
         x_pos = torch.div(pos, temperature).sub_(shift)  # (B,)
-        log_h_pos, buf_pos = aten.log_sigmoid_forward(x_pos)
-        loss = -(log_h_pos + log_1mh).mean()
+        loss = -(F.logsigmoid(x_pos) + log_1mh).mean()
         if need_grad:
-            grad_pos = aten.log_sigmoid_backward(upstream[0].expand(b), x_pos, buf_pos).div_(temperature)
+            grad_pos = torch.sigmoid(-x_pos).neg_()  # -(1 - h(pos)), 1 - h = sigmoid(-x)
             ctx.save_for_backward(grad_pos, grad_neg)
+            ctx.scale = 1.0 / (b * temperature)  # d loss / d s: h / (B·τ) for a negative, -(1 - h) / (B·τ) for pos
         ctx.mark_non_differentiable(weights)
         return loss, weights
 
@@ -119,7 +125,8 @@ class FusedNCE(torch.autograd.Function):
     def backward(ctx: Any, grad_loss: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None, None]:
         # in place: the saved gradients are handed out once (a second backward fails autograd's version check)
         grad_pos, grad_neg = ctx.saved_tensors
-        return grad_pos.mul_(grad_loss), grad_neg.mul_(grad_loss), None, None
+        upstream = grad_loss * ctx.scale
+        return grad_pos.mul_(upstream), grad_neg.mul_(upstream), None, None
 
 
 def nce_loss_and_weights(
