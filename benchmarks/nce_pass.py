@@ -54,12 +54,12 @@ def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int, warmup: i
     return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--negatives", type=int, default=32_000)
     parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
     f = F.normalize(torch.randn(args.batch, DIM), dim=1)
     bank = F.normalize(torch.randn(args.negatives, DIM), dim=1)

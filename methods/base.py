@@ -89,9 +89,11 @@ class Method(nn.Module):
     def embeddings(self) -> dict[str, Callable[[Tensor], Tensor]]:
         """What this method's own heads offer to evaluations, beyond the backbone: input kind -> embedding function.
 
-        ``"image"`` takes a batch of views (B, 3, H, W); a pretext transform's name takes that transform's input
-        (``"jigsaw"``: shuffled tiles (B, 9, 3, t, t); ``"rotation"``: rotated views). The invariance evaluation
-        compares f = ``"image"`` with g = the transform's (PIRL Fig. 4). Called on the trained method, in eval mode.
+        ``"image"`` takes a batch of views (B, 3, H, W); ``"pooled"``, where given, is the same embedding from the
+        backbone's pooled features (B, num_features), so that an evaluation holding those cached needs no second pass
+        through the backbone (kNN); a pretext transform's name takes that transform's input (``"jigsaw"``: shuffled
+        tiles (B, 9, 3, t, t); ``"rotation"``: rotated views). The invariance evaluation compares f = ``"image"`` with
+        g = the transform's (PIRL Fig. 4). Called on the trained method, in eval mode.
         """
         return {}
 

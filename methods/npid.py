@@ -92,5 +92,6 @@ class NPIDpp(Method):
         return {"loss": loss, **stats}
 
     def embeddings(self) -> dict[str, Callable[[Tensor], Tensor]]:
-        """f: the 128-d unit embedding the bank holds (what NPID's own kNN classifies)."""
-        return {"image": lambda x: self.head(self.backbone(x))}
+        """f: the 128-d unit embedding the bank holds (what NPID's own kNN classifies), from images or from the
+        backbone's pooled features."""
+        return {"image": lambda x: self.head(self.backbone(x)), "pooled": self.head}

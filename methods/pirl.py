@@ -148,7 +148,7 @@ class PIRL(Method):
             g = lambda x: self.embed_transformed({"rotated": x})  # noqa: E731
         else:
             g = lambda tiles: self.embed_transformed({"tiles": tiles})  # noqa: E731
-        return {"image": lambda x: self.head(self.backbone(x)), self.cfg.transform: g}
+        return {"image": lambda x: self.head(self.backbone(x)), "pooled": self.head, self.cfg.transform: g}
 
     def training_step(self, batch: Batch) -> dict[str, Tensor]:
         index = batch.index

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from ssl_bench import storage
 from ssl_bench.backbone import Backbone
 from ssl_bench.data.types import DataInfo, Splits
 from ssl_bench.eval import harness
@@ -118,3 +119,41 @@ def test_the_augmented_protocol_is_named_in_the_rows(ctx) -> None:
         (layer, metric, "augmented") for layer in ("layer3", "layer4") for metric in ("top1", "top5", "val_top1")
     }
     assert not list(ctx.run_dir.glob("features-*.pt"))
+
+
+@pytest.mark.parametrize("method", ["npidpp", "pirl"])
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+def test_knn_on_the_head_reads_the_cached_pooled_features_and_equals_a_pass_through_the_backbone(
+    ctx, method: str, dtype: torch.dtype | None
+) -> None:
+    """The method's "pooled" head on the pooled features the probes cached gives the kNN of its "image" embedding
+    (a second pass through the backbone) bit for bit, in fp32 and under bf16 autocast, without that pass."""
+    from ssl_bench.methods import get_method
+
+    trained = get_method(method)(
+        Backbone("resnet18-w0.25"), get_method(method).Config(num_negatives=8), ctx.splits.info
+    )
+    trained.eval()
+    ctx.backbone, ctx.dtype = trained.backbone, dtype
+    heads = trained.embeddings()
+    assert set(heads) >= {"image", "pooled"}
+    passes = []
+
+    def image_only() -> dict:
+        def image(x: torch.Tensor) -> torch.Tensor:
+            passes.append(len(x))
+            return heads["image"](x)
+
+        return {"image": image}
+
+    ctx.embeddings = image_only
+    through_backbone = evaluate("knn", ctx, CFG)
+    assert sum(passes) == 24 + 12  # every train and test image once more through the backbone
+    ctx.embeddings = lambda: {**image_only(), "pooled": heads["pooled"]}
+    from_cache = evaluate("knn", ctx, CFG)
+    assert sum(passes) == 24 + 12  # none this time
+    assert [r for r in from_cache if r.layer == "head"] and from_cache == through_backbone
+    for split in ("train", "test"):  # the embeddings themselves, not only the kNN they give
+        (pooled,) = (storage.load(p)["features"]["pooled"] for p in ctx.run_dir.glob(f"features-{split}-d*.pt"))
+        (passed,) = (storage.load(p)["features"]["head"] for p in ctx.run_dir.glob(f"features-{split}-head-*.pt"))
+        assert torch.equal(harness.on_features(ctx, heads["pooled"], pooled), passed)

@@ -166,12 +166,26 @@ def knn_eval(ctx: EvalContext, cfg: KNNConfig, linear: LinearConfig) -> list[Row
     (test_x, test_y) = features(ctx, "test", linear)
     scores = knn(train_x[POOLED], train_y, test_x[POOLED], test_y, info.num_classes, cfg.k, cfg.temperature)
     rows = [Row(POOLED, metric, value) for metric, value in scores.items()]
-    f = ctx.embeddings().get("image")
-    if f is not None:
-        (train_h, _), (test_h, _) = (head_features(ctx, f, split) for split in ("train", "test"))
-        scores = knn(train_h[HEAD], train_y, test_h[HEAD], test_y, info.num_classes, cfg.k, cfg.temperature)
-        rows += [Row(HEAD, metric, value) for metric, value in scores.items()]
-    return rows
+    heads = ctx.embeddings()
+    if "pooled" in heads:  # the head on the pooled features just loaded: no second pass through the backbone
+        train_h, test_h = (on_features(ctx, heads["pooled"], x[POOLED]) for x in (train_x, test_x))
+    elif "image" in heads:
+        (train_h, _), (test_h, _) = (head_features(ctx, heads["image"], split) for split in ("train", "test"))
+        train_h, test_h = train_h[HEAD], test_h[HEAD]
+    else:
+        return rows
+    scores = knn(train_h, train_y, test_h, test_y, info.num_classes, cfg.k, cfg.temperature)
+    return rows + [Row(HEAD, metric, value) for metric, value in scores.items()]
+
+
+@torch.no_grad()
+def on_features(ctx: EvalContext, fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 4096) -> Tensor:
+    """``fn`` (a head) on (N, D) features in batches, on the evaluation's device and precision -> (N, d) float32."""
+    out = []
+    for chunk in x.split(batch_size):
+        with torch.autocast(ctx.device.type, dtype=ctx.dtype or torch.bfloat16, enabled=ctx.dtype is not None):
+            out.append(fn(chunk.to(ctx.device)).float().cpu())
+    return torch.cat(out)
 
 
 def head_features(ctx: EvalContext, f: Callable[[Tensor], Tensor], split: str) -> tuple[dict[str, Tensor], Tensor]:

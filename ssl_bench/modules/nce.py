@@ -106,7 +106,7 @@ class FusedNCE(torch.autograd.Function):
             torch.div(neg[i : i + n], temperature, out=x).sub_(shift)  # x = s/τ - log Z - log(K·Pn)
             torch.sigmoid(x, out=h)
             torch.sum(h, 1, out=weights[i : i + n])
-            torch.mul(h, -1.0, out=log_q).add_(1).log_()  # log(1 - h), 1 - h exact in float64
+            log_q.copy_(h).neg_().add_(1).log_()  # log(1 - h), 1 - h exact in float64
             near_one = (torch.amax(h, 1) > NEAR_ONE).nonzero().squeeze(1)  # rare: rows with an h near 1
             if near_one.numel():
                 log_q[near_one] = F.logsigmoid(x[near_one].neg()).double()  # log(1 - h) = log-sigmoid(-x)
