@@ -313,6 +313,7 @@ def do_unit(
             shared=out,
             checkpoint=cfg.checkpoint,
             workers=cfg.data.num_workers,
+            channels_last=cfg.train.channels_last,
             # built on first use and kept: kNN and invariance both ask (it loads the whole checkpoint)
             embeddings=functools.cache(lambda: trained_embeddings(unit, backbone, splits.info, run_dir, device)),
         )

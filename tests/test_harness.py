@@ -157,3 +157,22 @@ def test_knn_on_the_head_reads_the_cached_pooled_features_and_equals_a_pass_thro
         (pooled,) = (storage.load(p)["features"]["pooled"] for p in ctx.run_dir.glob(f"features-{split}-d*.pt"))
         (passed,) = (storage.load(p)["features"]["head"] for p in ctx.run_dir.glob(f"features-{split}-head-*.pt"))
         assert torch.equal(harness.on_features(ctx, heads["pooled"], pooled), passed)
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+def test_channels_last_extraction_gives_the_same_features_to_float_rounding(ctx, dtype) -> None:
+    """train.channels_last reaches the frozen-feature pass (EvalContext.channels_last): the batches go in
+    channels_last, the features are the NCHW pass's to rounding (fp32) or to bf16's precision, and the backbone's own
+    parameters keep their memory format."""
+    from ssl_bench.eval.features import extract
+
+    info = ctx.splits.info
+    args = (ctx.backbone, ctx.splits.test, [*ctx.backbone.stage_names, "pooled"], 32, info.mean, info.std, ctx.device)
+    formats = [p.is_contiguous() for p in ctx.backbone.parameters()]
+    (nchw, y0), (nhwc, y1) = (extract(*args, max_dims=512, dtype=dtype, channels_last=cl) for cl in (False, True))
+    assert torch.equal(y0, y1) and nchw.keys() == nhwc.keys()
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype is None else {"rtol": 0.05, "atol": 0.05}
+    for layer in nchw:
+        assert nchw[layer].shape == nhwc[layer].shape and nhwc[layer].is_contiguous()
+        torch.testing.assert_close(nhwc[layer], nchw[layer], **tol)
+    assert [p.is_contiguous() for p in ctx.backbone.parameters()] == formats

@@ -127,16 +127,19 @@ def extract(
     dtype: torch.dtype | None = None,
     view: View = eval_view,
     pool: str = "adaptive",
+    channels_last: bool = False,
 ) -> tuple[dict[str, Tensor], Tensor]:
     """-> ({layer: (N, D) float32}, labels (N,)). The backbone is put in eval mode; its weights are not touched.
     ``view``: how an image becomes the network's input (default: resize and centre-crop); ``pool``: see
-    ``pool_stage``."""
+    ``pool_stage``; ``channels_last``: the batches in that memory format (the convolutions follow; on the CPU about
+    twice as fast as NCHW in bf16, the same numbers to float rounding), as the run trains (``train.channels_last``)."""
     backbone.eval().to(device)
     loader = eval_loader(dataset, image_size, mean, std, batch_size, workers, view, device)
     chunks: dict[str, list[Tensor]] = {l: [] for l in layers}
     labels = []
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
     for images, target in loader:
-        images = images.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             maps = backbone.stages(images, backbone.stage_names)
         for name, feats in pool_maps(maps, layers, backbone.stage_names[-1], max_dims, pool).items():

@@ -50,6 +50,7 @@ class EvalContext:
     shared: Path | None = None  # files shared by every unit (label subsets, generated data); default run_dir/../..
     checkpoint: CheckpointConfig | None = None  # how often long evaluations (detection) save where they are
     workers: int = 0  # DataLoader workers (data.num_workers)
+    channels_last: bool = False  # frozen-feature passes take their batches channels_last (train.channels_last)
     embeddings: Callable[[], Embeddings] = field(default=dict)  # the trained method's heads, built on first call
 
     @property
@@ -88,6 +89,7 @@ def features(ctx: EvalContext, split: str, linear: LinearConfig) -> tuple[dict[s
             workers=ctx.workers,
             dtype=ctx.dtype,
             pool=linear.pool,
+            channels_last=ctx.channels_last,
         ),
     )
 

@@ -266,6 +266,7 @@ def split_features(ctx: Any, voc: VOCDetection, tag: str, max_dims: int) -> dict
             workers=ctx.workers,
             dtype=ctx.dtype,
             view=squash_view,
+            channels_last=ctx.channels_last,
         ),
     )
     return feats
