@@ -21,7 +21,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -29,18 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from ssl_bench.check import cpu_model
 from ssl_bench.detection.coco import SUMMARY, per_class_ap
 
 BACKENDS = ("pycocotools", "faster-coco-eval")
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU"
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    return names[0] if names else "unknown CPU"
 
 
 def make_data(images: int, classes: int, per_image: int, seed: int) -> tuple[dict, list[dict]]:
@@ -156,7 +147,7 @@ def main() -> None:
         median[b]["total"] = median[b]["load"] + median[b]["evaluate+accumulate+summarize"]
 
     print(
-        f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs; load average {load:.1f} during the run); "
+        f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs; load average {load:.1f} during the run); "
         f"{args.images} images, {args.classes} classes, {n_boxes} boxes, {n_dets} detections (detections file "
         f"{size:.0f} MB), seed {args.seed}, median of {args.repeats} run(s)"
     )

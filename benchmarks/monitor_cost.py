@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from workloads import cache_root
 
 from ssl_bench.backbone import Backbone
+from ssl_bench.check import cpu_model
 from ssl_bench.data.registry import load_dataset
 from ssl_bench.data.types import Indexed
 from ssl_bench.engine import Trainer, autocast_dtype
@@ -29,15 +29,6 @@ from ssl_bench.monitor import Monitor
 from ssl_bench.run_config import load, parse_set, resolve
 
 TRAINING = ("supervised", "autoencoder", "rotnet", "jigsaw", "npidpp", "pirl")
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU"
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    return names[0] if names else "unknown CPU"
 
 
 def main() -> None:
@@ -55,7 +46,7 @@ def main() -> None:
     backbone = cfg.backbones[0]
     m = cfg.monitor
     print(
-        f"CPU: {cpu_name()}, {torch.get_num_threads()} threads; ci sizes: {len(splits.pretraining())} train images "
+        f"CPU: {cpu_model()}, {torch.get_num_threads()} threads; ci sizes: {len(splits.pretraining())} train images "
         f"of {splits.info.image_size} px, {backbone}, batch {cfg.train.batch_size}, {cfg.train.precision}; monitor: "
         f"{m.images} images, kNN {m.knn_train} -> {m.knn_test} (k = {m.knn_k}), at most {m.max_fraction:g} x the "
         "pretraining images in all\n"
