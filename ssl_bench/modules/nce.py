@@ -49,10 +49,11 @@ from torch.autograd.function import once_differentiable
 
 from ssl_bench import distributed
 
-# CPU: rows of the (B, K) negative scores per step of a fused pass, about 4 MB: the pass reuses two float32 buffers of
-# that size and one float64, where whole-matrix ops make fresh (B, K) tensors. 512 KB - 4 MB measured alike at K = 32,000;
-# one whole-matrix chunk made the NPID++ step 1.5x slower, 16 MB 1.2x. Fewer chunks also mean fewer thread-pool
-# rounds, which cost milliseconds each when the cores are oversubscribed. Other devices take all rows at once (no per-core cache to fit, and every launch costs).
+# CPU: rows of the (B, K) negative scores per step of a fused pass, about 4 MB: the pass reuses two float32 buffers
+# of that size and one float64, where whole-matrix ops make fresh (B, K) tensors. 512 KB - 4 MB measured alike at
+# K = 32,000; one whole-matrix chunk made the NPID++ step 1.5x slower, 16 MB 1.2x. Fewer chunks also mean fewer
+# thread-pool rounds, which cost milliseconds each when the cores are oversubscribed. Other devices take all rows at
+# once (no per-core cache to fit, and every launch costs).
 CHUNK_BYTES = 4 << 20
 
 
