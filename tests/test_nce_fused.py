@@ -97,7 +97,7 @@ def near_one_scores(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 def test_rows_with_h_near_one_take_the_exact_path(monkeypatch) -> None:
     """1 - h from a float32 h loses digits where h nears 1; those rows take log-sigmoid(-x) and stay within 1e-6 of
-    float64. With the switch moved past 1 (1 - h everywhere) the same scores miss 1e-6: the switch is what keeps them."""
+    float64. With the switch moved past 1 (1 - h everywhere) the same scores miss 1e-6: the switch keeps them."""
     pos, neg, z = near_one_scores(seed=11)
     h = torch.sigmoid(nce_logits(neg, TAU, z, neg.shape[1], N))
     assert float(h.amax()) > 0.999 and float(h[1::3].amax()) < nce.NEAR_ONE  # some rows above the switch, some not
