@@ -182,7 +182,7 @@ def render_summary(
             if rows.empty:
                 continue
             params = rows["params"].iloc[0]
-            out += [f"### {backbone}" + (f" ({params / 1e6:.3g} M parameters)" if not pd.isna(params) else ""), ""]
+            out += [f"### {backbone}" + (f" ({millions(params)} M parameters)" if not pd.isna(params) else ""), ""]
             out += _headline_section(rows, keys)
             out += _ranking_section(rows, keys)
             out += _layer_section(agg, rows)
@@ -209,6 +209,11 @@ def _figure(stem: str, sections: Sections) -> list[str]:
     if sections.published is not None:
         caption += PUBLISHED_CAPTION.get(stem, "")
     return ["", f"## {title}", "", f"![{title}]({sections.figures[stem]})", "", caption]
+
+
+def millions(params: float) -> str:
+    """A parameter count in millions, three significant digits (0.0857, 0.839, 25.6), as Fig. 2's axis prints it."""
+    return f"{params / 1e6:.3g}"
 
 
 def _headline_section(rows: pd.DataFrame, keys: list[tuple[str, str]]) -> list[str]:
@@ -462,7 +467,7 @@ def run_overview(df: pd.DataFrame, raw_rows: int) -> list[str]:
         return [f"- rows: 0 used of {raw_rows} in results.csv", f"- software (installed now): {software}"]
     params = backbone_params(df)
     backbones = [
-        f"{b} ({params[b] / 1e6:.3g} M params)" if not pd.isna(params[b]) else b for b in ordered_backbones(df)
+        f"{b} ({millions(params[b])} M params)" if not pd.isna(params[b]) else b for b in ordered_backbones(df)
     ]
     created = df["created"].dropna()
     dates = f"{created.min():%Y-%m-%d %H:%M} to {created.max():%Y-%m-%d %H:%M} UTC" if len(created) else DASH
