@@ -109,7 +109,7 @@ def each_of(section: str, obj: Any, name: str, choices: Sequence[str]) -> None:
             raise ConfigError(f"{_key(section, name)}: {value!r} is not valid; choose from {', '.join(choices)}")
 
 
-FRAMINGS = ("wide", "close")  # data.framing; their geometry is ssl_bench.data.render.FRAMINGS
+FRAMINGS = ("wide", "close", "bare")  # data.framing; their geometry is ssl_bench.data.render.FRAMINGS
 
 
 @dataclass
@@ -125,7 +125,9 @@ class DataConfig:
     seed: int = 0  # the dataset's own seed (synthetic generation, subsets): the same for every method and run seed
     classes: str = ""  # imagenet100: a file with one wnid per line, or a comma-separated list; "" = CMC's ImageNet-100
     download: bool = False  # cifar10, cifar100, stl10: download into the root when missing (torchvision's downloaders)
-    framing: str = "wide"  # synthetic: "wide" (a small object in a large scene) | "close" (the object fills it)
+    # synthetic: "wide" (a small object in a large outdoor scene) | "close" (the object fills it) | "bare" (the wide
+    # object on a flat background, no other cue of which way is up)
+    framing: str = "wide"
 
     def check(self) -> None:
         positive("data", self, "image_size")

@@ -181,6 +181,30 @@ def test_the_configs_framings_are_the_renderers() -> None:
     assert config.FRAMINGS == tuple(render.FRAMINGS)
 
 
+def _background_share(images: np.ndarray) -> np.ndarray:
+    """Per image, the share of pixels within sensor noise (12 of 255 in every channel) of the image's median colour."""
+    x = images.astype(int)
+    median = np.median(x.reshape(len(x), -1, 3), 1)[:, None, None, :]
+    return (np.abs(x - median).max(-1) <= 12).mean((1, 2))
+
+
+def test_bare_framing_leaves_the_object_the_only_cue_of_up() -> None:
+    wide, wide_labels = generate(200, 32, seed=0)
+    bare, bare_labels = generate(200, 32, seed=0, framing="bare")
+    np.testing.assert_array_equal(wide_labels, bare_labels)
+    # one flat colour around the object (the outdoor scenes: sky, ground, haze; almost no pixel at their median)
+    assert _background_share(bare).min() > 0.75 and _background_share(wide).mean() < 0.2
+    top_bottom = np.abs(bare[:, 0].astype(float).mean(1) - bare[:, -1].astype(float).mean(1)).max(-1)
+    assert top_bottom.max() < 8  # no sky above ground: the first and last rows are the same colour
+    # the object at any height: some scenes show it wholly in the upper half, some wholly in the lower one (on the
+    # outdoor scenes it stands on the ground, below the horizon at 42-66% of the height)
+    fg = np.abs(bare.astype(int) - np.median(bare.reshape(200, -1, 3), 1)[:, None, None, :]).max(-1) > 12
+    rows = np.arange(32)[None, :]
+    lowest = np.where(fg.any(2), rows, -1).max(1)
+    highest = np.where(fg.any(2), rows, 99).min(1)
+    assert (lowest < 16).mean() > 0.08 and (highest >= 16).mean() > 0.08
+
+
 def test_framing_keeps_the_labels_and_names_its_files(tmp_path) -> None:
     wide, wide_labels = generate(40, 16, seed=1)
     close, close_labels = generate(40, 16, seed=1, framing="close")
@@ -189,7 +213,7 @@ def test_framing_keeps_the_labels_and_names_its_files(tmp_path) -> None:
     ds = SyntheticImages(tmp_path, "train", 40, image_size=16, seed=1, framing="close")
     assert ds.path.name == "train-n40-s16-seed1-close.npz"
     assert synthetic.dataset_name("close") == "synthetic-close" and synthetic.dataset_name("wide") == "synthetic"
-    with pytest.raises(ValueError, match=r"unknown framing 'tight'; valid framings: wide, close"):
+    with pytest.raises(ValueError, match=r"unknown framing 'tight'; valid framings: wide, close, bare"):
         generate(4, 16, seed=0, framing="tight")
 
 
