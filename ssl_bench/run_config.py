@@ -182,16 +182,13 @@ def load(preset: str = "default", overrides: dict[str, Any] | None = None) -> Ru
     """Preset + command-line overrides -> a checked RunConfig. Tables named after a method go to ``method_params``."""
     overrides = overrides or {}
     raw = merge(load_preset(preset), overrides)
+    asked = sorted(dotted_keys(overrides))
     data = raw.get("data")
-    if (
-        isinstance(data, dict)
-        and data.get("name", "synthetic") != "synthetic"
-        and "data.framing" not in dotted_keys(overrides)
-    ):
+    if isinstance(data, dict) and data.get("name", "synthetic") != "synthetic" and "data.framing" not in asked:
         # the preset frames its built-in scenes (default: "bare"); another dataset has no framing to take
         raw["data"] = {key: value for key, value in data.items() if key != "framing"}
     method_names = list(available_methods())
-    cfg = RunConfig(preset=preset, overrides=sorted(dotted_keys(overrides)))
+    cfg = RunConfig(preset=preset, overrides=asked)
     for key, value in raw.items():
         if key in method_names:
             if not isinstance(value, dict):

@@ -31,17 +31,15 @@ VERSION = 1  # bump when the rendering changes: cached files of another version 
 MIN_SIZE, MAX_SIZE = 16, 256
 # How the scene frames its object: (object scale, depth range) for ``_draw_objects``. "wide" (the first scenes): an
 # object 36-60% of the scene's height anywhere on the ground, most pixels background; "close": the object near the
-# camera, 65-90% of the height, so crops and tiles of the scene mostly show it (issue 20); "bare": the wide object on
-# a flat background of one muted colour, at any height, without shadow or clutter (``BARE``).
+# camera, 65-90% of the height, so crops and tiles of the scene mostly show it (issue 20); "bare": the wide scenes'
+# objects (their draws, this geometry) on a flat background of one muted colour, at any height, without shadow or
+# clutter: every cue of which way is up but the object's own taken away (on the outdoor scenes RotNet tells 98% of
+# the rotations after 5 epochs from sky, ground and shadows, and never needs the object: README, issue 20).
 FRAMINGS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "wide": ((0.36, 0.6), (0.08, 1.0)),
     "close": ((0.65, 0.9), (0.75, 1.0)),
     "bare": ((0.36, 0.6), (0.08, 1.0)),
 }
-# Framings whose scenes keep the object and take away every other cue of which way is up (sky above ground, horizon,
-# haze, sun, clouds, shadows, clutter on the ground, objects low in the frame): on the outdoor scenes RotNet tells the
-# rotation of 98% of them after 5 epochs from those cues alone, so it never needs the object (README, issue 20).
-BARE = frozenset({"bare"})
 SUPERSAMPLE = 2
 CHUNK_PIXELS = 2**20  # supersampled pixels rendered at once (bounds memory: ~12 MB per float32 RGB array)
 
@@ -546,7 +544,7 @@ def _render(
     """One object per scene with clutter behind and in front of it: (B, size, size, 3) uint8. ``bare``: on a flat
     background of ``bg.ground``'s colour instead of the outdoor one."""
     u, v = _grid(size * SUPERSAMPLE)
-    r = size * SUPERSAMPLE
+    r = u.shape[-1]
     img = np.broadcast_to(_col(bg.ground), (len(bg.horizon), r, r, 3)).copy() if bare else _background(bg, u, v)
     behind = clutter.by <= objects.by[:, None]
     _paint_clutter(img, u, v, clutter, clutter.on & behind)
@@ -571,13 +569,13 @@ def generate(num_images: int, image_size: int, seed: int, framing: str = "wide")
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(num_images) % len(CLASSES))
     bg = _draw_background(rng, num_images)
-    if framing == "wide" or framing in BARE:  # the first scenes' draws, in their order: "wide" files stay valid
+    bare = framing == "bare"
+    if framing == "wide" or bare:  # the first scenes' draws, in their order: "wide" files stay valid
         objects = _draw_objects(rng, labels, bg.horizon)
     else:
         scale, depth = FRAMINGS[framing]
         objects = _draw_objects(rng, labels, bg.horizon, scale, rng.uniform(*depth, num_images))
     clutter = _draw_clutter(rng, bg.horizon)
-    bare = framing in BARE
     if bare:  # after every outdoor draw: the wide scenes' labels, objects and camera, placed anew
         _bare(rng, bg, objects, clutter)
     noise = np.random.default_rng([seed, 1])  # sensor noise: its own stream, the only draw that depends on the size

@@ -40,6 +40,12 @@ FIXED_WINDOWS: dict[str, tuple[int, int, int, int]] = {
 }
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """Autocast to ``dtype`` on ``device``'s type, or off when ``dtype`` is None (fp32): how every evaluation runs the
+    network at the run's precision."""
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 def grid_size(channels: int, size: int, max_dims: int) -> int:
     return max(1, min(size, math.isqrt(max_dims // channels)))
 
@@ -140,7 +146,7 @@ def extract(
     memory_format = torch.channels_last if channels_last else torch.preserve_format
     for images, target in loader:
         images = images.to(device, non_blocking=True, memory_format=memory_format)
-        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with autocast(device, dtype):
             maps = backbone.stages(images, backbone.stage_names)
         for name, feats in pool_maps(maps, layers, backbone.stage_names[-1], max_dims, pool).items():
             chunks[name].append(feats.cpu())
@@ -165,7 +171,7 @@ def embed(
     loader = eval_loader(dataset, image_size, mean, std, batch_size, workers, device=device)
     chunks, labels = [], []
     for images, target in loader:
-        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with autocast(device, dtype):
             chunks.append(fn(images.to(device, non_blocking=True)).float().cpu())
         labels.append(target)
     return {HEAD: torch.cat(chunks)}, torch.cat(labels)

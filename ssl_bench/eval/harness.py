@@ -24,7 +24,7 @@ from ssl_bench.data.transforms import EVAL_VIEW_VERSION
 from ssl_bench.data.types import Splits, labels_of
 from ssl_bench.detection.evaluation import run_detection
 from ssl_bench.eval import invariance as inv
-from ssl_bench.eval.features import HEAD, POOLED, cached, embed, extract
+from ssl_bench.eval.features import HEAD, POOLED, autocast, cached, embed, extract
 from ssl_bench.eval.invariance import InvarianceConfig
 from ssl_bench.eval.knn import KNNConfig, knn
 from ssl_bench.eval.linear_augmented import augmented_probe
@@ -185,7 +185,7 @@ def on_features(ctx: EvalContext, fn: Callable[[Tensor], Tensor], x: Tensor, bat
     """``fn`` (a head) on (N, D) features in batches, on the evaluation's device and precision -> (N, d) float32."""
     out = []
     for chunk in x.split(batch_size):
-        with torch.autocast(ctx.device.type, dtype=ctx.dtype or torch.bfloat16, enabled=ctx.dtype is not None):
+        with autocast(ctx.device, ctx.dtype):
             out.append(fn(chunk.to(ctx.device)).float().cpu())
     return torch.cat(out)
 

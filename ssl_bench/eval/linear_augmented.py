@@ -27,7 +27,7 @@ from ssl_bench import faults
 from ssl_bench.backbone import Backbone
 from ssl_bench.data.transforms import light_crop
 from ssl_bench.data.types import DataInfo
-from ssl_bench.eval.features import POOLED, _Viewed, eval_loader, pool_maps
+from ssl_bench.eval.features import POOLED, _Viewed, autocast, eval_loader, pool_maps
 from ssl_bench.eval.linear_probe import MILESTONES, LinearConfig, topk_accuracy
 
 INIT_STD = 0.01  # FSSB's FC_INIT_STD: the heads' weights ~ N(0, 0.01^2), biases 0
@@ -50,7 +50,7 @@ class _Trunk:
 
     @torch.no_grad()
     def __call__(self, images: Tensor) -> dict[str, Tensor]:
-        with torch.autocast(images.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
+        with autocast(images.device, self.dtype):
             maps = self.backbone.stages(images, self.stages)
         return pool_maps(maps, self.layers, self.last, self.cfg.max_dims, self.cfg.pool)
 

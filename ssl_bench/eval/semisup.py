@@ -39,6 +39,7 @@ from ssl_bench.config import ConfigError, each_of, positive
 from ssl_bench.data.subset_list import listed_subset
 from ssl_bench.data.transforms import eval_view, light_crop
 from ssl_bench.data.types import DataInfo, labels_of
+from ssl_bench.eval.features import autocast
 from ssl_bench.eval.linear_probe import LinearConfig, topk_accuracy
 
 MODES = ("finetune", "linear")
@@ -222,7 +223,7 @@ def finetune(
     model.train()
     while step < total:
         for images, labels in loader:
-            with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            with autocast(device, dtype):
                 logits = model(images.to(device, non_blocking=True))
             loss = F.cross_entropy(logits.float(), labels.to(device, non_blocking=True))
             if not torch.isfinite(loss):
@@ -257,7 +258,7 @@ def evaluate(
     )
     logits, labels = [], []
     for images, target in loader:
-        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with autocast(device, dtype):
             logits.append(model(images.to(device, non_blocking=True)).float().cpu())
         labels.append(target)
     return topk_accuracy(torch.cat(logits), torch.cat(labels))
